@@ -1,0 +1,57 @@
+"""`alpr-edge` entry point. Thin: each area registers its own subcommands.
+
+Each module listed in COMMAND_MODULES defines `register(subparsers)`, which adds its parsers and
+sets `func` to a callable taking the parsed args and returning an exit code. Modules import their
+heavy dependencies inside those callables so `alpr-edge --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMAND_MODULES = [
+    "edge.policy.commands",  # broker-config, gate, audit, verify-acl
+    "edge.synth.commands",  # synth plates, synth scene
+    "edge.node.commands",  # run, sim
+    "edge.demo.commands",  # demo
+    "edge.bench.commands",  # bench gate|ocr|detect|frames|video|soak
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alpr-edge",
+        description="ALPR edge processing with a policy gate (California SB 34 by default).",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name != name:  # a real missing dependency inside the module: say so
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

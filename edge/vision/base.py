@@ -1,0 +1,77 @@
+"""The swappable vision stages and the batch results they pass along.
+
+Stages are tiny: a detector turns frames into `Detections`, an OCR turns plate crops into
+`PlateTexts`. Results hold numpy arrays for a whole frame or batch (one object, not one per box)
+so that the steps after them stay vectorized.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Plates found in one frame.
+
+    boxes: (N, 4) float32, x1 y1 x2 y2 in frame pixels.
+    scores: (N,) float32 in [0, 1].
+    corners: (N, 4, 2) float32 plate corners (top-left, top-right, bottom-right, bottom-left)
+             in frame pixels, or None when the detector does not predict them.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    corners: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 4, 2), np.float32))
+
+    def __getitem__(self, idx) -> "Detections":
+        return Detections(
+            self.boxes[idx],
+            self.scores[idx],
+            None if self.corners is None else self.corners[idx],
+        )
+
+
+@dataclass(frozen=True)
+class PlateTexts:
+    """OCR results for a batch of N crops.
+
+    texts: N plate strings ("" where nothing was read).
+    confidence: (N,) float32, plate-level confidence (product of the character confidences).
+    char_confidence: N float32 arrays, one value per character of the text.
+    region / region_confidence: optional state guess per crop (two-letter code, upper case).
+    """
+
+    texts: list[str]
+    confidence: np.ndarray
+    char_confidence: list[np.ndarray]
+    region: list[str | None] = field(default_factory=list)
+    region_confidence: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+class Detector(ABC):
+    """Finds plates in frames (BGR uint8, HxWx3)."""
+
+    @abstractmethod
+    def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]: ...
+
+
+class PlateOCR(ABC):
+    """Reads plate crops (BGR uint8, any size; the stage resizes)."""
+
+    @abstractmethod
+    def predict(self, crops: Sequence[np.ndarray]) -> PlateTexts: ...
