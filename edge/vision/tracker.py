@@ -1,0 +1,185 @@
+"""Follow each plate across frames so that one vehicle pass becomes one read.
+
+Association per frame is one IoU matrix (tracks x detections, numpy) between each track's
+predicted box (last box moved by its velocity over the elapsed time, so fast vehicles at low frame
+rates still overlap) and the new boxes, then a greedy assignment on the highest IoU first (with a
+handful of plates in view, greedy equals Hungarian in practice and costs nothing). A track ends when
+it has not been matched for `timeout_s` of media time; the caller then votes over its readings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from edge.vision.vote import Reading
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a (T, 4) with every box in b (N, 4), xyxy -> (T, N)."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
+def greedy_match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Pairs (row, col) taken in decreasing IoU order, each row and column at most once."""
+    if iou.size == 0:
+        return []
+    rows, cols = np.nonzero(iou >= threshold)
+    if rows.size == 0:
+        return []
+    order = np.argsort(-iou[rows, cols], kind="stable")
+    used_r, used_c, pairs = set(), set(), []
+    for k in order:
+        r, c = int(rows[k]), int(cols[k])
+        if r in used_r or c in used_c:
+            continue
+        used_r.add(r)
+        used_c.add(c)
+        pairs.append((r, c))
+    return pairs
+
+
+@dataclass
+class Observation:
+    """One sighting of a plate: where, when, and what the OCR read."""
+
+    frame_index: int
+    timestamp: float  # media seconds
+    box: np.ndarray  # (4,) xyxy
+    score: float  # detector score
+    reading: Reading
+    corners: np.ndarray | None = None  # (4, 2)
+    crop: np.ndarray | None = None
+    frame_size: tuple[int, int] | None = None  # (width, height)
+    captured_at: Any = None  # datetime (UTC) of the frame
+
+
+@dataclass
+class Track:
+    track_id: int
+    observations: list[Observation] = field(default_factory=list)
+    best: Observation | None = None  # the sighting with the best crop (kept with its pixels)
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))  # px/s per coord
+
+    @property
+    def last(self) -> Observation:
+        return self.observations[-1]
+
+    @property
+    def first(self) -> Observation:
+        return self.observations[0]
+
+    def predicted_box(self, timestamp: float) -> np.ndarray:
+        dt = max(0.0, timestamp - self.last.timestamp)
+        return self.last.box + self.velocity * dt
+
+    def add(self, obs: Observation) -> None:
+        if self.observations:
+            prev = self.last
+            dt = obs.timestamp - prev.timestamp
+            if dt > 0:
+                v = (obs.box - prev.box) / dt
+                # Smooth: plate boxes jitter by a few pixels frame to frame.
+                self.velocity = v if len(self.observations) == 1 else 0.5 * self.velocity + 0.5 * v
+        self.observations.append(obs)
+        if self.best is None or _crop_quality(obs) > _crop_quality(self.best):
+            self.best = obs
+        # Only the best sighting keeps its pixels: a long pass must not hold every crop in memory.
+        for o in self.observations[:-1]:
+            if o is not self.best:
+                o.crop = None
+        if obs is not self.best:
+            obs.crop = None
+
+    def readings(self) -> list[Reading]:
+        return [o.reading for o in self.observations]
+
+    def direction(self) -> str:
+        """approaching / receding / left / right / unknown, from the first and last box.
+
+        Assumes the usual ALPR mounting: a camera looking along the road, so a plate that grows
+        (or moves down the frame) comes closer.
+        """
+        if len(self.observations) < 2:
+            return "unknown"
+        a, b = self.first.box, self.last.box
+        ha, hb = max(a[3] - a[1], 1e-3), max(b[3] - b[1], 1e-3)
+        growth = float(hb / ha)
+        dx = float((b[0] + b[2]) / 2 - (a[0] + a[2]) / 2)
+        dy = float((b[1] + b[3]) / 2 - (a[1] + a[3]) / 2)
+        w = float(max(a[2] - a[0], b[2] - b[0], 1e-3))
+        if growth > 1.15:
+            return "approaching"
+        if growth < 1 / 1.15:
+            return "receding"
+        if abs(dx) >= abs(dy) and abs(dx) > 0.5 * w:
+            return "right" if dx > 0 else "left"
+        if abs(dy) > 0.5 * float(max(ha, hb)):
+            return "approaching" if dy > 0 else "receding"
+        return "unknown"
+
+
+def _crop_quality(o: Observation) -> float:
+    # Sharp, confidently read and large: OCR confidence first, box height to break ties.
+    h = float(o.box[3] - o.box[1])
+    return o.reading.confidence * o.score + 1e-4 * h
+
+
+class IouTracker:
+    def __init__(self, iou_threshold: float = 0.1, timeout_s: float = 1.0, max_track_s: float = 120.0):
+        self.iou_threshold = float(iou_threshold)
+        self.timeout_s = float(timeout_s)
+        self.max_track_s = float(max_track_s)
+        self.active: list[Track] = []
+        self._next_id = 0
+
+    def __len__(self) -> int:
+        return len(self.active)
+
+    def update(self, timestamp: float, observations: Sequence[Observation]) -> list[Track]:
+        """Associate this frame's sightings with the active tracks; return tracks that ended."""
+        finished = self.expire(timestamp)
+        if observations:
+            boxes = np.stack([o.box for o in observations]).astype(np.float32)
+            if self.active:
+                pred = np.stack([t.predicted_box(timestamp) for t in self.active])
+                pairs = greedy_match(iou_matrix(pred, boxes), self.iou_threshold)
+            else:
+                pairs = []
+            matched = set()
+            for r, c in pairs:
+                self.active[r].add(observations[c])
+                matched.add(c)
+            for c, o in enumerate(observations):
+                if c not in matched:
+                    t = Track(self._next_id)
+                    self._next_id += 1
+                    t.add(o)
+                    self.active.append(t)
+        return finished
+
+    def expire(self, timestamp: float) -> list[Track]:
+        """End tracks unseen for timeout_s (or alive longer than max_track_s)."""
+        done, keep = [], []
+        for t in self.active:
+            stale = timestamp - t.last.timestamp > self.timeout_s
+            too_long = timestamp - t.first.timestamp > self.max_track_s
+            (done if stale or too_long else keep).append(t)
+        self.active = keep
+        return done
+
+    def flush(self) -> list[Track]:
+        done, self.active = self.active, []
+        return done

@@ -1,0 +1,123 @@
+"""Confidence-weighted per-character vote over every reading of one tracked plate.
+
+A vehicle pass gives the OCR many looks at the same plate; single frames get characters wrong
+(blur, glare, a partial crop). The vote turns those readings into one:
+
+1. Length: the plate length with the largest total plate confidence wins (a reading that dropped
+   or added a character cannot be aligned position by position, so it only votes on the length).
+2. Characters: among readings of that length, each position accumulates the character confidence
+   every reading gave its character there (one `np.add.at` over an (M, L) index array); the
+   character with the largest sum wins.
+
+The reported confidence of a character is the mean, over the readings of the winning length, of
+the confidence they gave the winner (a reading that disagreed contributes 0), so agreement is
+rewarded and disagreement is visible. The plate confidence is the product over characters, as the
+OCR reports for a single reading. Alternatives are the next most likely strings under the same
+per-position scores (a small beam search), plus whole readings of other lengths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_INDEX = {c: i for i, c in enumerate(ALPHABET)}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One OCR reading of a plate crop."""
+
+    text: str
+    confidence: float
+    char_confidence: np.ndarray  # (len(text),) float
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    plate: str
+    confidence: float
+    char_confidence: np.ndarray  # (len(plate),) float32
+    alternatives: list[tuple[str, float]]  # best first, never containing `plate`
+    readings: int  # readings that took part (non-empty, alphabet-only)
+    agreeing: int  # readings whose text equals the voted plate
+
+
+def _clean(readings: Sequence[Reading]) -> list[Reading]:
+    out = []
+    for r in readings:
+        t = r.text.upper()
+        if not t or any(c not in _INDEX for c in t):
+            continue
+        cc = np.asarray(r.char_confidence, np.float32).reshape(-1)
+        if cc.shape[0] != len(t):  # a stage that gives no per-char values: spread the plate's
+            cc = np.full(len(t), float(r.confidence) ** (1.0 / len(t)), np.float32)
+        out.append(Reading(t, float(r.confidence), np.clip(cc, 0.0, 1.0)))
+    return out
+
+
+def vote(readings: Sequence[Reading], n_alternatives: int = 3, beam: int = 8) -> VoteResult | None:
+    """Vote over the readings of one track; None when no reading has any text."""
+    rs = _clean(readings)
+    if not rs:
+        return None
+    lengths = np.array([len(r.text) for r in rs])
+    weights = np.array([max(r.confidence, 1e-6) for r in rs], np.float64)
+    uniq = np.unique(lengths)
+    length_weight = np.array([weights[lengths == n].sum() for n in uniq])
+    length_count = np.array([(lengths == n).sum() for n in uniq])
+    # Most total confidence wins; ties go to the length seen more often, then the longer one.
+    order = np.lexsort((uniq, length_count, length_weight))
+    L = int(uniq[order[-1]])
+    same = [r for r in rs if len(r.text) == L]
+    M = len(same)
+
+    idx = np.array([[_INDEX[c] for c in r.text] for r in same], np.int64)  # (M, L)
+    cc = np.stack([r.char_confidence for r in same]).astype(np.float64)  # (M, L)
+    scores = np.zeros((L, len(ALPHABET)), np.float64)
+    pos = np.broadcast_to(np.arange(L), (M, L))
+    np.add.at(scores, (pos, idx), cc)
+    # Ties at a position (rare with float confidences) go to the character seen first.
+    mean_conf = scores / M  # (L, 36): mean confidence each character got at each position
+    best = mean_conf.argmax(axis=1)
+    char_conf = mean_conf[np.arange(L), best].astype(np.float32)
+    plate = "".join(ALPHABET[i] for i in best)
+    confidence = float(np.prod(char_conf))
+
+    alternatives = _beam_alternatives(mean_conf, plate, beam, n_alternatives)
+    # Readings of another length are alternatives too, scaled by the share of confidence their
+    # length received.
+    total_w = float(weights.sum())
+    for n in uniq:
+        if n == L:
+            continue
+        share = float(weights[lengths == n].sum()) / total_w
+        best_other = max((r for r in rs if len(r.text) == n), key=lambda r: r.confidence)
+        alternatives.append((best_other.text, best_other.confidence * share))
+    seen = {plate}
+    uniq_alts = []
+    for text, conf in sorted(alternatives, key=lambda a: -a[1]):
+        if text in seen or conf <= 0:
+            continue
+        seen.add(text)
+        uniq_alts.append((text, float(min(max(conf, 0.0), 1.0))))
+    agreeing = sum(1 for r in rs if r.text == plate)
+    return VoteResult(plate, confidence, char_conf, uniq_alts[:n_alternatives], len(rs), agreeing)
+
+
+def _beam_alternatives(mean_conf: np.ndarray, plate: str, beam: int, n: int) -> list[tuple[str, float]]:
+    """The top strings under per-position scores, best first, excluding the voted plate."""
+    L = mean_conf.shape[0]
+    # Only characters that some reading actually proposed at a position are candidates.
+    cands: list[tuple[float, str]] = [(1.0, "")]
+    for p in range(L):
+        col = mean_conf[p]
+        top = np.argsort(-col)[: max(2, min(beam, int((col > 0).sum())))]
+        top = [int(i) for i in top if col[i] > 0]
+        nxt = [(s * float(col[i]), t + ALPHABET[i]) for s, t in cands for i in top]
+        nxt.sort(key=lambda x: -x[0])
+        cands = nxt[: beam + 1]
+    return [(t, s) for s, t in cands if t != plate][:n]
