@@ -1,0 +1,305 @@
+"""Store-and-forward: a read is on disk before it is published and leaves only on the broker's PUBACK.
+
+`Outbox` is a SQLite table in WAL mode, one row per read (seq, read_id, topic, payload, created).
+`OutboxPublisher` drains it in `seq` order over MQTT with QoS 1 and deletes a row when paho's
+`on_publish(mid)` reports the broker's PUBACK for it. Consequences:
+
+- killing the edge loses nothing that was written: the next start publishes every row still there;
+- a restarted edge does not re-send what was acknowledged (those rows are gone);
+- while the broker is down, rows accumulate (bounded by `max_rows`; `put` raises `OutboxFull` with
+  a message saying why, and the caller holds new frames rather than dropping reads); after a
+  reconnect paho re-sends what was in flight and the drain continues in order;
+- QoS 1 means a read can arrive twice (a PUBACK lost with the connection): the gate deduplicates by
+  read id.
+
+The publisher only hands paho as many messages as fit its in-flight window and only while
+connected, so a long outage grows the SQLite file, not the process memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+
+class OutboxError(RuntimeError):
+    """The outbox cannot store reads (disk full, read-only file or folder, corrupt database)."""
+
+
+class OutboxFull(OutboxError):
+    """The outbox holds max_rows reads that the broker has not acknowledged yet."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    read_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+class Outbox:
+    def __init__(self, path: str | os.PathLike, max_rows: int = 100_000):
+        if max_rows < 1:
+            raise ValueError("outbox max_rows must be at least 1")
+        self.path = Path(path)
+        self.max_rows = int(max_rows)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit survives the process being killed (it is in the OS page
+            # cache); only a power cut can lose the last few, which FULL would cost an fsync per read.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+            self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        except (sqlite3.Error, OSError) as err:
+            raise OutboxError(f"cannot open outbox {self.path}: {err}") from None
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def full(self) -> bool:
+        return self._count >= self.max_rows
+
+    def put(self, topic: str, payload: bytes, read_id: str) -> int:
+        """Store one read durably; return its sequence number."""
+        with self._lock:
+            if self._count >= self.max_rows:
+                raise OutboxFull(
+                    f"outbox {self.path} is full ({self._count} unacknowledged reads, bound "
+                    f"{self.max_rows}): the broker has not acknowledged reads for a while"
+                )
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO outbox (read_id, topic, payload, created) VALUES (?, ?, ?, ?)",
+                    (read_id, topic, bytes(payload), time.time()),
+                )
+            except sqlite3.Error as err:
+                raise OutboxError(f"cannot write to outbox {self.path}: {err}") from None
+            self._count += 1
+            return int(cur.lastrowid)
+
+    def after(self, seq: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """Up to `limit` rows with a sequence number above `seq`, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            ).fetchall()
+        return [(int(s), t, bytes(p)) for s, t, p in rows]
+
+    def delete(self, seq: int) -> None:
+        with self._lock:
+            try:
+                cur = self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            except sqlite3.Error as err:
+                # The row stays: it will be sent again (a duplicate the gate drops), never lost.
+                log.error("cannot delete acknowledged read %d from outbox %s: %s", seq, self.path, err)
+                return
+            self._count -= cur.rowcount
+
+    def read_ids(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT read_id FROM outbox ORDER BY seq")]
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.close()
+            except sqlite3.Error:  # pragma: no cover
+                pass
+
+
+ClientFactory = Callable[[], object]
+
+
+class OutboxPublisher:
+    """Drains an Outbox over a paho client (QoS 1), deleting rows on PUBACK.
+
+    `client` is a configured but not yet connected `paho.mqtt.client.Client` (callback API v2);
+    `connect` is a callable that starts the connection (e.g. `client.connect_async(host, port)`).
+    The publisher installs its own on_connect/on_disconnect/on_publish callbacks and runs paho's
+    network loop in paho's thread plus one drain thread of its own.
+    """
+
+    def __init__(self, outbox: Outbox, client, connect: Callable[[], None], window: int = 64):
+        self.outbox = outbox
+        self.client = client
+        self._connect = connect
+        self.window = int(window)
+        self._cond = threading.Condition()
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._early: set[int] = set()  # PUBACKs that beat us to recording their mid
+        self._last_seq = 0
+        self._connected = False
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.published = 0
+        self.acked = 0
+        self.refused = 0
+        self.connects = 0
+        self.last_error: str | None = None
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+
+    # paho callbacks (network thread) -------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None):
+        if getattr(reason_code, "is_failure", False):
+            self.last_error = f"broker refused the connection: {reason_code}"
+            log.error("%s", self.last_error)
+            return
+        with self._cond:
+            self._connected = True
+            self.connects += 1
+            self._cond.notify_all()
+        log.info("connected to broker (%d unacknowledged reads in the outbox)", len(self.outbox))
+
+    def _on_disconnect(self, client, userdata, flags, reason_code=None, properties=None):
+        with self._cond:
+            was = self._connected
+            self._connected = False
+        if was and not self._stop:
+            log.warning("broker connection lost (%s); reads stay in the outbox until it returns", reason_code)
+
+    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
+        with self._cond:
+            seq = self._inflight.pop(mid, None)
+            if seq is None:
+                self._early.add(mid)
+            self._cond.notify_all()
+        if seq is not None:
+            self._settle(seq, reason_code)
+
+    def _settle(self, seq: int, reason_code) -> None:
+        if reason_code is not None and getattr(reason_code, "is_failure", False):
+            # The broker refused the read (e.g. not authorised for this topic). It stays in the
+            # outbox, loudly, rather than being deleted as if delivered.
+            self.refused += 1
+            self.last_error = f"broker refused read #{seq}: {reason_code}"
+            log.error("%s; it stays in the outbox", self.last_error)
+            return
+        self.outbox.delete(seq)
+        self.acked += 1
+
+    # lifecycle ---------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def inflight(self) -> int:
+        return len(self._inflight)
+
+    def start(self) -> None:
+        self._connect()
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._drain, name="outbox-drain", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """A new row is in the outbox."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def _drain(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and (not self._connected or len(self._inflight) >= self.window):
+                    self._cond.wait(0.5)
+                if self._stop:
+                    return
+                room = self.window - len(self._inflight)
+            rows = self.outbox.after(self._last_seq, room)
+            if not rows:
+                with self._cond:
+                    self._cond.wait(0.2)
+                continue
+            for seq, topic, payload in rows:
+                if not self._connected:
+                    break
+                info = self.client.publish(topic, payload, qos=1)
+                with self._cond:
+                    early = info.mid in self._early
+                    if early:
+                        self._early.discard(info.mid)
+                    else:
+                        self._inflight[info.mid] = seq
+                self.published += 1
+                self._last_seq = seq
+                if early:
+                    self._settle(seq, None)
+
+    def publish_status(self, topic: str, payload: bytes) -> bool:
+        """Fire-and-forget retained status (QoS 0); skipped while disconnected."""
+        if not self._connected:
+            return False
+        self.client.publish(topic, payload, qos=0, retain=True)
+        return True
+
+    def wait_drained(self, timeout: float) -> bool:
+        """Wait until every row is acknowledged (or timeout); True when the outbox is empty."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if len(self.outbox) == 0:
+                return True
+            with self._cond:
+                self._cond.wait(0.05)
+        return len(self.outbox) == 0
+
+    def stop(self, drain_timeout: float = 0.0) -> None:
+        if drain_timeout > 0 and self._connected:
+            self.wait_drained(drain_timeout)
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self.client.disconnect()
+        except Exception:  # pragma: no cover - already gone
+            pass
+        self.client.loop_stop()
+
+
+def publisher_for_url(outbox: Outbox, broker_url: str, client_id: str, window: int = 64) -> OutboxPublisher:
+    """An OutboxPublisher on a paho client for `mqtt://[user[:password]@]host[:port]`
+    (`mqtts://` for TLS with the system CA store). MQTT v5, so a broker that refuses a publish
+    (not authorised for the topic) says so in the PUBACK instead of dropping it silently."""
+    from urllib.parse import unquote, urlsplit
+
+    import paho.mqtt.client as mqtt
+
+    u = urlsplit(broker_url)
+    if u.scheme not in ("mqtt", "mqtts", "tcp"):
+        raise ValueError(f"broker URL {broker_url!r}: scheme must be mqtt:// or mqtts://")
+    if not u.hostname:
+        raise ValueError(f"broker URL {broker_url!r}: no host")
+    port = u.port or (8883 if u.scheme == "mqtts" else 1883)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, reconnect_on_failure=True
+    )
+    if u.username:
+        client.username_pw_set(unquote(u.username), unquote(u.password) if u.password else None)
+    if u.scheme == "mqtts":
+        client.tls_set()
+    client.reconnect_delay_set(min_delay=1, max_delay=5)
+    client.max_queued_messages_set(0)
+    client.max_inflight_messages_set(window)
+
+    def connect() -> None:
+        client.connect_async(u.hostname, port, keepalive=15)
+
+    return OutboxPublisher(outbox, client, connect, window=window)

@@ -1,0 +1,227 @@
+"""Test helpers for the edge node: a restartable Mosquitto, a read collector, a scripted scene.
+
+The scripted scene is a tiny low-resolution road: each vehicle is a solid plate-coloured rectangle
+moving across the frame. `ColourKeyedDetector` finds those rectangles (by thresholding, on the
+pixels) and `ColourKeyedOCR` reads a crop by its colour (each plate has its own colour) and
+misreads characters at a given rate, so tests exercise the real tracker, vote, outbox and MQTT
+path without trained models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge.vision.base import Detections, Detector, PlateOCR, PlateTexts
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """A Mosquitto of our own on a free loopback port, with persistence, that can be restarted."""
+
+    def __init__(self, workdir: Path, port: int | None = None):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.conf = self.dir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {self.dir}/\nlog_dest none\nmax_queued_messages 100000\n"
+        )
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> "Broker":
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("mosquitto exited at start")
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: Mosquitto saves its persistence file
+            self.proc.wait(10)
+        self.proc = None
+
+
+class Collector:
+    """Subscribes to alpr/raw/# with a persistent session (QoS 1) and keeps every read payload."""
+
+    def __init__(self, broker: Broker, topic: str = "alpr/raw/#"):
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[dict] = []
+        self.topics: list[str] = []
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"collector-{os.getpid()}-{id(self)}", clean_session=False)
+        c.reconnect_delay_set(0.2, 1)
+
+        def on_connect(client, userdata, flags, rc, props=None):
+            client.subscribe(topic, qos=1)
+            self.connected.set()
+
+        def on_message(client, userdata, msg):
+            with self.lock:
+                self.topics.append(msg.topic)
+                self.messages.append(json.loads(msg.payload))
+
+        c.on_connect = on_connect
+        c.on_message = on_message
+        c.connect_async("127.0.0.1", broker.port)
+        c.loop_start()
+        self.client = c
+        assert self.connected.wait(10), "collector could not connect"
+
+    def read_ids(self) -> list[str]:
+        with self.lock:
+            return [m["read_id"] for m in self.messages if "read_id" in m]
+
+    def wait_for(self, n_unique: int, timeout: float = 20) -> set[str]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if len(set(self.read_ids())) >= n_unique:
+                break
+            time.sleep(0.05)
+        return set(self.read_ids())
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# --- a scripted scene -------------------------------------------------------------------------
+
+ROAD_GREY = 90
+
+
+@dataclass(frozen=True)
+class Vehicle:
+    plate: str
+    colour: tuple[int, int, int]  # BGR, unique per vehicle
+    enter_frame: int
+    y: int
+    speed: float  # px per frame (negative: right to left)
+
+
+def plate_colour(i: int) -> tuple[int, int, int]:
+    # Bright, well separated colours; none close to the road grey.
+    return (40 + (i * 53) % 200, 255 - (i * 37) % 120, 120 + (i * 71) % 130)
+
+
+def scripted_scene(n_vehicles: int, width: int = 320, height: int = 180, gap: int = 14, seed: int = 0):
+    """Vehicles crossing left to right one after another; returns (vehicles, frame count, render)."""
+    rng = np.random.default_rng(seed)
+    alphabet = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
+    vehicles = []
+    for i in range(n_vehicles):
+        plate = "".join(rng.choice(list(alphabet), size=7))
+        vehicles.append(Vehicle(plate, plate_colour(i), i * gap, 60 + 20 * (i % 3), 12.0))
+    plate_w, plate_h = 40, 16
+    n_frames = vehicles[-1].enter_frame + int((width + plate_w) / 12.0) + 4
+
+    def render(k: int) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int]]]]:
+        frame = np.full((height, width, 3), ROAD_GREY, np.uint8)
+        frame[::8, :, :] = ROAD_GREY + 10  # some texture
+        truth = []
+        for v in vehicles:
+            x = int(-plate_w + (k - v.enter_frame) * v.speed)
+            if k < v.enter_frame or x >= width or x + plate_w <= 0:
+                continue
+            x1, x2 = max(0, x), min(width, x + plate_w)
+            frame[v.y : v.y + plate_h, x1:x2] = v.colour
+            if x2 - x1 >= plate_w * 0.7:  # mostly in view: a plate the tests expect to be read
+                truth.append((v.plate, (x1, v.y, x2, v.y + plate_h)))
+        return frame, truth
+
+    return vehicles, n_frames, render
+
+
+class ColourKeyedDetector(Detector):
+    """Finds the bright rectangles of the scripted scene (connected components off the road grey)."""
+
+    def __init__(self, min_area: int = 200):
+        self.min_area = min_area
+        self.calls = 0
+
+    def predict(self, frames):
+        import cv2
+
+        out = []
+        for f in frames:
+            self.calls += 1
+            mask = (np.abs(f.astype(np.int16) - ROAD_GREY).max(axis=2) > 25).astype(np.uint8)
+            n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+            boxes = [
+                [x, y, x + w, y + h] for x, y, w, h, area in stats[1:] if area >= self.min_area and w >= 0.7 * 40
+            ]
+            if not boxes:
+                out.append(Detections.empty())
+                continue
+            b = np.array(boxes, np.float32)
+            out.append(Detections(b, np.full(len(b), 0.9, np.float32), None))
+        return out
+
+
+class ColourKeyedOCR(PlateOCR):
+    """Reads a crop by its mean colour; misreads `error_rate` of the characters (seeded)."""
+
+    def __init__(self, vehicles, error_rate: float = 0.0, seed: int = 0):
+        self.table = {v.colour: v.plate for v in vehicles}
+        self.colours = np.array([v.colour for v in vehicles], np.float32)
+        self.plates = [v.plate for v in vehicles]
+        self.error_rate = error_rate
+        self.rng = np.random.default_rng(seed)
+        self.batches: list[int] = []
+        self.frame_misreads = 0
+
+    def predict(self, crops):
+        self.batches.append(len(crops))
+        texts, confs, ccs = [], [], []
+        for c in crops:
+            mean = c.reshape(-1, 3).mean(axis=0)
+            d = np.abs(self.colours - mean).sum(axis=1)
+            k = int(d.argmin())
+            if d[k] > 30:
+                texts.append("")
+                confs.append(0.0)
+                ccs.append(np.zeros(0, np.float32))
+                continue
+            t = list(self.plates[k])
+            cc = self.rng.uniform(0.8, 0.99, len(t)).astype(np.float32)
+            wrong = self.rng.random(len(t)) < self.error_rate
+            for p in np.nonzero(wrong)[0]:
+                t[p] = "Q" if t[p] != "Q" else "O"
+                cc[p] = self.rng.uniform(0.3, 0.7)
+            if wrong.any():
+                self.frame_misreads += 1
+            texts.append("".join(t))
+            confs.append(float(np.prod(cc)))
+            ccs.append(cc)
+        return PlateTexts(texts, np.array(confs, np.float32), ccs)

@@ -1,0 +1,134 @@
+"""SQLite outbox and its MQTT drain: stored before publish, removed on PUBACK, nothing lost."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edge.transport.outbox import Outbox, OutboxError, OutboxFull, publisher_for_url
+from edge_node_helpers import Broker, Collector
+
+HERE = os.path.dirname(__file__)
+
+
+def test_outbox_persists_in_order_and_bounds(tmp_path):
+    ob = Outbox(tmp_path / "o.db", max_rows=3)
+    seqs = [ob.put("alpr/raw/c", f"p{i}".encode(), f"read{i:08d}") for i in range(3)]
+    assert seqs == sorted(seqs) and len(ob) == 3 and ob.full
+    with pytest.raises(OutboxFull, match="full"):
+        ob.put("alpr/raw/c", b"x", "readxxxxxxxx")
+    ob.delete(seqs[0])
+    ob.close()
+    again = Outbox(tmp_path / "o.db", max_rows=3)
+    assert len(again) == 2
+    assert [p for _, _, p in again.after(0, 10)] == [b"p1", b"p2"]
+    assert [s for s, _, _ in again.after(seqs[1], 10)] == [seqs[2]]
+
+
+def test_outbox_read_only_is_a_clear_error(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    Outbox(d / "o.db").close()
+    os.chmod(d / "o.db", 0o444)
+    os.chmod(d, 0o555)
+    try:
+        if os.geteuid() == 0:
+            pytest.skip("root ignores file permissions")
+        with pytest.raises(OutboxError, match="outbox"):
+            ob = Outbox(d / "o.db")
+            ob.put("t", b"x", "readxxxxxxxx")
+    finally:
+        os.chmod(d, 0o755)
+
+
+def _fill(ob, n, start=0):
+    for i in range(start, start + n):
+        ob.put("alpr/raw/cam-1", ('{"read_id": "r%08d"}' % i).encode(), "r%08d" % i)
+
+
+def test_drains_on_puback_and_survives_broker_restart(tmp_path):
+    broker = Broker(tmp_path / "mq").start()
+    col = Collector(broker)
+    ob = Outbox(tmp_path / "o.db")
+    pub = publisher_for_url(ob, broker.url, "cam-1-test")
+    pub.start()
+    try:
+        _fill(ob, 20)
+        pub.notify()
+        assert pub.wait_drained(10) and len(ob) == 0
+        assert pub.acked == 20
+        broker.stop()
+        _fill(ob, 30, start=20)  # broker down: the outbox grows
+        pub.notify()
+        time.sleep(0.5)
+        assert len(ob) == 30 and not pub.connected
+        broker.start()
+        assert pub.wait_drained(20), f"{len(ob)} reads still waiting"
+        ids = col.wait_for(50)
+        assert ids == {"r%08d" % i for i in range(50)}
+        # In order: the first arrival of each read follows the outbox order.
+        first = list(dict.fromkeys(col.read_ids()))
+        assert first == sorted(first)
+    finally:
+        pub.stop()
+        col.close()
+        broker.stop()
+
+
+DRAIN_SCRIPT = r"""
+import sys, time
+from edge.transport.outbox import Outbox, publisher_for_url
+ob = Outbox(sys.argv[1])
+pub = publisher_for_url(ob, sys.argv[2], "cam-1-proc")
+pub.start()
+print("started", len(ob), flush=True)
+ok = pub.wait_drained(float(sys.argv[3]))
+print("drained" if ok else "left %d" % len(ob), pub.published, flush=True)
+pub.stop()
+"""
+
+
+def test_killed_edge_loses_nothing_and_restart_does_not_resend_acked(tmp_path):
+    broker = Broker(tmp_path / "mq").start()
+    col = Collector(broker)
+    db = tmp_path / "o.db"
+    ob = Outbox(db)
+    _fill(ob, 10)
+    ob.close()
+    try:
+        # First edge process: drains the 10 reads, exits.
+        out = subprocess.run([sys.executable, "-c", DRAIN_SCRIPT, str(db), broker.url, "10"], capture_output=True, text=True, timeout=60)
+        assert "drained 10" in out.stdout, out.stdout + out.stderr
+        assert col.wait_for(10) == {"r%08d" % i for i in range(10)}
+        # Broker down: a second edge process stores 15 more, then is killed with SIGKILL.
+        broker.stop()
+        ob = Outbox(db)
+        _fill(ob, 15, start=10)
+        ob.close()
+        proc = subprocess.Popen([sys.executable, "-c", DRAIN_SCRIPT, str(db), broker.url, "60"], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().startswith("started 15")
+        proc.kill()
+        proc.wait()
+        # A restarted edge with the broker back sends exactly the 15 unacknowledged ones.
+        broker.start()
+        out = subprocess.run([sys.executable, "-c", DRAIN_SCRIPT, str(db), broker.url, "20"], capture_output=True, text=True, timeout=60)
+        assert "drained 15" in out.stdout, out.stdout + out.stderr
+        ids = col.wait_for(25)
+        assert ids == {"r%08d" % i for i in range(25)}
+        assert len(col.read_ids()) == 25  # nothing acknowledged was sent twice
+    finally:
+        col.close()
+        broker.stop()
+
+
+def test_outbox_disk_full_is_a_clear_error(tmp_path):
+    ob = Outbox(tmp_path / "o.db")
+    # SQLite's page limit behaves exactly like a full disk (SQLITE_FULL) without filling one.
+    ob._db.execute("PRAGMA max_page_count = %d" % (ob._db.execute("PRAGMA page_count").fetchone()[0] + 2))
+    with pytest.raises(OutboxError, match="disk is full"):
+        for i in range(10_000):
+            ob.put("alpr/raw/c", b"x" * 2000, "read%08d" % i)
+    stored = len(ob)
+    assert 0 < stored < 10_000 and len(ob.after(0, 100_000)) == stored  # what was stored stays
