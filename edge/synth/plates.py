@@ -1,0 +1,737 @@
+"""Synthetic US licence plates: clean full plates, degraded OCR crops, and perspective compositing.
+
+Three entry points:
+
+* `render_plates(n, rng, size=(64, 128), states=None, degrade=True) -> PlateBatch`: labelled plate
+  crops at OCR input size, a tight-ish crop around the whole plate with jitter, like the real crops
+  (whole plate visible, roughly 2:1). This is the OCR training source.
+* `render_plate_images(n, rng, height=120, states=None)`: clean, un-warped full plates
+  (BGR, height x 2*height) with their text and state, for compositing into scenes.
+* `composite_plate(background, plate, corners)`: warps a plate onto four corners of a frame
+  (top-left, top-right, bottom-right, bottom-left), rounded corners masked; `plate_box(corners)`
+  gives the axis-aligned 2:1 box (w = 2h) used by the real frame labels.
+
+Speed comes from caching: glyphs are rasterised once per font and size into numpy masks (Pillow only
+at cache build time), each state's background/header/slogan is a cached template, and a plate is the
+template plus a few numpy blits. Degradations run per batch where they can (noise, lighting, dirt)
+and per crop only where OpenCV needs it (warp, blur kernels, JPEG).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.synth.states import ALL_STATES, STATES, StateStyle
+
+FONT_DIR = Path(__file__).parent / "fonts"
+FONT_FILES = {
+    "plate": "RobotoCondensed-Bold.ttf",
+    "bold": "RobotoCondensed-Bold.ttf",
+    "regular": "RobotoCondensed-Regular.ttf",
+    "italic": "RobotoCondensed-BoldItalic.ttf",
+    "slab": "RobotoSlab-Bold.otf",
+    "script": "Lobster.otf",
+}
+PLATE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+SERIAL_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # most states skip I, O and Q in issued serials
+DIGITS = "0123456789"
+
+
+# --------------------------------------------------------------------------------------- glyphs
+
+
+def _hex_bgr(color: str) -> np.ndarray:
+    c = color.lstrip("#")
+    return np.array([int(c[4:6], 16), int(c[2:4], 16), int(c[0:2], 16)], np.float32)
+
+
+@lru_cache(maxsize=64)
+def _pil_font(name: str, size: int):
+    from PIL import ImageFont  # only needed while caches fill
+
+    return ImageFont.truetype(str(FONT_DIR / FONT_FILES[name]), size)
+
+
+def _raster(text: str, font_name: str, size: int) -> np.ndarray:
+    """Text as an 8-bit ink mask, cropped to the font's full line box."""
+    from PIL import Image, ImageDraw
+
+    font = _pil_font(font_name, size)
+    x0, y0, x1, y1 = font.getbbox(text)
+    img = Image.new("L", (max(1, x1 - min(0, x0) + 2), max(1, y1 + 2)), 0)
+    ImageDraw.Draw(img).text((-min(0, x0) + 1, 0), text, font=font, fill=255)
+    return np.asarray(img)
+
+
+@lru_cache(maxsize=8)
+def _master_glyphs(font_name: str) -> dict[str, np.ndarray]:
+    """Every plate character at a large size, cropped to a common cap box (so heights agree)."""
+    size = 160
+    font = _pil_font(font_name, size)
+    top = min(font.getbbox(c)[1] for c in PLATE_CHARS)
+    bottom = max(font.getbbox(c)[3] for c in PLATE_CHARS)
+    out = {}
+    for ch in PLATE_CHARS:
+        m = _raster(ch, font_name, size)[top:bottom]
+        cols = np.nonzero(m.max(axis=0) > 0)[0]
+        out[ch] = m[:, cols[0] : cols[-1] + 1] if len(cols) else m[:, :1]
+    return out
+
+
+@lru_cache(maxsize=256)
+def glyph_atlas(font_name: str, cap_h: int, width_scale: float = 1.0) -> dict[str, np.ndarray]:
+    """float32 ink masks in [0, 1], each `cap_h` tall, for A-Z0-9 in one font and size."""
+    out = {}
+    for ch, m in _master_glyphs(font_name).items():
+        w = max(1, int(round(m.shape[1] * cap_h / m.shape[0] * width_scale)))
+        out[ch] = cv2.resize(m, (w, cap_h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    return out
+
+
+@lru_cache(maxsize=512)
+def text_mask(text: str, font_name: str, cap_h: int, max_w: int | None = None) -> np.ndarray:
+    """A line of text (headers, slogans, stickers) as a float32 ink mask about `cap_h` tall (caps)."""
+    size = 96
+    font = _pil_font(font_name, size)
+    cap = font.getbbox("H")
+    m = _raster(text, font_name, size)
+    rows = np.nonzero(m.max(axis=1) > 0)[0]
+    cols = np.nonzero(m.max(axis=0) > 0)[0]
+    if not len(rows):
+        return np.zeros((cap_h, 1), np.float32)
+    m = m[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    scale = cap_h / max(1, cap[3] - cap[1])
+    h = max(1, int(round(m.shape[0] * scale)))
+    w = max(1, int(round(m.shape[1] * scale)))
+    if max_w is not None and w > max_w:
+        h = max(1, int(round(h * max_w / w)))
+        w = max_w
+    return cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def _blend(img: np.ndarray, mask: np.ndarray, x: int, y: int, color: np.ndarray, opacity: float = 1.0) -> None:
+    """Alpha-blend a colour through `mask` into float32 `img` at (x, y), clipped to the image."""
+    h, w = mask.shape
+    H, W = img.shape[:2]
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
+    if x1 <= x0 or y1 <= y0:
+        return
+    a = mask[y0 - y : y1 - y, x0 - x : x1 - x, None] * opacity
+    region = img[y0:y1, x0:x1]
+    region += (color - region) * a
+
+
+# ------------------------------------------------------------------------------------ templates
+
+
+def _gradient(stops: Sequence[str], h: int, w: int) -> np.ndarray:
+    cols = np.stack([_hex_bgr(c) for c in stops])
+    pos = np.linspace(0, 1, len(cols))
+    t = np.linspace(0, 1, h)
+    rows = np.stack([np.interp(t, pos, cols[:, k]) for k in range(3)], axis=1).astype(np.float32)
+    return np.repeat(rows[:, None, :], w, axis=1)
+
+
+def _paint_art(img: np.ndarray, art: str, color: np.ndarray, rng: np.random.Generator) -> None:
+    """Background art layers: rough shapes that give each state its colour layout."""
+    H, W = img.shape[:2]
+    c = tuple(float(v) for v in color)
+    layer = img.copy()
+    opacity = 0.55
+
+    def ridge(base: float, amp: float, n: int = 9) -> np.ndarray:
+        xs = np.linspace(0, W, n)
+        ys = base * H - rng.uniform(0, amp * H, n)
+        ys[0] = ys[-1] = base * H
+        pts = np.concatenate([np.stack([xs, ys], 1), [[W, H], [0, H]]]).astype(np.int32)
+        return pts
+
+    if art in ("mountains", "mountains_faint"):
+        cv2.fillPoly(layer, [ridge(0.78, 0.35)], c, cv2.LINE_AA)
+        opacity = 0.35 if art == "mountains_faint" else 0.6
+    elif art == "mountains_top":
+        pts = ridge(0.3, 0.2, 11)
+        pts[-2:] = [[W, 0], [0, 0]]
+        band = img.copy()
+        cv2.fillPoly(band, [pts], c, cv2.LINE_AA)
+        layer = band
+        opacity = 0.9
+    elif art == "hills":
+        for k, base in enumerate((0.86, 0.94)):
+            cv2.ellipse(layer, (int(W * (0.3 + 0.4 * k)), int(H * (base + 0.25))), (int(W * 0.6), int(H * 0.3)),
+                        0, 180, 360, c, -1, cv2.LINE_AA)
+    elif art == "sun":
+        cv2.circle(layer, (int(W * 0.75), int(H * 0.45)), int(H * 0.22), (60, 160, 240), -1, cv2.LINE_AA)
+        opacity = 0.45
+    elif art == "waves":
+        for k in range(3):
+            y = H * (0.7 + 0.09 * k)
+            xs = np.arange(0, W + 1, max(1, W // 40))
+            ys = y + np.sin(xs / W * 6 * np.pi + k) * H * 0.03
+            cv2.polylines(layer, [np.stack([xs, ys], 1).astype(np.int32)], False, c, max(1, H // 30), cv2.LINE_AA)
+    elif art == "rainbow":
+        for k, col in enumerate([(60, 60, 230), (40, 160, 250), (60, 220, 250), (90, 200, 90), (220, 150, 60)]):
+            cv2.ellipse(layer, (W // 2, int(H * 0.95)), (int(W * (0.48 - 0.035 * k)), int(H * (0.75 - 0.05 * k))),
+                        0, 180, 360, col, max(2, H // 18), cv2.LINE_AA)
+        opacity = 0.5
+    elif art in ("top_band",):
+        cv2.rectangle(layer, (0, 0), (W, int(H * 0.22)), c, -1)
+        opacity = 1.0
+    elif art in ("bottom_band", "bottom_band_yellow"):
+        col = (40, 200, 245) if art == "bottom_band_yellow" else c
+        cv2.rectangle(layer, (0, int(H * 0.8)), (W, H), col, -1)
+        opacity = 1.0
+    elif art == "flag":
+        cv2.rectangle(layer, (int(W * 0.02), int(H * 0.3)), (int(W * 0.14), int(H * 0.75)), c, -1)
+        opacity = 0.9
+    elif art == "dc_flag":
+        for y in (0.24, 0.3):
+            cv2.rectangle(layer, (int(W * 0.62), int(H * y)), (int(W * 0.74), int(H * (y + 0.035))), c, -1)
+        opacity = 0.9
+    elif art == "md_flag":
+        cv2.rectangle(layer, (0, int(H * 0.25)), (int(W * 0.1), int(H * 0.8)), c, -1)
+        cv2.rectangle(layer, (int(W * 0.9), int(H * 0.25)), (W, int(H * 0.8)), (40, 40, 170), -1)
+        opacity = 0.8
+    elif art in ("emblem", "diamond", "peach", "orange", "torch", "arch", "tree", "horse", "pine"):
+        cx, cy, r = W // 2, int(H * 0.5), int(H * 0.25)
+        if art == "diamond":
+            pts = np.array([[cx, cy - r], [cx + r, cy], [cx, cy + r], [cx - r, cy]], np.int32)
+            cv2.fillPoly(layer, [pts], c, cv2.LINE_AA)
+        elif art == "arch":
+            cv2.ellipse(layer, (cx, int(H * 0.85)), (int(W * 0.3), int(H * 0.6)), 0, 180, 360, c, max(2, H // 15),
+                        cv2.LINE_AA)
+        elif art in ("tree", "pine"):
+            x = int(W * (0.5 if art == "tree" else 0.08))
+            pts = np.array([[x, int(H * 0.25)], [x + int(H * 0.15), int(H * 0.75)], [x - int(H * 0.15), int(H * 0.75)]],
+                           np.int32)
+            cv2.fillPoly(layer, [pts], c, cv2.LINE_AA)
+        else:
+            cv2.circle(layer, (cx, cy), r, c, -1, cv2.LINE_AA)
+        opacity = 0.45
+    elif art == "skyline":
+        x = 0
+        while x < W:
+            bw = int(rng.uniform(0.04, 0.09) * W)
+            bh = rng.uniform(0.08, 0.25) * H
+            cv2.rectangle(layer, (x, int(H * 0.82 - bh)), (x + bw, int(H * 0.82)), c, -1)
+            x += bw + int(W * 0.01)
+        opacity = 0.5
+    elif art == "fading_flag":
+        cv2.rectangle(layer, (0, int(H * 0.2)), (int(W * 0.25), int(H * 0.35)), c, -1)
+        opacity = 0.35
+    elif art == "trees":
+        for x in np.linspace(0.05, 0.95, 7):
+            xc = int(W * (x + rng.uniform(-0.03, 0.03)))
+            th = rng.uniform(0.2, 0.35) * H
+            pts = np.array([[xc, int(H * 0.82 - th)], [xc + int(th * 0.3), int(H * 0.82)], [xc - int(th * 0.3), int(H * 0.82)]],
+                           np.int32)
+            cv2.fillPoly(layer, [pts], c, cv2.LINE_AA)
+        opacity = 0.5
+    img += (layer - img) * opacity
+
+
+@lru_cache(maxsize=512)
+def _template(code: str, h: int, variant: int) -> np.ndarray:
+    """A state's blank plate (background, art, header, slogan) as float32 BGR, h x 2h."""
+    style = STATES[code]
+    w = 2 * h
+    rng = np.random.default_rng([variant, h, ALL_STATES.index(code)])
+    img = _gradient(style.bg, h, w)
+    art_ink = _hex_bgr(style.art_ink)
+    for art in style.art:
+        _paint_art(img, art, art_ink, rng)
+    # a little low-frequency unevenness: printed sheeting is never perfectly flat
+    blot = cv2.resize(rng.normal(0, 1, (4, 8)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    img += blot[:, :, None] * 4.0
+    header_font = {"bold": "bold", "slab": "slab", "script": "script", "italic": "italic"}[style.header_font]
+    cap = 0.15 if header_font == "script" else 0.12
+    hm = text_mask(style.name, header_font, max(3, int(round(h * cap))), max_w=int(w * 0.78))
+    y = int(round(h * 0.045)) if header_font != "script" else int(round(h * 0.02))
+    _blend(img, hm, (w - hm.shape[1]) // 2, y, _hex_bgr(style.header_ink))
+    if style.slogan:
+        sm = text_mask(style.slogan, "bold" if style.slogan.isupper() else "italic", max(3, int(round(h * 0.075))),
+                       max_w=int(w * 0.8))
+        color = _hex_bgr(style.slogan_ink or style.header_ink)
+        _blend(img, sm, (w - sm.shape[1]) // 2, int(round(h * 0.92)) - sm.shape[0], color)
+    return img
+
+
+# ---------------------------------------------------------------------------------- plate texts
+
+
+def random_serial(style: StateStyle, rng: np.random.Generator) -> tuple[str, str]:
+    """(layout, text): layout keeps gaps '-' ' ' '*' for drawing, text is the label (A-Z0-9 only).
+
+    A leading '^xy' in the layout marks two small stacked characters x over y (part of the text).
+    """
+    if rng.random() < 0.07:  # vanity plate
+        n = int(rng.integers(2, 8))
+        chars = "".join(rng.choice(list(PLATE_CHARS), n))
+        if n >= 5 and rng.random() < 0.3:
+            k = int(rng.integers(2, n - 1))
+            return chars[:k] + " " + chars[k:], chars
+        return chars, chars
+    fmt = style.formats[int(rng.integers(len(style.formats)))]
+    out = []
+    for f in fmt:
+        if f == "D":
+            out.append(DIGITS[int(rng.integers(10))])
+        elif f == "L":
+            out.append(SERIAL_LETTERS[int(rng.integers(len(SERIAL_LETTERS)))])
+        else:
+            out.append(f)
+    layout = "".join(out)
+    if style.stacked and rng.random() < style.stacked:
+        stack = DIGITS[int(rng.integers(1, 10))] + SERIAL_LETTERS[int(rng.integers(len(SERIAL_LETTERS)))]
+        layout = "^" + stack + layout.lstrip()
+    text = "".join(ch for ch in layout if ch.isalnum())
+    return layout, text
+
+
+# ---------------------------------------------------------------------------------- plate drawing
+
+_STICKER_COLORS = np.array([[40, 40, 220], [30, 200, 250], [60, 170, 60], [200, 110, 30], [200, 200, 200],
+                            [40, 120, 250], [170, 60, 170], [250, 250, 250]], np.float32)
+
+
+def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator, extras: bool = True) -> np.ndarray:
+    """One plate as float32 BGR (h x 2h): template, serial, stickers, bolts and maybe a frame."""
+    w = 2 * h
+    img = _template(style.code, h, int(rng.integers(3))).copy()
+    ink = _hex_bgr(style.ink)
+    stacked = ""
+    if layout.startswith("^"):
+        stacked, layout = layout[1:3], layout[3:]
+    cap_h = max(6, int(round(h * rng.uniform(0.40, 0.47))))
+    width_scale = float(np.round(rng.uniform(0.74, 0.92) / 0.04) * 0.04)
+    atlas = glyph_atlas("plate", cap_h, width_scale)
+    gap_unit = cap_h * rng.uniform(0.05, 0.11)
+    small_h = max(4, int(round(cap_h * 0.46)))
+    small = glyph_atlas("plate", small_h, 0.9) if stacked else None
+
+    # measure the serial, shrink characters if it does not fit ~88% of the width
+    def widths(units: dict) -> list[float]:
+        ws = []
+        for ch in layout:
+            if ch.isalnum():
+                ws.append(units[ch].shape[1] + gap_unit)
+            elif ch == " ":
+                ws.append(cap_h * 0.28)
+            elif ch in "-*":
+                ws.append(cap_h * 0.42)
+        return ws
+
+    ws = widths(atlas)
+    stack_w = (max(small[stacked[0]].shape[1], small[stacked[1]].shape[1]) + cap_h * 0.15) if stacked else 0.0
+    total = sum(ws) + stack_w
+    if total > 0.88 * w:
+        width_scale = float(np.floor(width_scale * 0.88 * w / total / 0.04) * 0.04)
+        width_scale = max(0.4, width_scale)
+        atlas = glyph_atlas("plate", cap_h, width_scale)
+        gap_unit *= 0.6
+        ws = widths(atlas)
+        total = sum(ws) + stack_w
+    x = (w - total) / 2 + rng.uniform(-0.02, 0.02) * w
+    y = int(round(h * 0.5 - cap_h * 0.5 + rng.uniform(-0.03, 0.04) * h))
+
+    alpha = np.zeros((h, w), np.float32)
+
+    def put(mask: np.ndarray, px: int, py: int) -> None:
+        mh, mw = mask.shape
+        x0, y0, x1, y1 = max(0, px), max(0, py), min(w, px + mw), min(h, py + mh)
+        if x1 > x0 and y1 > y0:
+            np.maximum(alpha[y0:y1, x0:x1], mask[y0 - py : y1 - py, x0 - px : x1 - px], out=alpha[y0:y1, x0:x1])
+
+    if stacked:
+        put(small[stacked[0]], int(x), y)
+        put(small[stacked[1]], int(x), y + cap_h - small_h)
+        x += stack_w
+    emblems = []
+    for ch, cw in zip(layout, ws):
+        if ch.isalnum():
+            put(atlas[ch], int(round(x + gap_unit / 2)), y)
+        elif ch == "-":
+            bar = np.ones((max(1, cap_h // 9), max(2, int(cw * 0.6))), np.float32)
+            put(bar, int(round(x + cw * 0.2)), y + cap_h // 2 - bar.shape[0] // 2)
+        elif ch == "*":
+            emblems.append((int(round(x + cw / 2)), y + cap_h // 2, max(2, int(cw * 0.4))))
+        x += cw
+
+    # embossed characters throw a soft shadow below-right
+    shadow = np.zeros_like(alpha)
+    s = max(1, h // 50)
+    shadow[s:, s:] = alpha[:-s, :-s] * 0.35
+    img += (ink * 0.3 - img) * shadow[:, :, None]
+    img += (ink - img) * alpha[:, :, None]
+    for ex, ey, er in emblems:
+        art = tuple(float(v) for v in _hex_bgr(style.art_ink))
+        if style.code == "tx":
+            pts = [(ex + er * np.cos(a), ey - er * np.sin(a)) for a in np.linspace(np.pi / 2, np.pi / 2 + 4 * np.pi, 6)]
+            cv2.fillPoly(img, [np.array(pts, np.int32)], tuple(float(v) for v in ink), cv2.LINE_AA)
+        else:
+            cv2.circle(img, (ex, ey), er, art, -1, cv2.LINE_AA)
+
+    if extras:
+        _draw_extras(img, style, rng)
+    return img
+
+
+def _draw_extras(img: np.ndarray, style: StateStyle, rng: np.random.Generator) -> None:
+    """Registration stickers, bolts and a dealer frame over the lower line."""
+    h, w = img.shape[:2]
+    for corner in ("left", "right"):
+        if rng.random() < 0.55:
+            sw, sh = int(w * rng.uniform(0.08, 0.12)), int(h * rng.uniform(0.13, 0.2))
+            sx = int(w * 0.02) if corner == "left" else int(w * 0.98) - sw
+            sy = int(h * rng.uniform(0.02, 0.08)) if rng.random() < 0.7 else int(h * 0.76)
+            col = _STICKER_COLORS[int(rng.integers(len(_STICKER_COLORS)))]
+            img[sy : sy + sh, sx : sx + sw] = col
+            label = f"{int(rng.integers(1, 13)):02d}" if rng.random() < 0.5 else f"{int(rng.integers(0, 30)):02d}"
+            tm = text_mask(label, "bold", max(3, int(sh * 0.6)), max_w=max(2, sw - 2))
+            dark = np.array([20, 20, 20], np.float32) if col.mean() > 110 else np.array([245, 245, 245], np.float32)
+            _blend(img, tm, sx + (sw - tm.shape[1]) // 2, sy + (sh - tm.shape[0]) // 2, dark)
+    if rng.random() < 0.7:
+        r = max(1, int(h * 0.035))
+        metal = float(rng.uniform(90, 200))
+        for bx in (0.21, 0.79):
+            c = (int(w * bx), int(h * 0.11))
+            cv2.circle(img, c, r, (metal * 0.6,) * 3, -1, cv2.LINE_AA)
+            cv2.circle(img, (c[0] - r // 3, c[1] - r // 3), max(1, r // 2), (metal,) * 3, -1, cv2.LINE_AA)
+    if rng.random() < 0.25:  # dealer frame: a dark rim that covers the slogan line
+        col = np.array([rng.uniform(5, 60)] * 3, np.float32) if rng.random() < 0.7 else _STICKER_COLORS[
+            int(rng.integers(len(_STICKER_COLORS)))]
+        top = int(h * rng.uniform(0.8, 0.88))
+        img[top:] = col
+        t = max(1, int(h * 0.04))
+        img[:, :t] = col
+        img[:, w - t :] = col
+        img[:t] = col
+        if rng.random() < 0.6:
+            word = "".join(rng.choice(list("ABCDEFGHIJKLMNOPRSTUVWY"), int(rng.integers(4, 9))))
+            tm = text_mask(word + " MOTORS", "bold", max(3, int((h - top) * 0.55)), max_w=int(w * 0.7))
+            light = np.array([230, 230, 230], np.float32) if col.mean() < 110 else np.array([20, 20, 20], np.float32)
+            _blend(img, tm, (w - tm.shape[1]) // 2, top + (h - top - tm.shape[0]) // 2, light)
+    elif rng.random() < 0.3:  # stamped rim
+        cv2.rectangle(img, (1, 1), (w - 2, h - 2), tuple(float(v) for v in _hex_bgr(style.ink)), max(1, h // 60))
+
+
+def _pick_states(n: int, rng: np.random.Generator, states: Sequence[str] | None) -> list[str]:
+    pool = ALL_STATES if not states else tuple(s.lower() for s in states)
+    unknown = [s for s in pool if s not in STATES]
+    if unknown:
+        raise ValueError(f"unknown state code(s): {unknown}; known: {', '.join(ALL_STATES)}")
+    return [pool[i] for i in rng.integers(len(pool), size=n)]
+
+
+def render_plate_images(
+    n: int, rng: np.random.Generator, height: int = 120, states: Sequence[str] | None = None, extras: bool = True
+) -> list[tuple[np.ndarray, str, str]]:
+    """`n` clean, un-warped plates: (BGR uint8 image height x 2*height, text, state code).
+
+    Use `plate_mask(height, 2*height)` for the rounded-corner alpha, `composite_plate` to warp one into
+    a frame.
+    """
+    out = []
+    for code in _pick_states(n, rng, states):
+        style = STATES[code]
+        layout, text = random_serial(style, rng)
+        img = _draw_plate(style, layout, height, rng, extras)
+        out.append((np.clip(img, 0, 255).astype(np.uint8), text, code))
+    return out
+
+
+# -------------------------------------------------------------------------------- compositing
+
+
+@lru_cache(maxsize=64)
+def plate_mask(h: int, w: int) -> np.ndarray:
+    """float32 alpha (h, w) of a plate with rounded corners."""
+    m = np.zeros((h, w), np.uint8)
+    r = max(1, int(round(h * 0.06)))
+    cv2.rectangle(m, (r, 0), (w - 1 - r, h - 1), 255, -1)
+    cv2.rectangle(m, (0, r), (w - 1, h - 1 - r), 255, -1)
+    for cx, cy in ((r, r), (w - 1 - r, r), (r, h - 1 - r), (w - 1 - r, h - 1 - r)):
+        cv2.circle(m, (cx, cy), r, 255, -1, cv2.LINE_AA)
+    return m.astype(np.float32) / 255.0
+
+
+def composite_plate(background: np.ndarray, plate: np.ndarray, corners: np.ndarray, shade: float = 1.0) -> np.ndarray:
+    """Warp `plate` onto `corners` (4x2: TL, TR, BR, BL, frame pixels) of `background`; returns a new image.
+
+    Only the bounding rectangle of the corners is touched, so this is cheap on 1080p frames.
+    `shade` scales the plate's brightness (scene lighting).
+    """
+    corners = np.asarray(corners, np.float32).reshape(4, 2)
+    out = background.copy()
+    H, W = out.shape[:2]
+    x0 = int(max(0, np.floor(corners[:, 0].min()) - 1))
+    y0 = int(max(0, np.floor(corners[:, 1].min()) - 1))
+    x1 = int(min(W, np.ceil(corners[:, 0].max()) + 2))
+    y1 = int(min(H, np.ceil(corners[:, 1].max()) + 2))
+    if x1 <= x0 or y1 <= y0:
+        return out
+    ph, pw = plate.shape[:2]
+    src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
+    M = cv2.getPerspectiveTransform(src, corners - np.array([x0, y0], np.float32))
+    size = (x1 - x0, y1 - y0)
+    # pre-blur big downscales so the warp does not alias
+    scale = max(1e-3, min(size[0] / pw, size[1] / ph))
+    if scale < 0.5:
+        k = int(1 / scale) | 1
+        plate = cv2.GaussianBlur(plate, (k, k), 0)
+    warped = cv2.warpPerspective(plate, M, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    alpha = cv2.warpPerspective(plate_mask(ph, pw), M, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    a = alpha[:, :, None]
+    region = region * (1 - a) + warped.astype(np.float32) * shade * a
+    out[y0:y1, x0:x1] = np.clip(region, 0, 255).astype(np.uint8)
+    return out
+
+
+def plate_box(corners: np.ndarray) -> np.ndarray:
+    """Axis-aligned box (x1, y1, x2, y2) around the plate with w = 2h, as the real frame labels use.
+
+    Centred on the corners' bounding box; the longer side decides (w = max(bw, 2*bh)).
+    """
+    c = np.asarray(corners, np.float32).reshape(-1, 4, 2)
+    lo, hi = c.min(axis=1), c.max(axis=1)
+    ctr = (lo + hi) / 2
+    w = np.maximum(hi[:, 0] - lo[:, 0], 2 * (hi[:, 1] - lo[:, 1]))
+    h = w / 2
+    box = np.stack([ctr[:, 0] - w / 2, ctr[:, 1] - h / 2, ctr[:, 0] + w / 2, ctr[:, 1] + h / 2], axis=1)
+    return box[0] if np.asarray(corners).ndim == 2 else box
+
+
+def plate_corners_3d(
+    center: tuple[float, float], width: float, yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: float = 0.0,
+    focal: float | None = None,
+) -> np.ndarray:
+    """Corners (TL, TR, BR, BL) of a `width`-pixel plate centred at `center`, seen rotated.
+
+    Rotations are of the plate in front of a pinhole camera with focal length `focal` pixels
+    (default 3 plate widths: mild perspective).
+    """
+    f = float(focal or 3.0 * width)
+    X = np.array([[-1, -0.5, 0], [1, -0.5, 0], [1, 0.5, 0], [-1, 0.5, 0]], np.float64) * (width / 2)
+    y, p, r = np.radians([yaw_deg, pitch_deg, roll_deg])
+    Ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    Rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    Rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    P = X @ (Rz @ Rx @ Ry).T
+    z = P[:, 2] + f
+    xy = P[:, :2] * (f / z)[:, None]
+    return (xy + np.asarray(center, np.float64)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------- degradations
+
+
+class Degradation(BaseModel):
+    """Ranges for the degradations applied to OCR crops (each drawn uniformly per crop)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    yaw_deg: float = Field(35.0, ge=0, le=80, description="max |yaw| of the plate")
+    pitch_deg: float = Field(20.0, ge=0, le=80)
+    roll_deg: float = Field(8.0, ge=0, le=45)
+    margin: tuple[float, float] = Field((-0.02, 0.09), description="crop margin per side, fraction of size")
+    low_res_p: float = Field(0.35, ge=0, le=1, description="chance of a distant, few-pixel plate")
+    low_res_min_width: int = Field(36, ge=8, description="narrowest plate in pixels before upscaling")
+    motion_p: float = Field(0.25, ge=0, le=1)
+    motion_px: float = Field(6.0, ge=0, description="max motion-blur length in output pixels")
+    defocus_p: float = Field(0.3, ge=0, le=1)
+    defocus_sigma: float = Field(1.3, ge=0)
+    noise_sigma: float = Field(9.0, ge=0, description="max sensor noise (8-bit levels)")
+    jpeg_p: float = Field(0.5, ge=0, le=1)
+    jpeg_quality: tuple[int, int] = Field((25, 95))
+    low_light_p: float = Field(0.15, ge=0, le=1)
+    ir_p: float = Field(0.12, ge=0, le=1, description="chance of an infrared night (monochrome) look")
+    glare_p: float = Field(0.1, ge=0, le=1)
+    dirt_p: float = Field(0.3, ge=0, le=1)
+    occlusion_p: float = Field(0.05, ge=0, le=1, description="chance of an object covering a plate edge")
+
+
+NO_DEGRADATION = Degradation(
+    yaw_deg=0, pitch_deg=0, roll_deg=0, margin=(0.02, 0.02), low_res_p=0, motion_p=0, defocus_p=0, noise_sigma=0,
+    jpeg_p=0, low_light_p=0, ir_p=0, glare_p=0, dirt_p=0, occlusion_p=0,
+)
+
+
+@dataclass(frozen=True)
+class PlateBatch:
+    """N labelled plate crops.
+
+    images: (N, H, W, 3) uint8 BGR, the whole plate visible, roughly filling the crop.
+    texts: N plate strings, uppercase A-Z0-9.
+    states: N lowercase two-letter codes.
+    """
+
+    images: np.ndarray
+    texts: list[str]
+    states: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def _surroundings(k: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """Textures around a plate in a crop: car paint, bumper, shadows (float32, k x h x w x 3)."""
+    base = rng.uniform(10, 230, (k, 1, 1, 3)).astype(np.float32)
+    grey = rng.random((k, 1, 1, 1)) < 0.5
+    base = np.where(grey, base.mean(axis=3, keepdims=True), base)
+    low = np.stack([cv2.resize(rng.normal(0, 1, (3, 6)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+                    for _ in range(k)])
+    out = base + low[:, :, :, None] * rng.uniform(5, 40, (k, 1, 1, 1)).astype(np.float32)
+    return np.clip(out, 0, 255)
+
+
+def _noise_bank(k: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.standard_normal((k, h, w, 3), dtype=np.float32)
+
+
+def _dirt_bank(k: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    maps = []
+    for _ in range(k):
+        m = cv2.resize(rng.random((6, 12)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        speck = (rng.random((h, w)) < 0.02).astype(np.float32)
+        maps.append(np.clip((m - 0.55) * 2.0, 0, 1) + speck * 0.8)
+    return np.clip(np.stack(maps), 0, 1)
+
+
+def render_plates(
+    n: int,
+    rng: np.random.Generator,
+    size: tuple[int, int] = (64, 128),
+    states: list[str] | None = None,
+    degrade: bool = True,
+    degradation: Degradation | None = None,
+) -> PlateBatch:
+    """`n` labelled plate crops at OCR input size `size` = (height, width).
+
+    With `degrade`, each crop gets a random pose, crop jitter, blur, noise, lighting, dirt and JPEG
+    artefacts drawn from `degradation` (default `Degradation()`); without it the plate is frontal and
+    clean with a small even margin.
+    """
+    if n < 0:
+        raise ValueError("n must be >= 0")
+    oh, ow = int(size[0]), int(size[1])
+    if oh < 8 or ow < 16:
+        raise ValueError(f"size must be at least (8, 16), got {size}")
+    d = (degradation or Degradation()) if degrade else NO_DEGRADATION
+    codes = _pick_states(n, rng, states)
+    ph = max(24, int(round(max(oh, ow / 2) * 1.25)))  # plate drawn a bit larger than it lands
+    pw = 2 * ph
+    src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
+    k = min(max(n, 1), 24)
+    surround = _surroundings(k, oh, ow, rng)
+    noise = _noise_bank(min(max(n, 1), 16), oh, ow, rng) if d.noise_sigma > 0 else None
+    dirt = _dirt_bank(min(max(n, 1), 16), oh, ow, rng) if d.dirt_p > 0 else None
+    images = np.empty((n, oh, ow, 3), np.float32)
+    texts: list[str] = []
+
+    for i, code in enumerate(codes):
+        style = STATES[code]
+        layout, text = random_serial(style, rng)
+        texts.append(text)
+        plate = _draw_plate(style, layout, ph, rng)
+        quad = plate_corners_3d(
+            (0.0, 0.0), 2.0, rng.uniform(-1, 1) * d.yaw_deg, rng.uniform(-1, 1) * d.pitch_deg,
+            rng.uniform(-1, 1) * d.roll_deg, focal=rng.uniform(3.0, 8.0),
+        )
+        lo, hi = quad.min(axis=0), quad.max(axis=0)
+        m = rng.uniform(d.margin[0], d.margin[1], 4)
+        tx0, ty0, tx1, ty1 = m[0] * ow, m[1] * oh, ow * (1 - m[2]), oh * (1 - m[3])
+        dst = (quad - lo) / np.maximum(hi - lo, 1e-6) * np.array([tx1 - tx0, ty1 - ty0]) + np.array([tx0, ty0])
+        M = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+        canvas = surround[int(rng.integers(k))].copy()
+        cv2.warpPerspective(plate, M, (ow, oh), dst=canvas, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
+        if d.occlusion_p and rng.random() < d.occlusion_p:
+            side = int(rng.integers(3))
+            col = rng.uniform(0, 200, 3).astype(np.float32)
+            if side == 0:  # tow hitch / bar across the bottom edge
+                canvas[int(oh * rng.uniform(0.82, 0.92)) :] = col
+            elif side == 1:
+                canvas[:, : int(ow * rng.uniform(0.04, 0.1))] = col
+            else:
+                canvas[:, ow - int(ow * rng.uniform(0.04, 0.1)) :] = col
+        if d.low_res_p and rng.random() < d.low_res_p:
+            f = rng.uniform(d.low_res_min_width / ow, 0.8)
+            if f < 1:
+                small = cv2.resize(canvas, (max(4, int(ow * f)), max(2, int(oh * f))), interpolation=cv2.INTER_AREA)
+                canvas = cv2.resize(small, (ow, oh), interpolation=cv2.INTER_LINEAR)
+        if d.motion_p and rng.random() < d.motion_p:
+            length = rng.uniform(2, max(2.0, d.motion_px))
+            ang = rng.uniform(-0.3, 0.3) if rng.random() < 0.7 else rng.uniform(0, np.pi)
+            ks = int(np.ceil(length)) | 1
+            ker = np.zeros((ks, ks), np.float32)
+            c = ks // 2
+            dx, dy = np.cos(ang) * length / 2, np.sin(ang) * length / 2
+            cv2.line(ker, (int(round(c - dx)), int(round(c - dy))), (int(round(c + dx)), int(round(c + dy))), 1.0, 1)
+            canvas = cv2.filter2D(canvas, -1, ker / max(ker.sum(), 1e-6))
+        if d.defocus_p and rng.random() < d.defocus_p:
+            canvas = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.4, max(0.41, d.defocus_sigma)))
+        images[i] = canvas
+
+    if n and degrade:
+        _photometric(images, rng, d, noise, dirt)
+    out = np.clip(images, 0, 255).astype(np.uint8)
+    if n and d.jpeg_p:
+        q_lo, q_hi = d.jpeg_quality
+        for i in np.nonzero(rng.random(n) < d.jpeg_p)[0]:
+            ok, buf = cv2.imencode(".jpg", out[i], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(q_lo, q_hi + 1))])
+            if ok:
+                out[i] = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return PlateBatch(out, texts, codes)
+
+
+def _photometric(images: np.ndarray, rng: np.random.Generator, d: Degradation, noise, dirt) -> None:
+    """Lighting, infrared night look, glare, dirt and sensor noise for the whole batch, in place."""
+    n, h, w, _ = images.shape
+    # colour cast, contrast and brightness for everybody
+    gain = rng.uniform(0.75, 1.2, (n, 1, 1, 1)).astype(np.float32) * rng.uniform(0.92, 1.08, (n, 1, 1, 3)).astype(np.float32)
+    bias = rng.uniform(-25, 20, (n, 1, 1, 1)).astype(np.float32)
+    images *= gain
+    images += bias
+    if d.dirt_p and dirt is not None:
+        sel = rng.random(n) < d.dirt_p
+        idx = rng.integers(len(dirt), size=n)
+        strength = (rng.uniform(0.2, 0.6, n) * sel).astype(np.float32)[:, None, None, None]
+        brown = np.array([40, 60, 80], np.float32)
+        a = dirt[idx][:, :, :, None] * strength
+        images += (brown - images) * a
+    if d.low_light_p:
+        dark = rng.random(n) < d.low_light_p
+        if dark.any():
+            images[dark] = images[dark] * rng.uniform(0.15, 0.45, (int(dark.sum()), 1, 1, 1)).astype(np.float32)
+    if d.ir_p:
+        ir = rng.random(n) < d.ir_p
+        if ir.any():
+            # retro-reflective sheeting glows under IR, ink stays dark: stretch the grey levels
+            g = images[ir] @ np.array([0.35, 0.35, 0.30], np.float32)
+            g = np.clip((g - 60) * rng.uniform(1.3, 2.0, (int(ir.sum()), 1, 1)).astype(np.float32) + 40, 0, 255)
+            images[ir] = g[:, :, :, None]
+    if d.glare_p:
+        gl = np.nonzero(rng.random(n) < d.glare_p)[0]
+        if len(gl):
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            for i in gl:
+                cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.2, 0.6) * w
+                images[i] += (np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r)) * rng.uniform(60, 160))[:, :, None]
+    if d.noise_sigma and noise is not None:
+        sig = rng.uniform(1, d.noise_sigma, (n, 1, 1, 1)).astype(np.float32)
+        images += noise[rng.integers(len(noise), size=n)] * sig
+
+
+def render_plate_text_image(text: str, state: str, height: int = 120, rng: np.random.Generator | None = None) -> np.ndarray:
+    """A clean plate of `state` showing exactly `text` (uppercase A-Z0-9, spaces/dashes allowed)."""
+    style = STATES[state.lower()]
+    rng = rng or np.random.default_rng(0)
+    img = _draw_plate(style, text.upper(), height, rng, extras=False)
+    return np.clip(img, 0, 255).astype(np.uint8)
