@@ -1,0 +1,166 @@
+"""Frames and the sources that produce them.
+
+A source yields `Frame`s (BGR uint8 image + media timestamp + UTC capture time + any ground-truth
+labels it knows). Bad input is reported and skipped, never fatal: a frame that does not decode is
+counted in `source.skipped` and logged; a truncated file ends the source with a warning.
+
+`paced` replays a file in real time; `ReaderThread` decodes ahead on its own thread (OpenCV
+releases the GIL while decoding) into a bounded queue whose depth the node reports. For live
+sources the queue drops the oldest frame when the pipeline falls behind (a camera does not wait);
+for files it blocks (nothing is skipped).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class SourceError(RuntimeError):
+    """The source cannot be opened at all (missing file, unsupported URL...)."""
+
+
+@dataclass(frozen=True)
+class PlateLabel:
+    """A ground-truth plate in a frame: text and axis-aligned box (x1, y1, x2, y2) in pixels."""
+
+    plate: str
+    box: tuple[float, float, float, float]
+    track: int | None = None  # which vehicle (synthetic scenes), so a pass can be counted once
+
+
+@dataclass
+class Frame:
+    index: int
+    image: np.ndarray
+    timestamp: float  # media seconds since the start of the source
+    captured_at: datetime  # UTC
+    name: str | None = None  # file name for image folders
+    labels: list[PlateLabel] | None = None  # None: the source has no ground truth for this frame
+    decode_ms: float = 0.0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        h, w = self.image.shape[:2]
+        return (w, h)
+
+
+class FrameSource(ABC):
+    #: frames in the source when known (files, folders), for progress bars
+    length: int | None = None
+    #: nominal frame rate (frames per media second)
+    fps: float = 25.0
+    #: frames are unrelated photos (an image folder): the tracker is flushed after each one
+    independent: bool = False
+    #: a live camera/stream: frames are dropped rather than queued when the pipeline lags
+    live: bool = False
+
+    def __init__(self) -> None:
+        self.skipped = 0  # corrupt or undecodable frames reported and skipped
+        self.problems: list[str] = []
+
+    def report(self, message: str) -> None:
+        self.skipped += 1
+        if len(self.problems) < 100:
+            self.problems.append(message)
+        log.warning("%s", message)
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+def wall_clock_base(timestamp_zero: float = 0.0) -> datetime:
+    return datetime.now(timezone.utc) - timedelta(seconds=timestamp_zero)
+
+
+def paced(frames: Iterator[Frame], speed: float = 1.0) -> Iterator[Frame]:
+    """Yield frames no faster than their media timestamps (speed 2.0: twice real time)."""
+    start = None
+    for f in frames:
+        if start is None:
+            start = time.monotonic() - f.timestamp / speed
+        delay = start + f.timestamp / speed - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield f
+
+
+_END = object()
+
+
+class ReaderThread:
+    """Decode ahead on a thread into a bounded queue."""
+
+    def __init__(self, frames: Iterator[Frame], maxsize: int = 8, drop_oldest: bool = False):
+        self._frames = frames
+        self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.drop_oldest = drop_oldest
+        self.dropped = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="frame-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                if self.drop_oldest and item is not _END:
+                    try:
+                        self.queue.get_nowait()
+                        self.dropped += 1
+                    except queue.Empty:
+                        pass
+        return False
+
+    def _run(self) -> None:
+        try:
+            for f in self._frames:
+                if not self._put(f):
+                    return
+        except BaseException as err:  # surfaced to the consumer, which decides
+            self.error = err
+        finally:
+            self._put(_END)
+
+    @property
+    def depth(self) -> int:
+        return self.queue.qsize()
+
+    def get(self, timeout: float | None = None) -> Frame | None:
+        """Next frame; None at the end of the source. Raises queue.Empty on timeout."""
+        item = self.queue.get(timeout=timeout)
+        if item is _END:
+            if self.error is not None:
+                raise self.error
+            return None
+        return item
+
+    def get_nowait(self) -> Frame | None | bool:
+        """Next frame if one is ready; False when none is ready; None at the end."""
+        try:
+            return self.get(timeout=0)
+        except queue.Empty:
+            return False
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)

@@ -1,0 +1,86 @@
+"""Image folders: every image file in name order, with ground truth when labels are present.
+
+Labels, when present, come from either
+- `labels.csv` with columns `file,x,y,w,h,plate` (this project's dataset format), or
+- openalpr benchmark style: one `<image stem>.txt` per image, `file x y w h PLATE` per line.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from edge.sources.base import Frame, FrameSource, PlateLabel, SourceError, wall_clock_base
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def read_labels(folder: Path) -> dict[str, list[PlateLabel]]:
+    labels: dict[str, list[PlateLabel]] = {}
+    csv_path = folder / "labels.csv"
+    if csv_path.is_file():
+        with csv_path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    x, y, w, h = (float(row[k]) for k in ("x", "y", "w", "h"))
+                    plate = row["plate"].strip().upper()
+                except (KeyError, ValueError, AttributeError):
+                    continue
+                labels.setdefault(row["file"], []).append(PlateLabel(plate, (x, y, x + w, y + h)))
+        return labels
+    for txt in folder.glob("*.txt"):
+        for line in txt.read_text(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) < 6:
+                continue
+            try:
+                x, y, w, h = (float(v) for v in parts[1:5])
+            except ValueError:
+                continue
+            labels.setdefault(parts[0], []).append(PlateLabel(parts[5].upper(), (x, y, x + w, y + h)))
+    return labels
+
+
+class FolderSource(FrameSource):
+    independent = True
+
+    def __init__(self, folder: str | os.PathLike, fps: float = 1.0, names: list[str] | None = None):
+        super().__init__()
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise SourceError(f"image folder not found: {self.folder}")
+        files = sorted(p.name for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if names is not None:
+            wanted = set(names)
+            files = [f for f in files if f in wanted]
+        if not files:
+            raise SourceError(f"no images in {self.folder}")
+        self.files = files
+        self.length = len(files)
+        self.fps = float(fps)
+        self.labels = read_labels(self.folder)
+
+    def describe(self) -> str:
+        return f"folder {self.folder} ({self.length} images, {len(self.labels)} labelled)"
+
+    def __iter__(self) -> Iterator[Frame]:
+        base = wall_clock_base()
+        from datetime import timedelta
+
+        for i, name in enumerate(self.files):
+            t0 = time.perf_counter()
+            data = np.fromfile(self.folder / name, np.uint8)
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+            decode_ms = (time.perf_counter() - t0) * 1000
+            if image is None:
+                self.report(f"{self.folder / name}: not a readable image; skipped")
+                continue
+            ts = i / self.fps
+            labels = self.labels.get(name, []) if self.labels else None
+            yield Frame(i, image, ts, base + timedelta(seconds=ts), name=name, labels=labels, decode_ms=decode_ms)

@@ -1,0 +1,119 @@
+"""Frame sources: video files, image folders, HTTP streams; corrupt input is skipped, never fatal."""
+
+import functools
+import http.server
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.sources import ReaderThread, SourceError, open_source, paced
+from edge.sources.folder import FolderSource
+from edge.sources.stream import StreamSource
+from edge.sources.video import VideoFileSource
+
+
+def write_video(path, n=30, size=(160, 96), fps=10):
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert w.isOpened()
+    for i in range(n):
+        f = np.full((size[1], size[0], 3), 40, np.uint8)
+        cv2.rectangle(f, (i * 4, 30), (i * 4 + 30, 50), (0, 255, 255), -1)
+        cv2.putText(f, str(i), (5, 90), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        w.write(f)
+    w.release()
+    return path
+
+
+def test_video_file_all_frames(tmp_path):
+    src = open_source(str(write_video(tmp_path / "v.avi")))
+    assert isinstance(src, VideoFileSource) and src.length == 30 and src.fps == pytest.approx(10)
+    frames = list(src)
+    assert [f.index for f in frames] == list(range(30))
+    assert frames[5].timestamp == pytest.approx(0.5)
+    assert frames[0].image.shape == (96, 160, 3) and src.skipped == 0
+    assert frames[0].captured_at.tzinfo is not None
+
+
+def test_truncated_video_is_reported_not_fatal(tmp_path):
+    p = write_video(tmp_path / "v.avi", n=40)
+    data = p.read_bytes()
+    t = tmp_path / "t.avi"
+    t.write_bytes(data[: len(data) // 2])
+    src = VideoFileSource(t)
+    frames = list(src)
+    assert 5 < len(frames) < 40
+    assert src.skipped >= 1 and "truncated" in src.problems[-1]
+
+
+def test_corrupt_bytes_in_the_middle_are_skipped(tmp_path):
+    p = write_video(tmp_path / "v.avi", n=40)
+    data = bytearray(p.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 3000] = bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8))
+    c = tmp_path / "c.avi"
+    c.write_bytes(bytes(data))
+    frames = list(VideoFileSource(c))
+    assert len(frames) >= 30  # most frames still come through; nothing raised
+
+
+def test_missing_or_bogus_file_is_a_source_error(tmp_path):
+    with pytest.raises(SourceError, match="not found"):
+        open_source(str(tmp_path / "nope.mp4"))
+    (tmp_path / "x.mp4").write_bytes(b"not a video at all")
+    with pytest.raises(SourceError, match="cannot open"):
+        open_source(str(tmp_path / "x.mp4"))
+
+
+def test_folder_sorted_with_labels_and_corrupt_image(tmp_path):
+    for name in ["b.jpg", "a.png", "c.jpg"]:
+        cv2.imwrite(str(tmp_path / name), np.full((20, 30, 3), 128, np.uint8))
+    (tmp_path / "d.jpg").write_bytes(b"\xff\xd8 broken")
+    (tmp_path / "labels.csv").write_text("file,x,y,w,h,plate\na.png,1,2,10,5,abc123\n")
+    src = open_source(str(tmp_path))
+    assert isinstance(src, FolderSource) and src.independent
+    frames = list(src)
+    assert [f.name for f in frames] == ["a.png", "b.jpg", "c.jpg"]
+    assert frames[0].labels[0].plate == "ABC123" and frames[0].labels[0].box == (1, 2, 11, 7)
+    assert frames[1].labels == []
+    assert src.skipped == 1 and "d.jpg" in src.problems[0]
+
+
+def test_folder_openalpr_txt_labels(tmp_path):
+    cv2.imwrite(str(tmp_path / "car1.jpg"), np.zeros((20, 30, 3), np.uint8))
+    (tmp_path / "car1.txt").write_text("car1.jpg 3 4 10 5 7XYZ123\n")
+    (f,) = list(FolderSource(tmp_path))
+    assert f.labels[0].plate == "7XYZ123" and f.labels[0].box == (3, 4, 13, 9)
+    assert list(FolderSource(tmp_path)) and FolderSource(tmp_path).labels
+
+
+def test_http_stream(tmp_path):
+    write_video(tmp_path / "v.avi", n=20)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        src = open_source(f"http://127.0.0.1:{httpd.server_address[1]}/v.avi", max_reconnects=0)
+        assert isinstance(src, StreamSource) and src.live
+        frames = list(src)  # the "stream" ends with the file; no reconnect allowed
+        assert len(frames) == 20
+        assert "gave up" in src.problems[-1]
+    finally:
+        httpd.shutdown()
+    with pytest.raises(SourceError, match="cannot open stream") as err:
+        StreamSource("http://user:secret@127.0.0.1:9/none.avi", open_timeout_s=1)
+    assert "secret" not in str(err.value)  # stream credentials never reach the logs
+
+
+def test_reader_thread_and_pacing(tmp_path):
+    src = VideoFileSource(write_video(tmp_path / "v.avi", n=6, fps=50))
+    import time
+
+    t0 = time.monotonic()
+    reader = ReaderThread(paced(iter(src)), maxsize=2)
+    got = []
+    while (f := reader.get(timeout=5)) is not None:
+        got.append(f.index)
+    assert got == list(range(6))
+    assert time.monotonic() - t0 >= 5 / 50 * 0.9  # real-time pacing
