@@ -1,0 +1,301 @@
+"""Append-only, hash-chained audit log of every gate decision (SQLite by default, PostgreSQL option).
+
+One record per raw message the gate handled: when it decided, the data (read id, camera, operating
+agency, plate, capture time), and for every registered agency what was decided, by which rule,
+for which declared purpose and login: what SB 34's access log needs (Civil Code 1798.90.52).
+
+Each record stores the hash of the record before it; `verify()` recomputes the chain and detects an
+edited, removed, inserted or reordered record (a removed tail is caught by the head row, unless
+that is rewritten too: publish `head()` elsewhere to anchor it).
+
+Writes come in batches, one transaction per batch (SQLite in WAL mode): no fsync per read.
+`append()` also answers, in the same transaction, which reads were already audited (the gate
+forwards a redelivered read once) and records which reads' forwards were acknowledged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+GENESIS = "0" * 64
+
+_FIELDS = ("recorded_at", "gate_id", "read_key", "read_id", "camera_id", "operating_agency", "plate",
+           "captured_at", "topic", "policy", "outcome", "decisions", "detail")
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    recorded_at: str  # ISO 8601 UTC, when the gate decided
+    gate_id: str
+    read_key: str | None  # "<camera from topic>/<read id>": the dedup key; None when unparseable
+    read_id: str | None
+    camera_id: str | None
+    operating_agency: str | None
+    plate: str | None
+    captured_at: str | None
+    topic: str
+    policy: str
+    outcome: str  # "decided" (policy applied per agency) or "rejected" (the whole message refused)
+    decisions: str  # JSON list of [agency, "forward"|"refuse", rule, purpose, username]
+    detail: str | None = None
+
+    def values(self) -> tuple:
+        return tuple(getattr(self, f) for f in _FIELDS)
+
+
+def record_hash(prev_hash: str, seq: int, values: Sequence) -> str:
+    canonical = json.dumps([seq, *values], separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    first_seq: int
+    inserted: int
+    # read_key -> (decisions JSON as audited, forwards already acknowledged?) for reads audited before
+    already: dict[str, tuple[str, bool]]
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    records: int
+    head: str
+    problems: list[str]
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"audit chain intact: {self.records} records, head {self.head[:16]}"
+        return f"audit chain BROKEN ({len(self.problems)} problem(s)): " + "; ".join(self.problems[:5])
+
+
+class AuditStore:
+    """Common logic; subclasses provide the SQL dialect and connection."""
+
+    placeholder = "?"
+
+    def append(self, records: Sequence[AuditRecord], done_keys: Iterable[str] = ()) -> AppendResult:
+        raise NotImplementedError
+
+    def verify(self) -> VerifyResult:
+        rows = self._iter_rows()
+        problems: list[str] = []
+        prev = GENESIS
+        expected_seq = 1
+        n = 0
+        for row in rows:
+            seq, values, prev_hash, h = row[0], row[1:-2], row[-2], row[-1]
+            n += 1
+            if seq != expected_seq:
+                problems.append(f"record {seq}: expected sequence {expected_seq} (record removed or reordered)")
+            if prev_hash != prev:
+                problems.append(f"record {seq}: previous-hash link broken (record before it removed, inserted or reordered)")
+            if record_hash(prev_hash, seq, values) != h:
+                problems.append(f"record {seq}: content does not match its hash (edited)")
+            prev = h
+            expected_seq = seq + 1
+            if len(problems) > 50:
+                break
+        head_seq, head_hash = self.head()
+        if not problems and (head_seq != n or head_hash != prev):
+            problems.append(f"chain ends at record {n} but the head says {head_seq} (records removed at the end)")
+        return VerifyResult(not problems, n, prev, problems)
+
+    def head(self) -> tuple[int, str]:
+        raise NotImplementedError
+
+    def _iter_rows(self):
+        raise NotImplementedError
+
+    def records(self, limit: int | None = None) -> list[dict]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+def _decide_batch(records: Sequence[AuditRecord], existing: dict[str, tuple[str, bool]],
+                  head_seq: int, head_hash: str) -> tuple[list[tuple], int, str]:
+    rows = []
+    seq, h = head_seq, head_hash
+    for r in records:
+        if r.read_key is not None and r.read_key in existing:
+            continue
+        seq += 1
+        values = r.values()
+        new_h = record_hash(h, seq, values)
+        rows.append((seq, *values, h, new_h))
+        h = new_h
+    return rows, seq, h
+
+
+_COLUMNS = "seq, " + ", ".join(_FIELDS) + ", prev_hash, hash"
+
+
+class SQLiteAuditStore(AuditStore):
+    def __init__(self, path: str | os.PathLike, synchronous: str = "FULL"):
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: each batch's commit is durable (one fsync per batch, never one per read).
+        self.conn.execute(f"PRAGMA synchronous={synchronous}")
+        self.conn.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS audit (
+                seq INTEGER PRIMARY KEY,
+                recorded_at TEXT NOT NULL, gate_id TEXT NOT NULL,
+                read_key TEXT UNIQUE, read_id TEXT, camera_id TEXT, operating_agency TEXT,
+                plate TEXT, captured_at TEXT, topic TEXT NOT NULL, policy TEXT NOT NULL,
+                outcome TEXT NOT NULL, decisions TEXT NOT NULL, detail TEXT,
+                prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
+            INSERT OR IGNORE INTO audit_head VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+            CREATE TABLE IF NOT EXISTS forwarded (read_key TEXT PRIMARY KEY);
+            -- Append-only: the gate never updates or deletes a record.
+            CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+                BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+            CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+                BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+            """
+        )
+
+    def append(self, records: Sequence[AuditRecord], done_keys: Iterable[str] = ()) -> AppendResult:
+        done = [(k,) for k in done_keys]
+        keys = [r.read_key for r in records if r.read_key is not None]
+        with self._lock:
+            c = self.conn
+            c.execute("BEGIN IMMEDIATE")  # one writer at a time: the chain stays linear across gates
+            try:
+                if done:
+                    c.executemany("INSERT OR IGNORE INTO forwarded VALUES (?)", done)
+                existing: dict[str, tuple[str, bool]] = {}
+                for i in range(0, len(keys), 500):
+                    chunk = keys[i:i + 500]
+                    q = ("SELECT a.read_key, a.decisions, f.read_key IS NOT NULL FROM audit a "
+                         "LEFT JOIN forwarded f ON f.read_key = a.read_key "
+                         f"WHERE a.read_key IN ({','.join('?' * len(chunk))})")
+                    for k, d, fwd in c.execute(q, chunk):
+                        existing[k] = (d, bool(fwd))
+                head_seq, head_hash = c.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+                rows, seq, h = _decide_batch(records, existing, head_seq, head_hash)
+                if rows:
+                    c.executemany(f"INSERT INTO audit ({_COLUMNS}) VALUES ({','.join('?' * 16)})", rows)
+                    c.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, h))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return AppendResult(head_seq + 1, len(rows), existing)
+
+    def head(self) -> tuple[int, str]:
+        with self._lock:
+            return tuple(self.conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone())
+
+    def _iter_rows(self):
+        c = sqlite3.connect(self.path, timeout=30)
+        try:
+            yield from c.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq")
+        finally:
+            c.close()
+
+    def records(self, limit: int | None = None) -> list[dict]:
+        c = sqlite3.connect(self.path, timeout=30)
+        c.row_factory = sqlite3.Row
+        try:
+            q = f"SELECT {_COLUMNS} FROM audit ORDER BY seq" + (f" LIMIT {int(limit)}" if limit else "")
+            return [dict(r) for r in c.execute(q)]
+        finally:
+            c.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()
+
+
+class PostgresAuditStore(AuditStore):
+    """Several gates (shared subscription) writing one chain: the head row is locked per batch."""
+
+    def __init__(self, dsn: str, table_prefix: str = "alpr_"):
+        import psycopg  # the `postgres` extra
+
+        self.dsn = dsn
+        self.t = table_prefix
+        self._lock = threading.Lock()
+        self.conn = psycopg.connect(dsn, autocommit=False)
+        t = self.t
+        with self.conn.transaction():
+            self.conn.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS {t}audit (
+                    seq BIGINT PRIMARY KEY,
+                    recorded_at TEXT NOT NULL, gate_id TEXT NOT NULL,
+                    read_key TEXT UNIQUE, read_id TEXT, camera_id TEXT, operating_agency TEXT,
+                    plate TEXT, captured_at TEXT, topic TEXT NOT NULL, policy TEXT NOT NULL,
+                    outcome TEXT NOT NULL, decisions TEXT NOT NULL, detail TEXT,
+                    prev_hash TEXT NOT NULL, hash TEXT NOT NULL
+                )"""
+            )
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS {t}audit_head (id INT PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL)")
+            self.conn.execute(f"INSERT INTO {t}audit_head VALUES (1, 0, %s) ON CONFLICT DO NOTHING", (GENESIS,))
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS {t}forwarded (read_key TEXT PRIMARY KEY)")
+        self.conn.commit()
+
+    def append(self, records: Sequence[AuditRecord], done_keys: Iterable[str] = ()) -> AppendResult:
+        t = self.t
+        done = [(k,) for k in done_keys]
+        keys = [r.read_key for r in records if r.read_key is not None]
+        with self._lock, self.conn.transaction():
+            cur = self.conn.cursor()
+            head_seq, head_hash = cur.execute(f"SELECT seq, hash FROM {t}audit_head WHERE id = 1 FOR UPDATE").fetchone()
+            if done:
+                cur.executemany(f"INSERT INTO {t}forwarded VALUES (%s) ON CONFLICT DO NOTHING", done)
+            existing: dict[str, tuple[str, bool]] = {}
+            if keys:
+                q = (f"SELECT a.read_key, a.decisions, f.read_key IS NOT NULL FROM {t}audit a "
+                     f"LEFT JOIN {t}forwarded f ON f.read_key = a.read_key WHERE a.read_key = ANY(%s)")
+                for k, d, fwd in cur.execute(q, (keys,)):
+                    existing[k] = (d, bool(fwd))
+            rows, seq, h = _decide_batch(records, existing, head_seq, head_hash)
+            if rows:
+                cur.executemany(f"INSERT INTO {t}audit ({_COLUMNS}) VALUES ({','.join(['%s'] * 16)})", rows)
+                cur.execute(f"UPDATE {t}audit_head SET seq = %s, hash = %s WHERE id = 1", (seq, h))
+        self.conn.commit()
+        return AppendResult(head_seq + 1, len(rows), existing)
+
+    def head(self) -> tuple[int, str]:
+        with self._lock:
+            row = self.conn.execute(f"SELECT seq, hash FROM {self.t}audit_head WHERE id = 1").fetchone()
+            self.conn.commit()
+            return tuple(row)
+
+    def _iter_rows(self):
+        with self._lock:
+            rows = self.conn.execute(f"SELECT {_COLUMNS} FROM {self.t}audit ORDER BY seq").fetchall()
+            self.conn.commit()
+        return rows
+
+    def records(self, limit: int | None = None) -> list[dict]:
+        with self._lock:
+            cur = self.conn.execute(f"SELECT {_COLUMNS} FROM {self.t}audit ORDER BY seq" + (f" LIMIT {int(limit)}" if limit else ""))
+            names = [d.name for d in cur.description]
+            rows = [dict(zip(names, r)) for r in cur.fetchall()]
+            self.conn.commit()
+        return rows
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_audit(target: str) -> AuditStore:
+    """`postgresql://...` (or `postgres://`) for PostgreSQL, anything else is a SQLite file path."""
+    if target.startswith(("postgresql://", "postgres://")) or target.startswith("host="):
+        return PostgresAuditStore(target)
+    return SQLiteAuditStore(target)

@@ -1,0 +1,329 @@
+"""The policy gate: raw reads in, policy-checked reads out to each allowed agency, every decision audited.
+
+Per message: the topic names the camera; the camera must be registered and the read's camera_id and
+agency_id must match the registry (a camera cannot speak for another, nor claim another owner).
+Then the precomputed decision table gives the allowed recipients of the operating agency's reads.
+Nothing in the payload can widen that: recipients come from the registry and the policy only.
+
+Delivery (QoS 1 in and out, persistent session, manual acknowledgement):
+  1. decide a batch, 2. audit it in one transaction (which also tells which reads were audited
+  before: redeliveries), 3. publish the forwards, 4. wait for their PUBACKs, 5. acknowledge the raw
+  messages, 6. note in the next transaction that those reads' forwards are done.
+A gate killed anywhere in between loses nothing (unacknowledged raw reads are redelivered), shares
+nothing unaudited (audit comes first) and forwards a read again only if it died between 3 and 6.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import paho.mqtt.client as mqtt
+
+from edge.policy.audit import AuditRecord, AuditStore
+from edge.policy.brokerconf import RAW_PREFIX, share_topic
+from edge.policy.policy import DecisionTable, Policy, compile_decisions
+from edge.policy.registry import Registry
+from edge.schema import SchemaError, parse_read
+from edge.transport import mqtt as transport
+
+log = logging.getLogger("edge.gate")
+
+REJECT_MALFORMED = "refuse:malformed"
+REJECT_UNKNOWN_CAMERA = "refuse:unknown-camera"
+REJECT_CAMERA_MISMATCH = "refuse:camera-topic-mismatch"
+REJECT_OWNER_MISMATCH = "refuse:agency-mismatch"
+REJECT_BAD_TOPIC = "refuse:bad-topic"
+FORWARD_SCHEMA_VERSION = 1
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+@dataclass
+class GateConfig:
+    gate_id: str = "gate-1"
+    client_id: str | None = None  # default: the registry's gate client id + gate id
+    protocol: int = transport.MQTT_V5
+    shared_group: str | None = "gates"  # MQTT 5 shared subscription; None: plain subscription
+    batch_size: int = 500
+    batch_wait_s: float = 0.02
+    receive_maximum: int = 1000
+
+
+@dataclass
+class _Pending:
+    mid: int
+    qos: int
+    record: AuditRecord
+    forwards: list[tuple[str, bytes]]  # (topic, payload)
+    read_json: bytes | None = None
+    owner: str | None = None
+    rule: str | None = None  # the rejection rule, for whole-message refusals
+
+
+@dataclass
+class GateStats:
+    received: int = 0
+    audited: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    forwarded: Counter = field(default_factory=Counter)
+    refused: Counter = field(default_factory=Counter)
+    rules: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        return {
+            "received": self.received, "audited": self.audited, "rejected": self.rejected,
+            "duplicates": self.duplicates, "forwarded": dict(self.forwarded), "refused": dict(self.refused),
+            "rules": dict(self.rules),
+        }
+
+
+class Gate:
+    def __init__(self, registry: Registry, policy: Policy, broker: transport.BrokerURL, audit: AuditStore,
+                 config: GateConfig | None = None):
+        self.registry = registry
+        self.policy = policy
+        self.broker = broker
+        self.audit = audit
+        self.config = config or GateConfig()
+        self.table: DecisionTable = compile_decisions(policy, registry)
+        self.stats = GateStats()
+        self._stats_lock = threading.Lock()
+        self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._client: mqtt.Client | None = None
+        self._done_keys: list[str] = []
+        self.error: BaseException | None = None
+        self._precompute()
+
+    # -- precomputed per (owner, recipient): no policy work per read ---------------------------
+    def _precompute(self) -> None:
+        label = self.policy.label
+        agencies = self.registry.agencies
+        self._decisions_json: dict[str, str] = {}
+        self._forward_prefix: dict[str, list[tuple[str, str, bytes]]] = {}
+        for owner in self.table.allowed_by_owner:
+            rows = []
+            for a in agencies:
+                d = self.table.decide(owner, a.id)
+                rows.append([a.id, "forward" if d.allowed else "refuse", d.rule, a.purpose, a.username])
+            self._decisions_json[owner] = json.dumps(rows, separators=(",", ":"))
+            self._forward_prefix[owner] = [
+                (a_id, share_topic(a_id), (
+                    f'{{"schema_version":{FORWARD_SCHEMA_VERSION},"policy":{json.dumps(label)},'
+                    f'"recipient":{json.dumps(a_id)},"rule":{json.dumps(self.table.decide(owner, a_id).rule)},"read":'
+                ).encode())
+                for a_id in self.table.allowed_by_owner[owner]
+            ]
+        self._refused_by_owner = {
+            owner: tuple(a for a in self.table.recipients if a not in allowed)
+            for owner, allowed in self.table.allowed_by_owner.items()
+        }
+        self._rejected_json: dict[str, str] = {}
+        for rule in (REJECT_MALFORMED, REJECT_UNKNOWN_CAMERA, REJECT_CAMERA_MISMATCH, REJECT_OWNER_MISMATCH, REJECT_BAD_TOPIC):
+            self._rejected_json[rule] = json.dumps(
+                [[a.id, "refuse", rule, a.purpose, a.username] for a in agencies], separators=(",", ":"))
+
+    # -- deciding ------------------------------------------------------------------------------
+    def decide(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> _Pending:
+        now = datetime.now(timezone.utc).isoformat()
+        label = self.policy.label
+        gid = self.config.gate_id
+
+        def reject(rule: str, detail: str, key=None, ev=None, owner=None) -> _Pending:
+            rec = AuditRecord(now, gid, key, ev.read_id if ev else None, ev.camera_id if ev else None, owner,
+                              ev.plate if ev else None, ev.captured_at.isoformat() if ev else None, topic[:200],
+                              label, "rejected", self._rejected_json[rule], f"{rule}: {detail}"[:500])
+            return _Pending(mid, qos, rec, [], rule=rule)
+
+        parts = topic.split("/")
+        if len(parts) != 3 or f"{parts[0]}/{parts[1]}" != RAW_PREFIX:
+            return reject(REJECT_BAD_TOPIC, f"topic {topic[:100]!r} is not {RAW_PREFIX}/<camera>")
+        cam_id = parts[2]
+        camera = self.registry.camera(cam_id)
+        if camera is None:
+            return reject(REJECT_UNKNOWN_CAMERA, f"camera {cam_id[:64]!r} is not registered")
+        try:
+            ev = parse_read(payload)
+        except SchemaError as err:
+            return reject(REJECT_MALFORMED, str(err), owner=camera.agency)
+        key = f"{cam_id}/{ev.read_id}"
+        if ev.camera_id != cam_id:
+            return reject(REJECT_CAMERA_MISMATCH, f"read says camera {ev.camera_id!r}, topic says {cam_id!r}",
+                          key, ev, camera.agency)
+        if ev.agency_id != camera.agency:
+            return reject(REJECT_OWNER_MISMATCH, f"read says agency {ev.agency_id!r}, registry says {camera.agency!r}",
+                          key, ev, camera.agency)
+        owner = camera.agency
+        read_json = ev.to_json()  # re-serialized from the validated model: nothing unvalidated passes
+        rec = AuditRecord(now, gid, key, ev.read_id, ev.camera_id, owner, ev.plate, ev.captured_at.isoformat(),
+                          topic, label, "decided", self._decisions_json[owner], None)
+        forwards = [(t, prefix + read_json + b"}") for _a, t, prefix in self._forward_prefix[owner]]
+        return _Pending(mid, qos, rec, forwards, read_json, owner)
+
+    # -- running -------------------------------------------------------------------------------
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        self._queue.put((msg.mid, msg.qos, msg.topic, msg.payload))
+
+    def start(self) -> "Gate":
+        cfg = self.config
+        topic = f"{RAW_PREFIX}/#"
+        if cfg.shared_group:
+            topic = f"$share/{cfg.shared_group}/{topic}"
+        client_id = cfg.client_id or f"{self.registry.gate.client_id}-{cfg.gate_id}"
+        self._client = transport.connect(
+            self.broker, client_id, protocol=cfg.protocol, clean_start=False, session_expiry_s=SESSION_EXPIRY_S,
+            receive_maximum=cfg.receive_maximum, manual_ack=True, on_message=self._on_message,
+            subscriptions=[(topic, 1)],
+        )
+        code = self._client.suback_codes.get(topic)
+        if code is not None and transport.suback_refused(code):
+            transport.close(self._client)
+            raise transport.MQTTError(f"broker refused the gate's subscription to {topic}: {code}")
+        self._worker = threading.Thread(target=self._run, name=f"gate-{cfg.gate_id}", daemon=True)
+        self._worker.start()
+        log.info("gate %s up: policy %s, %d agencies, %d cameras", cfg.gate_id, self.policy.label,
+                 len(self.registry.agencies), len(self.registry.cameras))
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+        if self._client is not None:
+            transport.close(self._client)
+            self._client = None
+
+    def kill(self) -> None:
+        """Drop the connection without finishing anything (tests: a crash between steps)."""
+        self._stop.set()
+        if self._client is not None:
+            self._client._sock_close()  # noqa: SLF001 - simulate a dead process for the broker
+            self._client.loop_stop()
+            self._client = None
+
+    def _next_batch(self) -> list[tuple]:
+        cfg = self.config
+        try:
+            first = self._queue.get(timeout=cfg.batch_wait_s)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + cfg.batch_wait_s
+        while len(batch) < cfg.batch_size:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    batch.append(self._queue.get(timeout=left))
+                except queue.Empty:
+                    break
+        return batch
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                batch = self._next_batch()
+                if batch:
+                    self.process_batch(batch)
+                elif self._done_keys:
+                    self.audit.append([], self._done_keys)
+                    self._done_keys = []
+            if self._done_keys:
+                self.audit.append([], self._done_keys)
+                self._done_keys = []
+        except BaseException as err:  # fail closed: stop consuming, ack nothing more
+            self.error = err
+            log.exception("gate %s stopped on error", self.config.gate_id)
+
+    def process_batch(self, batch: list[tuple]) -> None:
+        pendings: list[_Pending] = []
+        seen: set[str] = set()
+        dup_in_batch: list[_Pending] = []
+        for mid, qos, topic, payload in batch:
+            p = self.decide(topic, payload, mid, qos)
+            k = p.record.read_key
+            if k is not None and k in seen:
+                dup_in_batch.append(p)
+                continue
+            if k is not None:
+                seen.add(k)
+            pendings.append(p)
+        result = self.audit.append([p.record for p in pendings], self._done_keys)
+        self._done_keys = []
+        infos: list[mqtt.MQTTMessageInfo] = []
+        done_keys: list[str] = []
+        client = self._client
+        stats_fwd: Counter = Counter()
+        stats_ref: Counter = Counter()
+        rules: Counter = Counter()
+        rejected = duplicates = 0
+        for p in pendings:
+            k = p.record.read_key
+            if k is not None and k in result.already:
+                duplicates += 1
+                decisions_json, forwarded_done = result.already[k]
+                if forwarded_done or not p.forwards:
+                    continue
+                # Audited before but the gate died before its forwards were acknowledged: forward
+                # again, only to agencies that were allowed then and are allowed now.
+                then = {row[0] for row in json.loads(decisions_json) if row[1] == "forward"}
+                forwards = [(t, pl) for (t, pl), (a_id, _t, _p) in zip(p.forwards, self._forward_prefix[p.owner])
+                            if a_id in then]
+            else:
+                forwards = p.forwards
+                if p.rule is not None:
+                    rejected += 1
+                    rules[p.rule] += 1
+                    stats_ref.update(self.table.recipients)
+                else:
+                    stats_fwd.update(self.table.allowed_by_owner[p.owner])
+                    stats_ref.update(self._refused_by_owner[p.owner])
+            for topic, payload in forwards:
+                infos.append(client.publish(topic, payload, qos=1))
+            if forwards and k is not None:
+                done_keys.append(k)
+        duplicates += len(dup_in_batch)
+        # Step 4: every forward acknowledged by the broker before any raw read is acknowledged.
+        while not transport.wait_published(infos, timeout=1.0):
+            if self._stop.is_set():
+                return  # not acknowledged: the broker redelivers to the next session
+        for mid, qos, _topic, _payload in batch:
+            if qos > 0:
+                client.ack(mid, qos)
+        self._done_keys = done_keys
+        with self._stats_lock:
+            s = self.stats
+            s.received += len(batch)
+            s.audited += result.inserted
+            s.rejected += rejected
+            s.duplicates += duplicates
+            s.forwarded.update(stats_fwd)
+            s.refused.update(stats_ref)
+            s.rules.update(rules)
+
+    def snapshot(self) -> dict:
+        with self._stats_lock:
+            return self.stats.as_dict()
+
+    def wait_idle(self, received: int, timeout: float = 30.0) -> bool:
+        """Wait until `received` raw messages were handled (tests, demo)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._stats_lock:
+                if self.stats.received >= received:
+                    return True
+            if self.error:
+                return False
+            time.sleep(0.01)
+        return False
