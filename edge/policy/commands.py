@@ -1,0 +1,217 @@
+"""CLI: `broker-config`, `gate`, `audit verify|show`, `verify-acl`, `policy check`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("broker-config", help="write Mosquitto config (listeners, logins, ACL) from a registry")
+    p.add_argument("registry", help="registry YAML (agencies, cameras, gate)")
+    p.add_argument("--out", default="broker_config/generated", help="output directory (default %(default)s)")
+    p.add_argument("--secrets", help="directory of `file:` credentials (default OUT/secrets; missing ones are created)")
+    p.add_argument("--port", type=int, default=1883, help="plain listener port (default %(default)s)")
+    p.add_argument("--bind", default="127.0.0.1", help="plain listener address (default %(default)s: loopback only)")
+    p.add_argument("--tls-port", type=int, help="add a TLS listener on this port (needs --tls-cert and --tls-key)")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
+    p.add_argument("--tls-ca", help="CA file (optional)")
+    p.add_argument("--run-as", help="user mosquitto switches to when started as root (must own passwd/acl)")
+    p.set_defaults(func=_broker_config)
+
+    p = sub.add_parser("gate", help="run the policy gate: raw reads in, allowed agencies out, every decision audited")
+    _common(p)
+    p.add_argument("--audit", default="audit.db", help="SQLite file or postgresql:// DSN (default %(default)s)")
+    p.add_argument("--gate-id", default="gate-1", help="this gate's id (audit records, client id)")
+    p.add_argument("--shared-group", default="gates",
+                   help="MQTT 5 shared subscription group ($share/GROUP/alpr/raw/#); '' for a plain subscription")
+    p.add_argument("--mqtt311", action="store_true", help="MQTT 3.1.1 (no shared subscription)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-ms", type=float, default=20.0)
+    p.add_argument("--run-for", type=float, help="stop after this many seconds (default: until SIGTERM/SIGINT)")
+    p.add_argument("--stats-every", type=float, default=0.0, help="log counters every N seconds")
+    p.add_argument("--json", action="store_true", help="print the final counters as one JSON line")
+    p.set_defaults(func=_gate)
+
+    p = sub.add_parser("audit", help="audit log: verify the hash chain, show records")
+    asub = p.add_subparsers(dest="audit_cmd", metavar="ACTION")
+    v = asub.add_parser("verify", help="recompute the hash chain; exit 1 on any edited, removed or reordered record")
+    v.add_argument("target", nargs="?", default="audit.db", help="SQLite file or postgresql:// DSN")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=_audit_verify)
+    s = asub.add_parser("show", help="print audit records as JSON lines")
+    s.add_argument("target", nargs="?", default="audit.db")
+    s.add_argument("--limit", type=int, default=20)
+    s.set_defaults(func=_audit_show)
+
+    p = sub.add_parser("verify-acl", help="log in as each agency and camera, try what the ACL must refuse, report")
+    _common(p)
+    p.add_argument("--mqtt311", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_verify_acl)
+
+    p = sub.add_parser("policy", help="show the decision table a registry and policy compile to")
+    p.add_argument("registry")
+    p.add_argument("--policy", default="ca-sb34")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_policy_table)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--registry", required=True, help="registry YAML")
+    p.add_argument("--policy", default="ca-sb34", help="policy file or shipped policy name (default %(default)s)")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL (default %(default)s)")
+    p.add_argument("--secrets", help="directory of `file:` credentials (default: secrets/ next to the registry)")
+
+
+def _secrets(args):
+    from edge.policy.registry import Secrets
+
+    return Secrets(args.secrets or Path(args.registry).parent / "secrets")
+
+
+def _broker_config(args) -> int:
+    from edge.policy.brokerconf import TlsListener, write_broker_config
+    from edge.policy.registry import RegistryError, load_registry
+
+    try:
+        registry = load_registry(args.registry)
+    except RegistryError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    tls = None
+    if args.tls_port:
+        if not (args.tls_cert and args.tls_key):
+            print("error: --tls-port needs --tls-cert and --tls-key", file=sys.stderr)
+            return 2
+        tls = TlsListener(args.tls_port, args.tls_cert, args.tls_key, args.tls_ca)
+    out = Path(args.out)
+    files = write_broker_config(registry, out, secrets_dir=args.secrets or out / "secrets", port=args.port,
+                                bind=args.bind, tls=tls, run_as=args.run_as)
+    for f in files:
+        print(f)
+    print(f"start it with: cd {out} && mosquitto -c mosquitto.conf", file=sys.stderr)
+    return 0
+
+
+def _gate(args) -> int:
+    from edge.policy.audit import open_audit
+    from edge.policy.gate import Gate, GateConfig
+    from edge.policy.policy import PolicyError, load_policy
+    from edge.policy.registry import RegistryError, load_registry
+    from edge.transport import mqtt as transport
+
+    try:
+        registry = load_registry(args.registry)
+        policy = load_policy(args.policy)
+        broker = transport.parse_broker_url(args.broker)
+        if broker.username is None:
+            broker = broker.with_login(registry.gate.username, _secrets(args).password(registry.gate))
+    except (RegistryError, PolicyError, transport.BrokerURLError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    config = GateConfig(
+        gate_id=args.gate_id, protocol=transport.MQTT_V311 if args.mqtt311 else transport.MQTT_V5,
+        shared_group=(args.shared_group or None) if not args.mqtt311 else None,
+        batch_size=args.batch_size, batch_wait_s=args.batch_ms / 1000,
+    )
+    audit = open_audit(args.audit)
+    gate = Gate(registry, policy, broker, audit, config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        gate.start()
+    except transport.MQTTError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"gate {args.gate_id}: policy {policy.label}, broker {broker.redacted()}, audit {args.audit}", file=sys.stderr)
+    deadline = time.monotonic() + args.run_for if args.run_for else None
+    last = time.monotonic()
+    while not stop.is_set() and gate.error is None:
+        stop.wait(0.2)
+        if deadline and time.monotonic() > deadline:
+            break
+        if args.stats_every and time.monotonic() - last >= args.stats_every:
+            last = time.monotonic()
+            print(json.dumps(gate.snapshot()), file=sys.stderr, flush=True)
+    gate.stop()
+    audit.close()
+    if args.json:
+        print(json.dumps({"gate_id": args.gate_id, **gate.snapshot()}))
+    if gate.error is not None:
+        print(f"error: gate stopped: {gate.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _audit_verify(args) -> int:
+    from edge.policy.audit import open_audit
+
+    if not args.target.startswith(("postgres", "host=")) and not Path(args.target).exists():
+        print(f"error: no audit database {args.target}", file=sys.stderr)
+        return 2
+    store = open_audit(args.target)
+    result = store.verify()
+    store.close()
+    if args.json:
+        print(json.dumps({"ok": result.ok, "records": result.records, "head": result.head, "problems": result.problems}))
+    else:
+        print(result.summary())
+        for p in result.problems[1:20]:
+            print(f"  {p}")
+    return 0 if result.ok else 1
+
+
+def _audit_show(args) -> int:
+    from edge.policy.audit import open_audit
+
+    store = open_audit(args.target)
+    for r in store.records(args.limit):
+        print(json.dumps(r))
+    store.close()
+    return 0
+
+
+def _verify_acl(args) -> int:
+    from edge.bench.report import print_json_last, print_table
+    from edge.policy.registry import load_registry
+    from edge.policy.verify_acl import verify_acl
+    from edge.transport import mqtt as transport
+
+    registry = load_registry(args.registry)
+    broker = transport.parse_broker_url(args.broker)
+    checks = verify_acl(registry, broker, _secrets(args),
+                        protocol=transport.MQTT_V311 if args.mqtt311 else transport.MQTT_V5)
+    print_table("verify-acl: what each login must not be able to do",
+                ["principal", "attempt", "result", "how"],
+                [(c.principal, c.attempt, "ok" if c.ok else "FAIL", c.how) for c in checks])
+    failed = [c for c in checks if not c.ok]
+    if args.json:
+        print_json_last({"checks": len(checks), "failed": len(failed),
+                         "failures": [c.__dict__ for c in failed]})
+    return 0 if not failed else 1
+
+
+def _policy_table(args) -> int:
+    from edge.bench.report import print_json_last, print_table
+    from edge.policy.policy import compile_decisions, load_policy
+    from edge.policy.registry import load_registry
+
+    registry = load_registry(args.registry)
+    policy = load_policy(args.policy)
+    table = compile_decisions(policy, registry)
+    owners = sorted({c.agency for c in registry.cameras}) or [a.id for a in registry.agencies]
+    rows = [(o, r, "forward" if d.allowed else "refuse", d.rule, d.reason)
+            for o in owners for r in table.recipients for d in [table.decide(o, r)]]
+    print_table(f"policy {policy.label}: reads of (owner) go to (recipient)?",
+                ["owner", "recipient", "decision", "rule", "why"], rows)
+    if args.json:
+        print_json_last({"policy": policy.label, "decisions": [dict(zip(("owner", "recipient", "decision", "rule", "reason"), r)) for r in rows]})
+    return 0

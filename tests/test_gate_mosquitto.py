@@ -1,0 +1,301 @@
+"""The gate against a real Mosquitto (free loopback port, logins and ACL generated from the registry)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ALLOWED_AGENCIES, REFUSED_AGENCIES, TEST_REGISTRY
+from edge.policy.audit import SQLiteAuditStore
+from edge.policy.gate import Gate, GateConfig
+from edge.policy.policy import load_policy
+from edge.schema import ReadEvent, new_read_id
+from edge.transport import mqtt as transport
+
+
+def make_read(camera_id="cam-1", agency_id="sac-pd", plate="7ABC123", **over) -> ReadEvent:
+    d = dict(read_id=new_read_id(), camera_id=camera_id, agency_id=agency_id, captured_at=datetime.now(timezone.utc),
+             plate=plate, confidence=0.93, char_confidence=[0.95] * len(plate), box={"x": 10, "y": 20, "w": 120, "h": 40})
+    d.update(over)
+    return ReadEvent(**d)
+
+
+def url(broker, who):
+    return transport.parse_broker_url(broker.url(who))
+
+
+class Agencies:
+    """Per agency, two logins as that agency: one subscribed to its own topic, one to '#'."""
+
+    def __init__(self, broker):
+        everyone = ALLOWED_AGENCIES | REFUSED_AGENCIES
+        self.cols = {a: transport.Collector(url(broker, a), [f"alpr/share/{a}/#"], client_id=f"t-{a}").start()
+                     for a in everyone}
+        self.wild = {a: transport.Collector(url(broker, a), ["#"], client_id=f"t-{a}-wild").start() for a in everyone}
+
+    def leaks(self, agency) -> int:
+        """Messages the agency got that were not for it, or any message at all for a refused agency."""
+        got = self.cols[agency].snapshot() + self.wild[agency].snapshot()
+        if agency in REFUSED_AGENCIES:
+            return len(got)
+        return sum(1 for t, _p in got if t != f"alpr/share/{agency}/reads")
+
+    def read_ids(self, agency) -> list[str]:
+        out = []
+        for _t, p in self.cols[agency].snapshot():
+            msg = json.loads(p)
+            out.append(msg["read"]["read_id"])
+        return out
+
+    def wait_ids(self, agency, ids: set[str], timeout=20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ids <= set(self.read_ids(agency)):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self):
+        for c in [*self.cols.values(), *self.wild.values()]:
+            c.stop()
+
+
+@pytest.fixture
+def gate_env(mosquitto, tmp_path):
+    audit = SQLiteAuditStore(tmp_path / "audit.db")
+    gate = Gate(mosquitto.registry, load_policy(), url(mosquitto, "gate"), audit, GateConfig(batch_wait_s=0.01)).start()
+    agencies = Agencies(mosquitto)
+    cam = {c: transport.connect(url(mosquitto, c), f"t-{c}") for c in ("cam-1", "cam-3")}
+    yield mosquitto, gate, audit, agencies, cam
+    for c in cam.values():
+        transport.close(c)
+    agencies.stop()
+    gate.stop()
+    audit.close()
+
+
+def publish(client, topic, payloads):
+    transport.wait_published([client.publish(topic, p, qos=1) for p in payloads])
+
+
+def test_in_state_receive_refused_receive_nothing(gate_env):
+    broker, gate, audit, agencies, cam = gate_env
+    reads_1 = [make_read() for _ in range(30)]
+    reads_3 = [make_read("cam-3", "sac-so") for _ in range(20)]
+    publish(cam["cam-1"], "alpr/raw/cam-1", [r.to_json() for r in reads_1])
+    publish(cam["cam-3"], "alpr/raw/cam-3", [r.to_json() for r in reads_3])
+    ids = {r.read_id for r in reads_1 + reads_3}
+    for a in ALLOWED_AGENCIES:
+        assert agencies.wait_ids(a, ids), a
+    assert gate.wait_idle(50)
+    time.sleep(0.3)  # anything leaking would have arrived by now
+    for a in REFUSED_AGENCIES:
+        assert agencies.leaks(a) == 0, a
+    # Each allowed agency receives only on its own topic, with the read re-serialized and the rule named.
+    for a in ALLOWED_AGENCIES:
+        assert agencies.leaks(a) == 0
+        assert len(agencies.wild[a].snapshot()) == 50  # '#' gets its own topic only
+        for topic, payload in agencies.cols[a].snapshot():
+            assert topic == f"alpr/share/{a}/reads"
+            msg = json.loads(payload)
+            assert msg["recipient"] == a and msg["policy"] == "ca-sb34@1"
+            assert msg["rule"].startswith("allow:")
+    snap = gate.snapshot()
+    assert snap["forwarded"] == {"sac-pd": 50, "sac-so": 50}
+    assert snap["refused"] == {a: 50 for a in REFUSED_AGENCIES}
+    rec = audit.records()
+    assert len(rec) == 50 and all(r["outcome"] == "decided" for r in rec)
+    decisions = {row[0]: row[1:] for row in json.loads(rec[0]["decisions"])}
+    assert decisions["ice"][:2] == ["refuse", "refuse:recipient-kind"]
+    assert decisions["task-force"][:2] == ["refuse", "refuse:on-behalf-of"]
+    assert decisions["reno-pd"][:2] == ["refuse", "refuse:out-of-jurisdiction"]
+    assert decisions["sac-pd"][0] == "forward" and decisions["sac-pd"][2] == "criminal-investigation"
+    assert audit.verify().ok
+
+
+def test_forged_fields_change_nothing_and_bad_messages_are_refused(gate_env):
+    broker, gate, audit, agencies, cam = gate_env
+    good = make_read()
+    base = json.loads(good.to_json())
+    forged_extra = dict(base, read_id=new_read_id(), share_with=["ice"], recipients=["ice"])  # unknown fields
+    wrong_camera = make_read("cam-2")  # published on cam-1's topic
+    wrong_owner = make_read("cam-1", "ice")  # claims another operating agency
+    payloads = [
+        json.dumps(forged_extra).encode(),
+        wrong_camera.to_json(),
+        wrong_owner.to_json(),
+        b"\x00\xff not json",
+        b"{}",
+        b"x" * 20_000,  # over the read schema's 16 KiB limit
+        good.to_json(),
+    ]
+    publish(cam["cam-1"], "alpr/raw/cam-1", payloads)
+    assert agencies.wait_ids("sac-pd", {good.read_id})
+    assert gate.wait_idle(7)
+    time.sleep(0.3)
+    for a in ALLOWED_AGENCIES:
+        assert agencies.read_ids(a) == [good.read_id], a
+    for a in REFUSED_AGENCIES:
+        assert agencies.leaks(a) == 0
+    snap = gate.snapshot()
+    assert snap["rules"] == {"refuse:malformed": 4, "refuse:camera-topic-mismatch": 1, "refuse:agency-mismatch": 1}
+    rejected = [r for r in audit.records() if r["outcome"] == "rejected"]
+    assert len(rejected) == 6
+    assert any("share_with" in r["detail"] for r in rejected)
+    assert all(all(d[1] == "refuse" for d in json.loads(r["decisions"])) for r in rejected)
+    assert gate.error is None and audit.verify().ok
+    # ... and the gate keeps going.
+    later = make_read()
+    publish(cam["cam-1"], "alpr/raw/cam-1", [later.to_json()])
+    assert agencies.wait_ids("sac-so", {later.read_id})
+
+
+def test_duplicate_read_ids_are_forwarded_once(gate_env):
+    broker, gate, audit, agencies, cam = gate_env
+    reads = [make_read() for _ in range(20)]
+    payloads = [r.to_json() for r in reads]
+    publish(cam["cam-1"], "alpr/raw/cam-1", payloads + payloads)  # same batch, likely
+    assert gate.wait_idle(40)
+    publish(cam["cam-1"], "alpr/raw/cam-1", payloads[:5])  # a later batch: dedup through the audit store
+    assert gate.wait_idle(45)
+    time.sleep(0.3)
+    for a in ALLOWED_AGENCIES:
+        ids = agencies.read_ids(a)
+        assert sorted(ids) == sorted(r.read_id for r in reads), a
+    assert gate.snapshot()["duplicates"] == 25
+    assert len(audit.records()) == 20
+
+
+def test_unregistered_camera_login_is_refused_by_the_broker(mosquitto):
+    bad = transport.parse_broker_url(mosquitto.url()).with_login("cam-9", "guess")
+    with pytest.raises(transport.MQTTError, match="refused"):
+        transport.connect(bad, "t-cam-9")
+
+
+def _write_registry(tmp_path: Path) -> Path:
+    p = tmp_path / "registry.yaml"
+    p.write_text(yaml.safe_dump(TEST_REGISTRY))
+    return p
+
+
+def _start_gate_process(broker, tmp_path, gate_id="g1", extra=()):
+    cmd = [sys.executable, "-m", "edge.cli", "gate", "--registry", str(_write_registry(tmp_path)),
+           "--broker", broker.url(), "--secrets", str(broker.directory / "secrets"),
+           "--audit", str(tmp_path / "audit.db"), "--gate-id", gate_id, "--batch-ms", "10", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()  # printed once subscribed
+    assert line.startswith(f"gate {gate_id}:"), line + proc.stderr.read()
+    threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep the pipe drained
+    return proc
+
+
+def test_killed_gate_loses_nothing_and_leaks_nothing(mosquitto, tmp_path):
+    gate = _start_gate_process(mosquitto, tmp_path)
+    agencies = Agencies(mosquitto)
+    cam = transport.connect(url(mosquitto, "cam-1"), "t-cam-1")
+    reads = [make_read() for _ in range(3000)]
+    try:
+        infos = []
+        for i, r in enumerate(reads):
+            infos.append(cam.publish("alpr/raw/cam-1", r.to_json(), qos=1))
+            if i == 1000:
+                time.sleep(0.3)
+                gate.send_signal(signal.SIGKILL)  # mid-stream, batches in flight
+                gate.wait()
+            if i == 2000:
+                gate = _start_gate_process(mosquitto, tmp_path)  # same gate id: same persistent session
+            if i % 200 == 0:
+                time.sleep(0.02)
+        assert transport.wait_published(infos, 20)
+        ids = {r.read_id for r in reads}
+        for a in ALLOWED_AGENCIES:
+            assert agencies.wait_ids(a, ids, timeout=40), f"{a}: {len(ids - set(agencies.read_ids(a)))} reads lost"
+        time.sleep(0.3)
+        for a in REFUSED_AGENCIES:
+            assert agencies.leaks(a) == 0, a
+        # Forwarded again only if killed between publishing forwards and recording them done.
+        for a in ALLOWED_AGENCIES:
+            got = agencies.read_ids(a)
+            assert len(got) - len(set(got)) <= 1000, a
+    finally:
+        gate.send_signal(signal.SIGTERM)
+        gate.wait(10)
+        transport.close(cam)
+        agencies.stop()
+    store = SQLiteAuditStore(tmp_path / "audit.db")
+    assert store.verify().ok
+    assert store.head()[0] == 3000  # each read audited exactly once despite redeliveries
+    store.close()
+
+
+def test_two_gates_share_the_load_and_forward_each_read_once(mosquitto, tmp_path):
+    audit_path = tmp_path / "audit.db"
+    stores = [SQLiteAuditStore(audit_path), SQLiteAuditStore(audit_path)]
+    gates = [Gate(mosquitto.registry, load_policy(), url(mosquitto, "gate"), s,
+                  GateConfig(gate_id=f"g{i}", batch_wait_s=0.01)).start() for i, s in enumerate(stores)]
+    agencies = Agencies(mosquitto)
+    cam = transport.connect(url(mosquitto, "cam-1"), "t-cam-1")
+    try:
+        reads = [make_read() for _ in range(400)]
+        publish(cam, "alpr/raw/cam-1", [r.to_json() for r in reads])
+        ids = {r.read_id for r in reads}
+        for a in ALLOWED_AGENCIES:
+            assert agencies.wait_ids(a, ids)
+        time.sleep(0.3)
+        for a in ALLOWED_AGENCIES:
+            assert len(agencies.read_ids(a)) == 400
+        received = [g.snapshot()["received"] for g in gates]
+        assert sum(received) == 400 and min(received) > 0, received
+        for a in REFUSED_AGENCIES:
+            assert agencies.leaks(a) == 0
+        assert stores[0].verify().ok and stores[0].head()[0] == 400
+    finally:
+        transport.close(cam)
+        agencies.stop()
+        for g in gates:
+            g.stop()
+        for s in stores:
+            s.close()
+
+
+def test_gate_survives_a_broker_restart(gate_env):
+    broker, gate, audit, agencies, cam = gate_env
+    before = make_read()
+    publish(cam["cam-1"], "alpr/raw/cam-1", [before.to_json()])
+    assert agencies.wait_ids("sac-pd", {before.read_id})
+    broker.restart()
+    after = make_read()
+    deadline = time.monotonic() + 15
+    while not cam["cam-1"].is_connected() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    publish(cam["cam-1"], "alpr/raw/cam-1", [after.to_json()])
+    assert agencies.wait_ids("sac-so", {after.read_id}, timeout=15)
+
+
+def test_verify_acl_reports_every_attempt_refused(mosquitto, tmp_path):
+    reg = _write_registry(tmp_path)
+    cmd = [sys.executable, "-m", "edge.cli", "verify-acl", "--registry", str(reg), "--broker", mosquitto.url(),
+           "--secrets", str(mosquitto.directory / "secrets"), "--json"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 0 and result["failed"] == 0, result
+    assert result["checks"] > 40
+    # A broken ACL (the federal agency may read an in-state agency's topic) must be caught.
+    acl = mosquitto.directory / "acl"
+    acl.write_text(acl.read_text() + "\nuser ice\ntopic read alpr/share/sac-pd/#\n")
+    mosquitto.process.send_signal(signal.SIGHUP)  # mosquitto reloads the ACL
+    time.sleep(0.5)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 1
+    assert any(f["principal"] == "ice" and "alpr/share/sac-pd/#" in f["attempt"] for f in result["failures"]), result
