@@ -47,9 +47,16 @@ DIGITS = "0123456789"
 # --------------------------------------------------------------------------------------- glyphs
 
 
-def _hex_bgr(color: str) -> np.ndarray:
+@lru_cache(maxsize=1024)
+def _hex_bgr_cached(color: str) -> np.ndarray:
     c = color.lstrip("#")
-    return np.array([int(c[4:6], 16), int(c[2:4], 16), int(c[0:2], 16)], np.float32)
+    out = np.array([int(c[4:6], 16), int(c[2:4], 16), int(c[0:2], 16)], np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def _hex_bgr(color: str) -> np.ndarray:
+    return _hex_bgr_cached(color)
 
 
 @lru_cache(maxsize=64)
@@ -116,6 +123,21 @@ def text_mask(text: str, font_name: str, cap_h: int, max_w: int | None = None) -
     return cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
 
 
+def _lerp(region: np.ndarray, color: np.ndarray, alpha: np.ndarray) -> None:
+    """region += (color - region) * alpha, in place; region (h, w, 3) float32 whose rows are contiguous.
+
+    Works on (h, w*3) views: numpy broadcasting over a trailing axis of 3 is several times slower.
+    """
+    h, w = alpha.shape
+    r = region.reshape(h, w * 3)
+    r += (_tiled(np.asarray(color, np.float32).tobytes(), w) - r) * np.repeat(alpha, 3, axis=1)
+
+
+@lru_cache(maxsize=4096)
+def _tiled(color: bytes, w: int) -> np.ndarray:
+    return np.tile(np.frombuffer(color, np.float32), w)
+
+
 def _blend(img: np.ndarray, mask: np.ndarray, x: int, y: int, color: np.ndarray, opacity: float = 1.0) -> None:
     """Alpha-blend a colour through `mask` into float32 `img` at (x, y), clipped to the image."""
     h, w = mask.shape
@@ -123,9 +145,23 @@ def _blend(img: np.ndarray, mask: np.ndarray, x: int, y: int, color: np.ndarray,
     x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
     if x1 <= x0 or y1 <= y0:
         return
-    a = mask[y0 - y : y1 - y, x0 - x : x1 - x, None] * opacity
-    region = img[y0:y1, x0:x1]
-    region += (color - region) * a
+    a = mask[y0 - y : y1 - y, x0 - x : x1 - x]
+    _lerp(img[y0:y1, x0:x1], color, a * opacity if opacity != 1.0 else a)
+
+
+@lru_cache(maxsize=4096)
+def atlas_text(text: str, font_name: str, cap_h: int, max_w: int | None = None, width_scale: float = 0.9) -> np.ndarray:
+    """A short A-Z0-9 word from the cached glyph atlas (no Pillow call): for per-plate random text."""
+    atlas = glyph_atlas(font_name, max(3, cap_h), width_scale)
+    gap = max(1, cap_h // 8)
+    parts = []
+    for ch in text:
+        parts.append(atlas[ch] if ch in atlas else np.zeros((cap_h, max(1, cap_h // 3)), np.float32))
+        parts.append(np.zeros((cap_h, gap), np.float32))
+    m = np.hstack(parts[:-1]) if parts else np.zeros((cap_h, 1), np.float32)
+    if max_w is not None and m.shape[1] > max_w:
+        m = cv2.resize(m, (max_w, m.shape[0]), interpolation=cv2.INTER_AREA)
+    return m
 
 
 # ------------------------------------------------------------------------------------ templates
@@ -304,15 +340,16 @@ _STICKER_COLORS = np.array([[40, 40, 220], [30, 200, 250], [60, 170, 60], [200, 
 def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator, extras: bool = True) -> np.ndarray:
     """One plate as float32 BGR (h x 2h): template, serial, stickers, bolts and maybe a frame."""
     w = 2 * h
-    img = _template(style.code, h, int(rng.integers(3))).copy()
+    u = rng.random(6)  # one draw for this plate's layout choices
+    img = _template(style.code, h, int(u[0] * 3)).copy()
     ink = _hex_bgr(style.ink)
     stacked = ""
     if layout.startswith("^"):
         stacked, layout = layout[1:3], layout[3:]
-    cap_h = max(6, int(round(h * rng.uniform(0.40, 0.47))))
-    width_scale = float(np.round(rng.uniform(0.74, 0.92) / 0.04) * 0.04)
+    cap_h = max(6, int(round(h * (0.40 + 0.07 * u[1]))))
+    width_scale = round(round((0.74 + 0.18 * u[2]) / 0.04) * 0.04, 2)
     atlas = glyph_atlas("plate", cap_h, width_scale)
-    gap_unit = cap_h * rng.uniform(0.05, 0.11)
+    gap_unit = cap_h * (0.05 + 0.06 * u[3])
     small_h = max(4, int(round(cap_h * 0.46)))
     small = glyph_atlas("plate", small_h, 0.9) if stacked else None
 
@@ -332,14 +369,13 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
     stack_w = (max(small[stacked[0]].shape[1], small[stacked[1]].shape[1]) + cap_h * 0.15) if stacked else 0.0
     total = sum(ws) + stack_w
     if total > 0.88 * w:
-        width_scale = float(np.floor(width_scale * 0.88 * w / total / 0.04) * 0.04)
-        width_scale = max(0.4, width_scale)
+        width_scale = max(0.4, round(int(width_scale * 0.88 * w / total / 0.04) * 0.04, 2))
         atlas = glyph_atlas("plate", cap_h, width_scale)
         gap_unit *= 0.6
         ws = widths(atlas)
         total = sum(ws) + stack_w
-    x = (w - total) / 2 + rng.uniform(-0.02, 0.02) * w
-    y = int(round(h * 0.5 - cap_h * 0.5 + rng.uniform(-0.03, 0.04) * h))
+    x = (w - total) / 2 + (u[4] - 0.5) * 0.04 * w
+    y = int(round(h * 0.5 - cap_h * 0.5 + (u[5] * 0.07 - 0.03) * h))
 
     alpha = np.zeros((h, w), np.float32)
 
@@ -365,15 +401,18 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
         x += cw
 
     # embossed characters throw a soft shadow below-right
-    shadow = np.zeros_like(alpha)
     s = max(1, h // 50)
-    shadow[s:, s:] = alpha[:-s, :-s] * 0.35
-    img += (ink * 0.3 - img) * shadow[:, :, None]
-    img += (ink - img) * alpha[:, :, None]
+    r0, r1 = max(0, y - s), min(h, y + cap_h + 2 * s)  # only the serial's rows carry ink
+    a = alpha[r0:r1]
+    shadow = np.zeros_like(a)
+    shadow[s:, s:] = a[:-s, :-s] * 0.35
+    band = img[r0:r1]
+    _lerp(band, ink * 0.3, shadow)
+    _lerp(band, ink, a)
     for ex, ey, er in emblems:
         art = tuple(float(v) for v in _hex_bgr(style.art_ink))
         if style.code == "tx":
-            pts = [(ex + er * np.cos(a), ey - er * np.sin(a)) for a in np.linspace(np.pi / 2, np.pi / 2 + 4 * np.pi, 6)]
+            pts = [(ex + er * np.cos(t), ey - er * np.sin(t)) for t in np.linspace(np.pi / 2, np.pi / 2 + 4 * np.pi, 6)]
             cv2.fillPoly(img, [np.array(pts, np.int32)], tuple(float(v) for v in ink), cv2.LINE_AA)
         else:
             cv2.circle(img, (ex, ey), er, art, -1, cv2.LINE_AA)
@@ -383,42 +422,53 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
     return img
 
 
+_DEALERS = ("AUTO MALL", "MOTORS", "TOYOTA", "HONDA CITY", "FORD", "AUTO SALES", "CHEVROLET", "NISSAN", "KIA",
+            "SUBARU", "CARMAX", "AUTO PLAZA", "DODGE RAM", "HYUNDAI", "BMW", "JEEP", "VOLKSWAGEN", "MAZDA")
+_WHITE = np.array([235, 235, 235], np.float32)
+_BLACK = np.array([20, 20, 20], np.float32)
+
+
 def _draw_extras(img: np.ndarray, style: StateStyle, rng: np.random.Generator) -> None:
     """Registration stickers, bolts and a dealer frame over the lower line."""
     h, w = img.shape[:2]
-    for corner in ("left", "right"):
-        if rng.random() < 0.55:
-            sw, sh = int(w * rng.uniform(0.08, 0.12)), int(h * rng.uniform(0.13, 0.2))
+    u = rng.random(20)  # one draw for all choices below
+    for k, corner in enumerate(("left", "right")):
+        v = u[5 * k : 5 * k + 5]
+        if v[0] < 0.55:
+            sw, sh = int(w * (0.08 + 0.04 * v[1])), int(h * (0.13 + 0.07 * v[2]))
             sx = int(w * 0.02) if corner == "left" else int(w * 0.98) - sw
-            sy = int(h * rng.uniform(0.02, 0.08)) if rng.random() < 0.7 else int(h * 0.76)
-            col = _STICKER_COLORS[int(rng.integers(len(_STICKER_COLORS)))]
+            sy = int(h * (0.02 + 0.06 * v[3])) if v[3] < 0.7 else int(h * 0.76)
+            ci = int(v[4] * len(_STICKER_COLORS))
+            col = _STICKER_COLORS[ci]
             img[sy : sy + sh, sx : sx + sw] = col
-            label = f"{int(rng.integers(1, 13)):02d}" if rng.random() < 0.5 else f"{int(rng.integers(0, 30)):02d}"
-            tm = text_mask(label, "bold", max(3, int(sh * 0.6)), max_w=max(2, sw - 2))
-            dark = np.array([20, 20, 20], np.float32) if col.mean() > 110 else np.array([245, 245, 245], np.float32)
-            _blend(img, tm, sx + (sw - tm.shape[1]) // 2, sy + (sh - tm.shape[0]) // 2, dark)
-    if rng.random() < 0.7:
+            label = f"{int(v[4] * 997) % 30:02d}"
+            tm = atlas_text(label, "bold", max(3, int(sh * 0.6)), max_w=max(2, sw - 2))
+            _blend(img, tm, sx + (sw - tm.shape[1]) // 2, sy + (sh - tm.shape[0]) // 2,
+                   _BLACK if col.mean() > 110 else _WHITE)
+    if u[10] < 0.7:
         r = max(1, int(h * 0.035))
-        metal = float(rng.uniform(90, 200))
+        metal = 90 + 110 * float(u[11])
         for bx in (0.21, 0.79):
             c = (int(w * bx), int(h * 0.11))
             cv2.circle(img, c, r, (metal * 0.6,) * 3, -1, cv2.LINE_AA)
             cv2.circle(img, (c[0] - r // 3, c[1] - r // 3), max(1, r // 2), (metal,) * 3, -1, cv2.LINE_AA)
-    if rng.random() < 0.25:  # dealer frame: a dark rim that covers the slogan line
-        col = np.array([rng.uniform(5, 60)] * 3, np.float32) if rng.random() < 0.7 else _STICKER_COLORS[
-            int(rng.integers(len(_STICKER_COLORS)))]
-        top = int(h * rng.uniform(0.8, 0.88))
+    if u[12] < 0.25:  # dealer frame: a rim that covers the slogan line
+        if u[13] < 0.7:
+            col = np.full(3, 5 + 55 * u[14], np.float32)
+        else:
+            col = _STICKER_COLORS[int(u[14] * len(_STICKER_COLORS))]
+        top = int(h * (0.8 + 0.08 * u[15]))
         img[top:] = col
         t = max(1, int(h * 0.04))
         img[:, :t] = col
         img[:, w - t :] = col
         img[:t] = col
-        if rng.random() < 0.6:
-            word = "".join(rng.choice(list("ABCDEFGHIJKLMNOPRSTUVWY"), int(rng.integers(4, 9))))
-            tm = text_mask(word + " MOTORS", "bold", max(3, int((h - top) * 0.55)), max_w=int(w * 0.7))
-            light = np.array([230, 230, 230], np.float32) if col.mean() < 110 else np.array([20, 20, 20], np.float32)
-            _blend(img, tm, (w - tm.shape[1]) // 2, top + (h - top - tm.shape[0]) // 2, light)
-    elif rng.random() < 0.3:  # stamped rim
+        if u[16] < 0.6:
+            word = _DEALERS[int(u[17] * len(_DEALERS))]
+            tm = atlas_text(word, "bold", max(3, int((h - top) * 0.55)), max_w=int(w * 0.7))
+            _blend(img, tm, (w - tm.shape[1]) // 2, top + (h - top - tm.shape[0]) // 2,
+                   _WHITE if col.mean() < 110 else _BLACK)
+    elif u[18] < 0.3:  # stamped rim
         cv2.rectangle(img, (1, 1), (w - 2, h - 2), tuple(float(v) for v in _hex_bgr(style.ink)), max(1, h // 60))
 
 
@@ -509,6 +559,32 @@ def plate_box(corners: np.ndarray) -> np.ndarray:
     return box[0] if np.asarray(corners).ndim == 2 else box
 
 
+def motion_kernel(length: float, angle: float) -> np.ndarray:
+    """Normalised line kernel for motion blur of `length` pixels along `angle` radians."""
+    ks = int(np.ceil(length)) | 1
+    ker = np.zeros((ks, ks), np.float32)
+    c = ks // 2
+    dx, dy = np.cos(angle) * length / 2, np.sin(angle) * length / 2
+    cv2.line(ker, (int(round(c - dx)), int(round(c - dy))), (int(round(c + dx)), int(round(c + dy))), 1.0, 1)
+    return ker / max(float(ker.sum()), 1e-6)
+
+
+def plate_quads(yaw_deg: np.ndarray, pitch_deg: np.ndarray, roll_deg: np.ndarray, focal: np.ndarray) -> np.ndarray:
+    """(N, 4, 2) projected corners of a unit plate (width 2, centred at 0) for N poses; focal in plate half-widths."""
+    y, p, r = (np.radians(np.asarray(a, np.float64)) for a in (yaw_deg, pitch_deg, roll_deg))
+    X = np.array([[-1, -0.5, 0], [1, -0.5, 0], [1, 0.5, 0], [-1, 0.5, 0]], np.float64)
+    cy, sy, cp, sp, cr, sr = np.cos(y), np.sin(y), np.cos(p), np.sin(p), np.cos(r), np.sin(r)
+    # R = Rz @ Rx @ Ry applied to points with z = 0
+    x0, y0 = X[None, :, 0], X[None, :, 1]
+    ax, ay = x0 * cy[:, None], y0 * np.ones_like(cy)[:, None]
+    az = -x0 * sy[:, None]
+    bx, by, bz = ax, ay * cp[:, None] - az * sp[:, None], ay * sp[:, None] + az * cp[:, None]
+    px, py = bx * cr[:, None] - by * sr[:, None], bx * sr[:, None] + by * cr[:, None]
+    f = np.asarray(focal, np.float64)[:, None]
+    zz = bz + f
+    return np.stack([px * f / zz, py * f / zz], axis=2)
+
+
 def plate_corners_3d(
     center: tuple[float, float], width: float, yaw_deg: float = 0.0, pitch_deg: float = 0.0, roll_deg: float = 0.0,
     focal: float | None = None,
@@ -584,8 +660,8 @@ class PlateBatch:
 def _surroundings(k: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """Textures around a plate in a crop: car paint, bumper, shadows (float32, k x h x w x 3)."""
     base = rng.uniform(10, 230, (k, 1, 1, 3)).astype(np.float32)
-    grey = rng.random((k, 1, 1, 1)) < 0.5
-    base = np.where(grey, base.mean(axis=3, keepdims=True), base)
+    sat = rng.uniform(0.0, 0.6, (k, 1, 1, 1)).astype(np.float32) * (rng.random((k, 1, 1, 1)) < 0.5)
+    base = base.mean(axis=3, keepdims=True) * (1 - sat) + base * sat  # car paint: mostly greys
     low = np.stack([cv2.resize(rng.normal(0, 1, (3, 6)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
                     for _ in range(k)])
     out = base + low[:, :, :, None] * rng.uniform(5, 40, (k, 1, 1, 1)).astype(np.float32)
@@ -600,8 +676,8 @@ def _dirt_bank(k: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     maps = []
     for _ in range(k):
         m = cv2.resize(rng.random((6, 12)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-        speck = (rng.random((h, w)) < 0.02).astype(np.float32)
-        maps.append(np.clip((m - 0.55) * 2.0, 0, 1) + speck * 0.8)
+        speck = (rng.random((h, w)) < 0.01).astype(np.float32)
+        maps.append(np.clip((m - 0.55) * 2.0, 0, 1) + speck * 0.5)
     return np.clip(np.stack(maps), 0, 1)
 
 
@@ -626,62 +702,66 @@ def render_plates(
         raise ValueError(f"size must be at least (8, 16), got {size}")
     d = (degradation or Degradation()) if degrade else NO_DEGRADATION
     codes = _pick_states(n, rng, states)
-    ph = max(24, int(round(max(oh, ow / 2) * 1.25)))  # plate drawn a bit larger than it lands
+    ph = max(24, int(round(max(oh, ow / 2) * 1.05)))  # plate drawn about the size it lands
     pw = 2 * ph
     src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
     k = min(max(n, 1), 24)
     surround = _surroundings(k, oh, ow, rng)
     noise = _noise_bank(min(max(n, 1), 16), oh, ow, rng) if d.noise_sigma > 0 else None
     dirt = _dirt_bank(min(max(n, 1), 16), oh, ow, rng) if d.dirt_p > 0 else None
-    images = np.empty((n, oh, ow, 3), np.float32)
+    glare = _glare_bank(8, oh, ow, rng) if d.glare_p > 0 else None
+    out = np.empty((n, oh, ow, 3), np.uint8)
     texts: list[str] = []
+    chunk = 128  # work in cache-sized float32 chunks, then store uint8
+    images = np.empty((min(n, chunk), oh, ow, 3), np.float32)
+
+    # pose and crop jitter for the whole batch at once
+    R = rng.random((n, 16))
+    quads = plate_quads(
+        (R[:, 0] * 2 - 1) * d.yaw_deg, (R[:, 1] * 2 - 1) * d.pitch_deg, (R[:, 2] * 2 - 1) * d.roll_deg, 3.0 + 5.0 * R[:, 3]
+    )
+    lo, hi = quads.min(axis=1, keepdims=True), quads.max(axis=1, keepdims=True)
+    m = d.margin[0] + (d.margin[1] - d.margin[0]) * rng.random((n, 4))
+    t0 = np.stack([m[:, 0] * ow, m[:, 1] * oh], 1)[:, None, :]
+    t1 = np.stack([ow * (1 - m[:, 2]), oh * (1 - m[:, 3])], 1)[:, None, :]
+    dsts = ((quads - lo) / np.maximum(hi - lo, 1e-6) * (t1 - t0) + t0).astype(np.float32)
 
     for i, code in enumerate(codes):
         style = STATES[code]
         layout, text = random_serial(style, rng)
         texts.append(text)
         plate = _draw_plate(style, layout, ph, rng)
-        quad = plate_corners_3d(
-            (0.0, 0.0), 2.0, rng.uniform(-1, 1) * d.yaw_deg, rng.uniform(-1, 1) * d.pitch_deg,
-            rng.uniform(-1, 1) * d.roll_deg, focal=rng.uniform(3.0, 8.0),
-        )
-        lo, hi = quad.min(axis=0), quad.max(axis=0)
-        m = rng.uniform(d.margin[0], d.margin[1], 4)
-        tx0, ty0, tx1, ty1 = m[0] * ow, m[1] * oh, ow * (1 - m[2]), oh * (1 - m[3])
-        dst = (quad - lo) / np.maximum(hi - lo, 1e-6) * np.array([tx1 - tx0, ty1 - ty0]) + np.array([tx0, ty0])
-        M = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
-        canvas = surround[int(rng.integers(k))].copy()
+        u = R[i]
+        M = cv2.getPerspectiveTransform(src, dsts[i])
+        canvas = surround[int(u[4] * k)].copy()
         cv2.warpPerspective(plate, M, (ow, oh), dst=canvas, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
-        if d.occlusion_p and rng.random() < d.occlusion_p:
-            side = int(rng.integers(3))
-            col = rng.uniform(0, 200, 3).astype(np.float32)
+        if u[5] < d.occlusion_p:
+            side = int(u[6] * 3)
+            col = np.float32(200 * u[7])
             if side == 0:  # tow hitch / bar across the bottom edge
-                canvas[int(oh * rng.uniform(0.82, 0.92)) :] = col
+                canvas[int(oh * (0.82 + 0.1 * u[8])) :] = col
             elif side == 1:
-                canvas[:, : int(ow * rng.uniform(0.04, 0.1))] = col
+                canvas[:, : int(ow * (0.04 + 0.06 * u[8]))] = col
             else:
-                canvas[:, ow - int(ow * rng.uniform(0.04, 0.1)) :] = col
-        if d.low_res_p and rng.random() < d.low_res_p:
-            f = rng.uniform(d.low_res_min_width / ow, 0.8)
+                canvas[:, ow - int(ow * (0.04 + 0.06 * u[8])) :] = col
+        if u[9] < d.low_res_p:
+            f = d.low_res_min_width / ow + (0.8 - d.low_res_min_width / ow) * u[10]
             if f < 1:
                 small = cv2.resize(canvas, (max(4, int(ow * f)), max(2, int(oh * f))), interpolation=cv2.INTER_AREA)
                 canvas = cv2.resize(small, (ow, oh), interpolation=cv2.INTER_LINEAR)
-        if d.motion_p and rng.random() < d.motion_p:
-            length = rng.uniform(2, max(2.0, d.motion_px))
-            ang = rng.uniform(-0.3, 0.3) if rng.random() < 0.7 else rng.uniform(0, np.pi)
-            ks = int(np.ceil(length)) | 1
-            ker = np.zeros((ks, ks), np.float32)
-            c = ks // 2
-            dx, dy = np.cos(ang) * length / 2, np.sin(ang) * length / 2
-            cv2.line(ker, (int(round(c - dx)), int(round(c - dy))), (int(round(c + dx)), int(round(c + dy))), 1.0, 1)
-            canvas = cv2.filter2D(canvas, -1, ker / max(ker.sum(), 1e-6))
-        if d.defocus_p and rng.random() < d.defocus_p:
-            canvas = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.4, max(0.41, d.defocus_sigma)))
-        images[i] = canvas
+        if u[11] < d.motion_p:
+            canvas = cv2.filter2D(canvas, -1, motion_kernel(2 + max(0.0, d.motion_px - 2) * u[12],
+                                                            (u[13] - 0.5) * 0.6 if u[14] < 0.7 else u[13] * np.pi))
+        if u[15] < d.defocus_p:
+            canvas = cv2.GaussianBlur(canvas, (0, 0), 0.4 + max(0.01, d.defocus_sigma - 0.4) * u[12])
+        images[i % chunk] = canvas
+        if i % chunk == chunk - 1 or i == n - 1:
+            part = images[: i % chunk + 1]
+            if degrade:
+                _photometric(part, rng, d, noise, dirt, glare)
+            np.clip(part, 0, 255, out=part)
+            out[i - len(part) + 1 : i + 1] = part
 
-    if n and degrade:
-        _photometric(images, rng, d, noise, dirt)
-    out = np.clip(images, 0, 255).astype(np.uint8)
     if n and d.jpeg_p:
         q_lo, q_hi = d.jpeg_quality
         for i in np.nonzero(rng.random(n) < d.jpeg_p)[0]:
@@ -691,25 +771,31 @@ def render_plates(
     return PlateBatch(out, texts, codes)
 
 
-def _photometric(images: np.ndarray, rng: np.random.Generator, d: Degradation, noise, dirt) -> None:
+def _glare_bank(k: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    maps = []
+    for _ in range(k):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.2, 0.6) * w
+        maps.append(np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r)))
+    return np.stack(maps).astype(np.float32)
+
+
+def _photometric(images: np.ndarray, rng: np.random.Generator, d: Degradation, noise, dirt, glare) -> None:
     """Lighting, infrared night look, glare, dirt and sensor noise for the whole batch, in place."""
     n, h, w, _ = images.shape
     # colour cast, contrast and brightness for everybody
     gain = rng.uniform(0.75, 1.2, (n, 1, 1, 1)).astype(np.float32) * rng.uniform(0.92, 1.08, (n, 1, 1, 3)).astype(np.float32)
     bias = rng.uniform(-25, 20, (n, 1, 1, 1)).astype(np.float32)
-    images *= gain
-    images += bias
+    flat = images.reshape(n, h, w * 3)
+    flat *= np.tile(gain.reshape(n, 1, 3), (1, 1, w))
+    flat += bias.reshape(n, 1, 1)
     if d.dirt_p and dirt is not None:
-        sel = rng.random(n) < d.dirt_p
-        idx = rng.integers(len(dirt), size=n)
-        strength = (rng.uniform(0.2, 0.6, n) * sel).astype(np.float32)[:, None, None, None]
         brown = np.array([40, 60, 80], np.float32)
-        a = dirt[idx][:, :, :, None] * strength
-        images += (brown - images) * a
+        for i in np.nonzero(rng.random(n) < d.dirt_p)[0]:
+            _lerp(images[i], brown, dirt[int(rng.integers(len(dirt)))] * np.float32(rng.uniform(0.2, 0.6)))
     if d.low_light_p:
-        dark = rng.random(n) < d.low_light_p
-        if dark.any():
-            images[dark] = images[dark] * rng.uniform(0.15, 0.45, (int(dark.sum()), 1, 1, 1)).astype(np.float32)
+        for i in np.nonzero(rng.random(n) < d.low_light_p)[0]:
+            images[i] *= np.float32(rng.uniform(0.15, 0.45))
     if d.ir_p:
         ir = rng.random(n) < d.ir_p
         if ir.any():
@@ -718,15 +804,13 @@ def _photometric(images: np.ndarray, rng: np.random.Generator, d: Degradation, n
             g = np.clip((g - 60) * rng.uniform(1.3, 2.0, (int(ir.sum()), 1, 1)).astype(np.float32) + 40, 0, 255)
             images[ir] = g[:, :, :, None]
     if d.glare_p:
-        gl = np.nonzero(rng.random(n) < d.glare_p)[0]
-        if len(gl):
-            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-            for i in gl:
-                cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(0.2, 0.6) * w
-                images[i] += (np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r)) * rng.uniform(60, 160))[:, :, None]
+        for i in np.nonzero(rng.random(n) < d.glare_p)[0]:
+            flat[i] += np.repeat(glare[int(rng.integers(len(glare)))] * np.float32(rng.uniform(60, 160)), 3, axis=1)
     if d.noise_sigma and noise is not None:
-        sig = rng.uniform(1, d.noise_sigma, (n, 1, 1, 1)).astype(np.float32)
-        images += noise[rng.integers(len(noise), size=n)] * sig
+        sig = rng.uniform(1, d.noise_sigma, n).astype(np.float32)
+        idx = rng.integers(len(noise), size=n)
+        for i in range(n):
+            images[i] += noise[idx[i]] * sig[i]
 
 
 def render_plate_text_image(text: str, state: str, height: int = 120, rng: np.random.Generator | None = None) -> np.ndarray:
