@@ -1,0 +1,261 @@
+"""`alpr-edge bench ocr DIR`: plate-reading accuracy and speed on labelled crops.
+
+DIR holds images and `labels.csv` (`file,state,plate`). Engines: `onnx` (this project's model,
+the default), and the reference engines `tesseract` and `rapidocr` when installed (the `bench`
+extra; Tesseract also needs Debian's `tesseract-ocr`). Every engine reads the same crops in the
+same run. Figures:
+- exact: share of crops whose read equals the label;
+- exact_o0: the same with O and 0 counted equal (many US plates draw them alike);
+- char_acc: 1 - (sum of edit distances) / (sum of label lengths), floored at 0;
+- ms_per_plate_b1: one crop per call, one thread; ms_per_plate_batched: batches of --batch crops.
+With --json the last stdout line is one JSON object: the first engine's figures at top level,
+every engine under "engines".
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+ENGINES = ("onnx", "tesseract", "rapidocr")
+
+
+def edit_distance(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def score_reads(preds: Sequence[str], labels: Sequence[str]) -> dict:
+    if len(preds) != len(labels):
+        raise ValueError(f"preds: {len(preds)} reads for {len(labels)} labels")
+    n = len(labels)
+    if n == 0:
+        return {"n": 0, "exact": 0.0, "exact_o0": 0.0, "char_acc": 0.0}
+    o0 = str.maketrans("O", "0")
+    exact = sum(p == t for p, t in zip(preds, labels))
+    exact_o0 = sum(p.translate(o0) == t.translate(o0) for p, t in zip(preds, labels))
+    dist = sum(edit_distance(p, t) for p, t in zip(preds, labels))
+    chars = sum(len(t) for t in labels)
+    return {
+        "n": n,
+        "exact": exact / n,
+        "exact_o0": exact_o0 / n,
+        "char_acc": max(0.0, 1.0 - dist / max(chars, 1)),
+    }
+
+
+def confusions(preds: Sequence[str], labels: Sequence[str]) -> list[tuple[str, str, int]]:
+    """(label char, read char, count) substitutions among same-length misreads, most common first."""
+    from collections import Counter
+
+    c: Counter = Counter()
+    for p, t in zip(preds, labels):
+        if p != t and len(p) == len(t):
+            c.update((a, b) for a, b in zip(t, p) if a != b)
+    return [(a, b, k) for (a, b), k in c.most_common()]
+
+
+def load_dir(root: Path, split: str) -> tuple[list[str], list[np.ndarray], list[str], list[str]]:
+    import cv2
+
+    from edge.training.splits import split as split_names
+
+    path = Path(root) / "labels.csv"
+    if not path.is_file():
+        raise SystemExit(f"bench ocr: {path} not found (need labels.csv with file,state,plate)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = {"file", "plate"} - set(rows[0].keys() if rows else [])
+    if missing:
+        raise SystemExit(f"bench ocr: {path} lacks column(s) {sorted(missing)}")
+    if split != "all":
+        train, val = split_names([r["file"] for r in rows])
+        keep = set(val if split == "val" else train)
+        rows = [r for r in rows if r["file"] in keep]
+    files, images, plates, states = [], [], [], []
+    for r in rows:
+        img = cv2.imread(str(Path(root) / r["file"]), cv2.IMREAD_COLOR)
+        if img is None:
+            raise SystemExit(f"bench ocr: {root}/{r['file']} is not a readable image")
+        files.append(r["file"])
+        images.append(img)
+        plates.append(r["plate"].strip().upper())
+        states.append((r.get("state") or "").strip().upper())
+    return files, images, plates, states
+
+
+# --------------------------------------------------------------------------------------------
+# engines: each returns (read_batch(crops) -> texts, batches_natively, extra-info callable)
+
+
+class NotInstalled(Exception):
+    pass
+
+
+_KEEP = re.compile(r"[^A-Z0-9]")
+
+
+def _clean(text: str) -> str:
+    return _KEEP.sub("", text.upper())
+
+
+def make_onnx(args):
+    from edge.vision.ocr import OnnxPlateOCR
+
+    ocr = OnnxPlateOCR(args.model, intra_op_threads=1, max_batch=args.batch)
+
+    def read(crops):
+        return ocr.predict(crops)
+
+    return read, True
+
+
+def make_tesseract(args):
+    try:
+        import pytesseract
+    except ImportError as err:
+        raise NotInstalled("pytesseract not installed (pip install .[bench])") from err
+    if shutil.which("tesseract") is None:
+        raise NotInstalled("tesseract binary not installed (apt-get install tesseract-ocr)")
+    import cv2
+
+    config = "--psm 7 --oem 1 -c tessedit_char_whitelist=ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+
+    def read(crops):
+        out = []
+        for c in crops:
+            g = cv2.cvtColor(c, cv2.COLOR_BGR2GRAY)
+            out.append(_clean(pytesseract.image_to_string(g, config=config)))
+        return out
+
+    return read, False
+
+
+def make_rapidocr(args):
+    try:
+        from rapidocr_onnxruntime import RapidOCR
+    except ImportError as err:
+        raise NotInstalled("rapidocr-onnxruntime not installed (pip install .[bench])") from err
+    try:
+        engine = RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1)
+    except TypeError:  # older releases take no thread arguments
+        engine = RapidOCR()
+
+    def read(crops):
+        out = []
+        for c in crops:
+            result, _ = engine(c)
+            out.append(_rapid_plate_text(result or []))
+        return out
+
+    return read, False
+
+
+def _rapid_plate_text(result) -> str:
+    """RapidOCR finds every text line on a plate (state name, slogan, registration). The plate
+    number is the tallest line; lines nearly as tall (a split 'ABC 1234') join it, left to right."""
+    lines = []
+    for box, text, _score in result:
+        t = _clean(text)
+        if not t:
+            continue
+        b = np.asarray(box, np.float32)
+        lines.append((float(b[:, 1].max() - b[:, 1].min()), float(b[:, 0].min()), t))
+    if not lines:
+        return ""
+    tallest = max(h for h, _, _ in lines)
+    return "".join(t for h, x, t in sorted((l for l in lines if l[0] >= 0.75 * tallest), key=lambda l: l[1]))
+
+
+MAKERS: dict[str, Callable] = {"onnx": make_onnx, "tesseract": make_tesseract, "rapidocr": make_rapidocr}
+
+
+def run_engine(name: str, args, images, plates, states) -> dict:
+    try:
+        read, batches = MAKERS[name](args)
+    except NotInstalled as err:
+        return {"engine": name, "error": f"not installed: {err}"}
+    res_b1 = None
+    # Warm-up outside the clock (first-call allocations).
+    read(images[:1])
+    t0 = time.perf_counter()
+    reads_b1 = [read([img]) for img in images]
+    ms_b1 = (time.perf_counter() - t0) * 1000 / max(len(images), 1)
+    if batches:
+        t0 = time.perf_counter()
+        res_b = read(images)
+        ms_batched = (time.perf_counter() - t0) * 1000 / max(len(images), 1)
+        res_b1 = res_b
+        texts = list(res_b.texts)
+        b1_texts = [r.texts[0] for r in reads_b1]
+        if b1_texts != texts:  # batching must not change a read
+            raise RuntimeError(f"{name}: batched reads differ from batch-1 reads")
+    else:
+        texts = [r[0] for r in reads_b1]
+        ms_batched = ms_b1
+    out = {"engine": name, **score_reads(texts, plates), "ms_per_plate_b1": ms_b1, "ms_per_plate_batched": ms_batched}
+    if res_b1 is not None and res_b1.region and any(states):
+        have = [i for i, s in enumerate(states) if s]
+        out["state_acc"] = float(np.mean([res_b1.region[i] == states[i] for i in have]))
+        out["mean_confidence_right"] = float(np.mean([res_b1.confidence[i] for i in range(len(texts)) if texts[i] == plates[i]] or [0]))
+        out["mean_confidence_wrong"] = float(np.mean([res_b1.confidence[i] for i in range(len(texts)) if texts[i] != plates[i]] or [0]))
+    out["confusions"] = [f"{a}->{b} x{k}" for a, b, k in confusions(texts, plates)[:10]]
+    out["misreads"] = [[t, p] for p, t in zip(texts, plates) if p != t]
+    return out
+
+
+def run(args) -> int:
+    from edge.bench.report import machine_info, print_json_last, print_table
+
+    engines = args.engine or ["onnx"]
+    files, images, plates, states = load_dir(args.dir, args.split)
+    if not images:
+        raise SystemExit(f"bench ocr: no crops in {args.dir} (split {args.split})")
+    results = [run_engine(e, args, images, plates, states) for e in engines]
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append([r["engine"], "-", r["error"], "", "", "", "", ""])
+        else:
+            rows.append([r["engine"], r["n"], f"{r['exact']:.1%}", f"{r['exact_o0']:.1%}", f"{r['char_acc']:.1%}",
+                         f"{r['ms_per_plate_b1']:.3f}", f"{r['ms_per_plate_batched']:.3f}",
+                         f"{r['state_acc']:.1%}" if "state_acc" in r else "-"])
+    print_table(
+        f"bench ocr: {args.dir} (split {args.split}, {len(images)} crops)",
+        ["engine", "n", "exact", "exact O=0", "char acc", "ms/plate b1", "ms/plate batched", "state acc"],
+        rows,
+    )
+    for r in results:
+        if r.get("misreads"):
+            shown = ", ".join(f"{t}->{p or '(empty)'}" for t, p in r["misreads"][:15])
+            print(f"{r['engine']} misreads (label->read): {shown}")
+    first = results[0]
+    summary = {k: v for k, v in first.items() if k not in ("confusions", "misreads")}
+    summary.update({"split": args.split, "engines": {r["engine"]: r for r in results}, "machine": machine_info()})
+    if args.json:
+        print_json_last(summary)
+    return 0 if "error" not in first else 1
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ocr", help="plate OCR accuracy and speed on labelled crops (DIR/labels.csv: file,state,plate)")
+    p.add_argument("dir", type=Path, help="folder with crops and labels.csv")
+    p.add_argument("--engine", action="append", choices=ENGINES,
+                   help="engine to run (repeatable; default onnx). tesseract/rapidocr need the bench extra")
+    p.add_argument("--split", choices=("val", "train", "all"), default="all",
+                   help="part of the fixed split (edge/training/splits.py) to read; all for other folders")
+    p.add_argument("--model", type=Path, default=None, help="ONNX model (default models/ocr.onnx)")
+    p.add_argument("--batch", type=int, default=64, help="crops per call in the batched timing")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=run)

@@ -1,0 +1,390 @@
+"""Train the plate recognizer (CTC) and export it to ONNX.
+
+    python -m edge.training.ocr --out runs/ocr --export models/ocr.onnx --minutes 60
+
+Data: synthetic plates (edge/synth) and the real development crops of the TRAIN part of the fixed
+split (edge/training/splits.py); the validation crops are only evaluated, never trained on. The
+first `--synth-only-steps` steps see synthetic plates only; the model at that point is evaluated
+on the real validation crops and exported as `<out>/synth_only.onnx` (what synthetic data alone
+gives), then real crops are mixed in.
+
+The learning-rate schedule runs on progress = max(step / steps, trained time / minutes), so a run
+on a busy machine still anneals fully and exports within its time budget. Checkpoints go to
+`<out>/last.pt` every few minutes; `--resume` continues from there (trained time included).
+Torch is the `train` extra only; nothing here is imported at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("edge.training.ocr")
+
+DEFAULT_CROPS = Path("../shared/data/openalpr-us/crops")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m edge.training.ocr", description=__doc__.split("\n\n")[0])
+    p.add_argument("--crops", type=Path, default=DEFAULT_CROPS, help="real crops dir with labels.csv (train split used)")
+    p.add_argument("--out", type=Path, default=Path("runs/ocr"), help="checkpoints, log, summary (outside git)")
+    p.add_argument("--export", type=Path, default=None, help="write the final ONNX model here (e.g. models/ocr.onnx)")
+    p.add_argument("--minutes", type=float, default=60.0, help="training time budget; the run anneals and stops within it")
+    p.add_argument("--steps", type=int, default=40000, help="step budget (whichever of steps/minutes ends first)")
+    p.add_argument("--synth-only-steps", type=int, default=0, help="first steps on synthetic plates only")
+    p.add_argument("--synth-fraction", type=float, default=0.5, help="share of synthetic plates per batch after that (1 = synthetic only)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--state-weight", type=float, default=0.3, help="weight of the state head's loss (0: no state head)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
+    p.add_argument("--workers", type=int, default=1, help="data processes (augmentation, rendering); 0 = in-process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=float, default=240.0, help="seconds between validation passes")
+    p.add_argument("--ckpt-every", type=float, default=180.0, help="seconds between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--synth-pool", type=int, default=3000, help="synthetic plates kept in memory, refreshed while training")
+    p.add_argument("--synth-refresh", type=int, default=6, help="new synthetic plates rendered per batch")
+    args = p.parse_args(argv)
+    if not 0.0 <= args.synth_fraction <= 1.0:
+        p.error("--synth-fraction must be within [0, 1]")
+    return args
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+class SynthSource:
+    """Synthetic plates from edge/synth, rendered at the augmentation work size."""
+
+    def __init__(self, work_hw: tuple[int, int]):
+        from edge.synth.plates import render_plates  # the synth area's renderer
+
+        self._render = render_plates
+        self.work_hw = work_hw
+
+    def render(self, n: int, rng: np.random.Generator):
+        batch = self._render(n, rng, size=self.work_hw, degrade=True)
+        return list(batch.images), [t.upper() for t in batch.texts], [str(s or "").lower() for s in batch.states]
+
+
+def batch_stream(args, start_step: int, worker_seed: int):
+    """Endless (x, targets, target_lengths, state_ids, step) batches starting at start_step."""
+    import cv2
+
+    from edge.training.ocr_data import WORK_SCALE, augment, encode_texts, load_crops, photometric
+    from edge.training.ocr_model import ALPHABET, INPUT_HEIGHT, INPUT_WIDTH, STATES
+    from edge.vision.ocr import preprocess
+
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng([args.seed, start_step, worker_seed])
+    out_hw = (INPUT_HEIGHT, INPUT_WIDTH)
+    work_hw = (INPUT_HEIGHT * WORK_SCALE, INPUT_WIDTH * WORK_SCALE)
+    state_index = {s: i for i, s in enumerate(STATES)}
+    real = load_crops(args.crops, "train")
+    # Upstream marks a few unreadable/odd plates with a one-character placeholder label ("0" on
+    # a "00000" plate): those teach the model nothing right, so they are left out of training.
+    keep = [i for i, t in enumerate(real.texts) if len(t) >= 2]
+    need_synth = args.synth_fraction > 0 or args.synth_only_steps > 0
+    synth = SynthSource(work_hw) if need_synth else None
+    pool_imgs, pool_texts = [], []
+    if synth is not None:
+        t0 = time.perf_counter()
+        pool_imgs, pool_texts, _ = synth.render(args.synth_pool, rng)
+        log.info("rendered %d synthetic plates in %.1fs", len(pool_imgs), time.perf_counter() - t0)
+    step = start_step
+    while True:
+        frac = 1.0 if step < args.synth_only_steps else args.synth_fraction
+        n_synth = int(round(args.batch * frac))
+        n_real = args.batch - n_synth
+        imgs, texts, states = [], [], []
+        if n_synth:
+            new_imgs, new_texts, _ = synth.render(args.synth_refresh, rng)
+            slots = rng.integers(0, len(pool_imgs), len(new_imgs))
+            for s, im, t in zip(slots, new_imgs, new_texts):
+                pool_imgs[s], pool_texts[s] = im, t
+            for k in rng.integers(0, len(pool_imgs), n_synth):
+                im = pool_imgs[k]
+                # the renderer already degrades; add lighter geometry/photometry on top
+                if rng.random() < 0.7:
+                    im = augment(im, rng, out_hw, strength=0.6)
+                imgs.append(im)
+                texts.append(pool_texts[k])
+                states.append(-100)  # synthetic state styles are not real ones: no state loss
+        for k in rng.choice(keep, n_real):
+            imgs.append(augment(real.images[k], rng, out_hw, strength=1.0) if rng.random() < 0.9 else real.images[k])
+            texts.append(real.texts[k])
+            states.append(state_index.get(real.states[k], -100))
+        x = preprocess(imgs, INPUT_HEIGHT, INPUT_WIDTH)
+        targets, lengths = encode_texts(texts, ALPHABET)
+        yield x, targets, lengths, np.array(states, np.int64), step
+        step += 1
+
+
+def make_loader(args, start_step: int):
+    import torch
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            info = torch.utils.data.get_worker_info()
+            if info is not None:
+                torch.set_num_threads(1)
+            return batch_stream(args, start_step, 0 if info is None else info.id + 1)
+
+    if args.workers > 1:
+        raise SystemExit("--workers: one data process is supported (batches are numbered in order)")
+    return torch.utils.data.DataLoader(
+        Stream(), batch_size=None, num_workers=args.workers, prefetch_factor=4 if args.workers else None,
+        persistent_workers=False,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation and export
+
+
+def evaluate(model, images, texts, states=None, batch: int = 128) -> dict:
+    """Exact / O-0 / character accuracy of a torch model on BGR crops (no augmentation)."""
+    import torch
+
+    from edge.bench.ocr import score_reads
+    from edge.training.ocr_model import ALPHABET, INPUT_HEIGHT, INPUT_WIDTH, STATES
+    from edge.vision.ocr import ctc_greedy_decode, preprocess
+
+    was_training = model.training
+    model.eval()
+    preds, state_preds = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(preprocess(images[i : i + batch], INPUT_HEIGHT, INPUT_WIDTH))
+            out = model(x)
+            logits, st = out if isinstance(out, tuple) else (out, None)
+            preds += ctc_greedy_decode(logits.numpy(), ALPHABET)[0]
+            if st is not None:
+                state_preds += [STATES[k] for k in st.argmax(1).tolist()]
+    model.train(was_training)
+    res = score_reads(preds, texts)
+    if states is not None and state_preds:
+        res["state_acc"] = float(np.mean([p == s for p, s in zip(state_preds, states)]))
+    res["errors"] = [(t, p) for p, t in zip(preds, texts) if p != t]
+    return res
+
+
+def export_onnx(model, path: Path, extra_meta: dict | None = None) -> str:
+    """Export with a dynamic batch axis and the input spec in metadata_props; returns sha256."""
+    import hashlib
+
+    import onnx
+    import torch
+
+    from edge.training.ocr_model import ALPHABET, INPUT_HEIGHT, INPUT_WIDTH, STATES
+
+    model = copy.deepcopy(model).eval()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    has_state = model.state_head is not None
+    outputs = ["logits", "state_logits"] if has_state else ["logits"]
+    dummy = torch.zeros(1, 1, INPUT_HEIGHT, INPUT_WIDTH)
+    tmp = path.with_suffix(".tmp.onnx")
+    torch.onnx.export(
+        model, dummy, str(tmp), input_names=["image"], output_names=outputs,
+        dynamic_axes={n: {0: "batch"} for n in ["image", *outputs]}, opset_version=17, dynamo=False,
+    )
+    m = onnx.load(str(tmp))
+    meta = {
+        "alphabet": ALPHABET,
+        "blank": "0",
+        "input_height": str(INPUT_HEIGHT),
+        "input_width": str(INPUT_WIDTH),
+        "input": "gray, per-crop standardized (edge.vision.ocr.preprocess)",
+        "states": json.dumps(STATES if has_state else []),
+        "version": "1",
+        **{k: str(v) for k, v in (extra_meta or {}).items()},
+    }
+    del m.metadata_props[:]
+    for k, v in meta.items():
+        m.metadata_props.add(key=k, value=v)
+    m.producer_name = "alpr-edge"
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+    tmp.unlink(missing_ok=True)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_onnx_matches(model, path: Path, images) -> float:
+    """Max |torch - onnxruntime| logit difference on real inputs (export sanity check)."""
+    import torch
+
+    from edge.training.ocr_model import INPUT_HEIGHT, INPUT_WIDTH
+    from edge.vision.ocr import OnnxPlateOCR, preprocess
+
+    x = preprocess(images, INPUT_HEIGHT, INPUT_WIDTH)
+    with torch.no_grad():
+        out = copy.deepcopy(model).eval()(torch.from_numpy(x))
+    ref = (out[0] if isinstance(out, tuple) else out).numpy()
+    got = OnnxPlateOCR(path)._run(x)[0]
+    return float(np.abs(ref - got).max())
+
+
+# --------------------------------------------------------------------------------------------
+# training
+
+
+def lr_at(progress: float, base: float, warmup: float = 0.03) -> float:
+    if progress < warmup:
+        return base * (0.1 + 0.9 * progress / warmup)
+    p = (progress - warmup) / (1 - warmup)
+    return base * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+class Ema:
+    """Exponential moving average of the weights (and BN statistics): steadier than the last step
+    on a small real set, and what gets evaluated and exported."""
+
+    def __init__(self, model, decay: float = 0.998):
+        self.model = copy.deepcopy(model).eval()
+        self.decay = decay
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def update(self, model, step: int) -> None:
+        import torch
+
+        d = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, m in zip(self.model.state_dict().values(), model.state_dict().values()):
+                if e.dtype.is_floating_point:
+                    e.mul_(d).add_(m.detach(), alpha=1 - d)
+                else:
+                    e.copy_(m)
+
+
+def train(args) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    from edge.training.ocr_data import load_crops
+    from edge.training.ocr_model import STATES, PlateRecognizer
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = args.out / "last.pt"
+    model = PlateRecognizer(n_states=len(STATES) if args.state_weight > 0 else 0)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    ema = Ema(model)
+    step, trained_s, synth_only_done = 0, 0.0, args.synth_only_steps == 0
+    history: list[dict] = []
+    if args.resume and ckpt_path.is_file():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        ema.model.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        step, trained_s, history = ck["step"], ck["trained_s"], ck.get("history", [])
+        synth_only_done = ck.get("synth_only_done", synth_only_done)
+        log.info("resumed from %s at step %d (%.1f min trained)", ckpt_path, step, trained_s / 60)
+    elif args.resume:
+        log.info("--resume: no %s yet, starting fresh", ckpt_path)
+
+    val = load_crops(args.crops, "val")
+    train_set = load_crops(args.crops, "train")
+
+    def save() -> None:
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save(
+            {"model": model.state_dict(), "ema": ema.model.state_dict(), "opt": opt.state_dict(), "step": step,
+             "trained_s": trained_s, "history": history, "synth_only_done": synth_only_done, "args": vars(args)},
+            tmp,
+        )
+        os.replace(tmp, ckpt_path)
+
+    def run_eval(tag: str) -> dict:
+        r = evaluate(ema.model, val.images, val.texts, val.states)
+        entry = {"tag": tag, "step": step, "minutes": round(trained_s / 60, 2), "val_exact": r["exact"],
+                 "val_exact_o0": r["exact_o0"], "val_char_acc": r["char_acc"], "val_state_acc": r.get("state_acc")}
+        history.append(entry)
+        log.info("eval %s | errors: %s", json.dumps(entry), r["errors"][:12])
+        return entry
+
+    loader = iter(make_loader(args, step))
+    model.train()
+    t_last = time.perf_counter()
+    last_ckpt = last_eval = trained_s
+    losses: list[float] = []
+    while True:
+        progress = max(step / args.steps, trained_s / (args.minutes * 60))
+        if not synth_only_done and step >= args.synth_only_steps:
+            # The synthetic-only model: its figure on real crops is what synthetic data alone gives.
+            entry = run_eval("synthetic-only")
+            export_onnx(ema.model, args.out / "synth_only.onnx", {"trained_on": "synthetic plates only"})
+            json.dump(entry, open(args.out / "synth_only.json", "w"), indent=1)
+            synth_only_done = True
+            save()
+        if progress >= 1.0:
+            break
+        x, targets, lengths, state_ids, data_step = next(loader)
+        assert int(data_step) == step, (int(data_step), step)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(progress, args.lr)
+        out = model(x)
+        logits, state_logits = out if isinstance(out, tuple) else (out, None)
+        logp = F.log_softmax(logits, dim=2).permute(1, 0, 2)  # T, N, C
+        in_lengths = torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long)
+        loss = F.ctc_loss(logp, targets, in_lengths, lengths, blank=0, zero_infinity=True)
+        if state_logits is not None and bool((state_ids >= 0).any()):
+            loss = loss + args.state_weight * F.cross_entropy(state_logits, state_ids, ignore_index=-100)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        ema.update(model, step)
+        losses.append(float(loss.detach()))
+        step += 1
+        now = time.perf_counter()
+        trained_s += now - t_last
+        t_last = now
+        if step % 100 == 0:
+            log.info("step %d  %.1f min  lr %.2e  loss %.3f", step, trained_s / 60, opt.param_groups[0]["lr"], np.mean(losses[-100:]))
+        if trained_s - last_eval >= args.eval_every:
+            run_eval("periodic")
+            last_eval = trained_s
+            t_last = time.perf_counter()  # evaluation time is not training time
+        if trained_s - last_ckpt >= args.ckpt_every:
+            save()
+            last_ckpt = trained_s
+
+    save()
+    final = run_eval("final")
+    tr = evaluate(ema.model, train_set.images, train_set.texts, train_set.states)
+    summary = {"final_val": final, "train_exact": tr["exact"], "train_exact_o0": tr["exact_o0"],
+               "train_char_acc": tr["char_acc"], "train_state_acc": tr.get("state_acc"),
+               "val_errors": evaluate(ema.model, val.images, val.texts)["errors"],
+               "steps": step, "minutes": trained_s / 60, "args": {k: str(v) for k, v in vars(args).items()},
+               "history": history}
+    if args.export:
+        sha = export_onnx(ema.model, args.export, {"trained_steps": step})
+        summary["onnx"] = {"path": str(args.export), "sha256": sha, "bytes": args.export.stat().st_size,
+                           "max_abs_logit_diff_vs_torch": check_onnx_matches(ema.model, args.export, val.images)}
+    json.dump(summary, open(args.out / "summary.json", "w"), indent=1)
+    log.info("done: %s", json.dumps({k: v for k, v in summary.items() if k not in ("history", "args")}))
+    return summary
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    args = parse_args(argv)
+    train(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

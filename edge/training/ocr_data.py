@@ -1,0 +1,144 @@
+"""Training data for the plate recognizer: the real development crops (train split only) and
+synthetic plates, both pushed through the same augmentation.
+
+Augmentation stands in for what the edge pipeline hands the OCR stage: detector boxes that are
+loose or tight by some pixels, perspective left over after rectification, small or blurry crops,
+sensor noise and JPEG artefacts.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.training.splits import split
+
+# Rendering/augmenting happens at twice the network input, then one area resize down, so the
+# geometric jitter does not alias.
+WORK_SCALE = 2
+
+
+@dataclass
+class PlateSet:
+    images: list[np.ndarray]  # BGR uint8, any size
+    texts: list[str]
+    states: list[str]  # two-letter lowercase code or ""
+    files: list[str]
+
+
+def read_labels(root: Path) -> list[dict]:
+    path = Path(root) / "labels.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: labels.csv (file,state,plate) not found")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, r in enumerate(rows):
+        for key in ("file", "plate"):
+            if not r.get(key):
+                raise ValueError(f"{path}: row {i + 2} has no {key!r}")
+    return rows
+
+
+def load_crops(root: Path, part: str = "train") -> PlateSet:
+    """part: 'train', 'val' or 'all' of the fixed split (edge/training/splits.py)."""
+    rows = read_labels(root)
+    train, val = split([r["file"] for r in rows])
+    keep = {"train": set(train), "val": set(val), "all": set(train) | set(val)}[part]
+    out = PlateSet([], [], [], [])
+    for r in rows:
+        if r["file"] not in keep:
+            continue
+        img = cv2.imread(str(Path(root) / r["file"]), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"{root}/{r['file']}: not a readable image")
+        out.images.append(img)
+        out.texts.append(r["plate"].strip().upper())
+        out.states.append((r.get("state") or "").strip().lower())
+        out.files.append(r["file"])
+    return out
+
+
+def _rand(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(rng.uniform(lo, hi))
+
+
+def augment(img: np.ndarray, rng: np.random.Generator, out_hw: tuple[int, int], strength: float = 1.0) -> np.ndarray:
+    """One random view of a plate crop, returned as BGR uint8 of size out_hw * WORK_SCALE.
+
+    strength scales every jitter (0 gives a clean resize)."""
+    H, W = out_hw[0] * WORK_SCALE, out_hw[1] * WORK_SCALE
+    h, w = img.shape[:2]
+    s = strength
+    # Where the output rectangle's corners land in the source: zoom (mostly out: detector boxes are
+    # looser than these tight crops), shift, rotation, and independent corner jitter (perspective).
+    zoom = np.exp(_rand(rng, -0.03, 0.16) * s)
+    cx = w / 2 + _rand(rng, -0.025, 0.025) * w * s
+    cy = h / 2 + _rand(rng, -0.06, 0.06) * h * s
+    half = np.array([w / 2 * zoom * np.exp(_rand(rng, -0.02, 0.06) * s), h / 2 * zoom * np.exp(_rand(rng, -0.06, 0.1) * s)])
+    base = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64) * half
+    ang = np.deg2rad(_rand(rng, -4, 4) * s)
+    rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+    quad = base @ rot.T + [cx, cy]
+    quad += rng.uniform(-1, 1, (4, 2)) * [0.02 * w * s, 0.05 * h * s]
+    dst = np.array([[0, 0], [W, 0], [W, H], [0, H]], np.float32)
+    # Warp from a pre-shrunk source when the crop is much larger than the work size (anti-alias).
+    f = min(1.0, 1.5 * W / w)
+    if f < 1.0:
+        img = cv2.resize(img, (max(1, int(w * f)), max(1, int(h * f))), interpolation=cv2.INTER_AREA)
+        quad = quad * f
+    M = cv2.getPerspectiveTransform(quad.astype(np.float32), dst)
+    border = cv2.BORDER_REPLICATE if rng.random() < 0.6 else cv2.BORDER_REFLECT
+    out = cv2.warpPerspective(img, M, (W, H), flags=cv2.INTER_LINEAR, borderMode=border)
+    return photometric(out, rng, s)
+
+
+def photometric(img: np.ndarray, rng: np.random.Generator, s: float = 1.0) -> np.ndarray:
+    """Low resolution, blur, colour/exposure, noise, JPEG: applied at work size, BGR uint8 in/out."""
+    H, W = img.shape[:2]
+    out = img
+    if rng.random() < 0.45 * s:  # small plates far from the camera: lose resolution, then upsample
+        f = _rand(rng, 0.25, 0.7)
+        small = cv2.resize(out, (max(8, int(W * f)), max(4, int(H * f))), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(small, (W, H), interpolation=cv2.INTER_LINEAR if rng.random() < 0.7 else cv2.INTER_NEAREST)
+    if rng.random() < 0.35 * s:
+        out = cv2.GaussianBlur(out, (0, 0), _rand(rng, 0.5, 2.0))
+    if rng.random() < 0.15 * s:  # motion blur along a random direction
+        k = int(rng.integers(3, 8))
+        kern = np.zeros((k, k), np.float32)
+        kern[k // 2, :] = 1.0 / k
+        R = cv2.getRotationMatrix2D((k / 2 - 0.5, k / 2 - 0.5), _rand(rng, -30, 30), 1.0)
+        kern = cv2.warpAffine(kern, R, (k, k))
+        kern /= max(kern.sum(), 1e-6)
+        out = cv2.filter2D(out, -1, kern)
+    x = out.astype(np.float32)
+    if rng.random() < 0.8:
+        gains = np.exp(rng.uniform(-0.25, 0.25, 3) * s).astype(np.float32)  # colour cast
+        contrast = np.exp(_rand(rng, -0.6, 0.3) * s)
+        bright = _rand(rng, -50, 50) * s
+        x = (x * gains - 128.0) * contrast + 128.0 + bright
+    if rng.random() < 0.2 * s:  # uneven light: a linear gradient across the plate
+        g = np.linspace(-1, 1, W, dtype=np.float32)[None, :] * _rand(rng, -40, 40)
+        g = g + np.linspace(-1, 1, H, dtype=np.float32)[:, None] * _rand(rng, -30, 30)
+        x = x + g[:, :, None]
+    if rng.random() < 0.5 * s:
+        x = x + rng.normal(0, _rand(rng, 2, 14), x.shape).astype(np.float32)
+    out = np.clip(x, 0, 255).astype(np.uint8)
+    if rng.random() < 0.4 * s:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 85))])
+        if ok:
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return out
+
+
+def encode_texts(texts: list[str], alphabet: str) -> tuple[np.ndarray, np.ndarray]:
+    """CTC targets: concatenated class ids (1-based; 0 is blank) and per-text lengths.
+    Characters outside the alphabet (spaces, dashes) are dropped."""
+    index = {c: i + 1 for i, c in enumerate(alphabet)}
+    ids = [[index[c] for c in t if c in index] for t in texts]
+    flat = np.array([i for seq in ids for i in seq], np.int64)
+    lengths = np.array([len(seq) for seq in ids], np.int64)
+    return flat, lengths

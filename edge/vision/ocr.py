@@ -1,0 +1,167 @@
+"""The OCR stage: reads plate crops with the project's ONNX recognizer (onnxruntime only).
+
+Pre-processing, CTC decoding and confidences are numpy over the whole batch. The model carries
+its own input size, alphabet and state list in the ONNX metadata, so a retrained model with a
+different input or alphabet needs no code change here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from edge.vision.base import PlateOCR, PlateTexts
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "ocr.onnx"
+
+
+class OcrConfig(BaseModel):
+    """How the OCR stage runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: Path = Field(default=DEFAULT_MODEL, description="ONNX recognizer (metadata holds its input spec)")
+    intra_op_threads: int = Field(default=1, ge=0, description="onnxruntime threads per call; 0 lets it choose")
+    max_batch: int = Field(default=64, ge=1, description="crops per onnxruntime call")
+
+    @field_validator("model_path")
+    @classmethod
+    def _exists(cls, v: Path) -> Path:
+        if not Path(v).is_file():
+            raise ValueError(f"model_path: no such file: {v}")
+        return Path(v)
+
+
+def preprocess(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
+    """BGR (or gray) uint8 crops of any size -> (N, 1, height, width) float32, standardized per crop.
+
+    Per-crop standardization (zero mean, unit spread) takes out exposure and plate colour, which
+    vary far more between real plates than anything the characters' shapes depend on.
+    """
+    out = np.empty((len(crops), height, width), np.float32)
+    for i, crop in enumerate(crops):
+        if not isinstance(crop, np.ndarray) or crop.ndim not in (2, 3) or crop.size == 0:
+            shape = getattr(crop, "shape", None)
+            raise ValueError(f"crops[{i}]: expected a non-empty HxW or HxWx3 uint8 image, got shape {shape}")
+        if crop.ndim == 3:
+            if crop.shape[2] == 3:
+                crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
+            elif crop.shape[2] == 1:
+                crop = crop[:, :, 0]
+            else:
+                raise ValueError(f"crops[{i}]: expected 1 or 3 channels, got {crop.shape[2]}")
+        interp = cv2.INTER_AREA if crop.shape[0] > height else cv2.INTER_LINEAR
+        out[i] = cv2.resize(crop, (width, height), interpolation=interp)
+    flat = out.reshape(len(crops), -1)
+    mean = flat.mean(axis=1, keepdims=True)
+    std = flat.std(axis=1, keepdims=True)
+    flat -= mean
+    flat /= np.maximum(std, 8.0)  # a flat grey crop stays flat instead of blowing up its noise
+    return out[:, None, :, :]
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def ctc_greedy_decode(
+    logits: np.ndarray, alphabet: str, blank: int = 0
+) -> tuple[list[str], np.ndarray, list[np.ndarray]]:
+    """Best-path CTC decoding of (N, T, C) scores.
+
+    A character is emitted at each frame whose best class is not blank and differs from the
+    previous frame's best class. Its confidence is the softmax probability at that frame; the
+    plate's confidence is the product of its characters' (0 for an empty read).
+    Returns (texts, plate_confidence (N,), per-character confidences).
+    """
+    if logits.ndim != 3:
+        raise ValueError(f"logits: expected (N, T, C), got shape {logits.shape}")
+    if logits.shape[2] != len(alphabet) + 1:
+        raise ValueError(f"logits: {logits.shape[2]} classes but the alphabet has {len(alphabet)} + blank")
+    probs = softmax(logits.astype(np.float32), axis=2)
+    best = probs.argmax(axis=2)  # N, T
+    best_p = np.take_along_axis(probs, best[:, :, None], axis=2)[:, :, 0]
+    prev = np.concatenate([np.full((best.shape[0], 1), blank, best.dtype), best[:, :-1]], axis=1)
+    emit = (best != blank) & (best != prev)
+    symbols = np.array(["\0"] + list(alphabet)) if blank == 0 else None
+    if symbols is None:  # blank elsewhere: build the class -> symbol table around it
+        table = list(alphabet)
+        table.insert(blank, "\0")
+        symbols = np.array(table)
+    chars = symbols[best]
+    texts = ["".join(chars[i][emit[i]]) for i in range(best.shape[0])]
+    char_conf = [best_p[i][emit[i]].astype(np.float32) for i in range(best.shape[0])]
+    # log-sum for the product: many characters at 0.9x underflow nothing, but keep it exact anyway
+    logp = np.where(emit, np.log(np.maximum(best_p, 1e-30)), 0.0).sum(axis=1)
+    conf = np.where(emit.any(axis=1), np.exp(logp), 0.0).astype(np.float32)
+    return texts, conf, char_conf
+
+
+class OnnxPlateOCR(PlateOCR):
+    """Plate crops -> texts with per-character and per-plate confidence (and a state guess when
+    the model has a state head)."""
+
+    def __init__(self, model_path: str | os.PathLike | None = None, intra_op_threads: int = 1, max_batch: int = 64):
+        import onnxruntime as ort
+
+        self.config = OcrConfig(
+            model_path=Path(model_path) if model_path is not None else DEFAULT_MODEL,
+            intra_op_threads=intra_op_threads,
+            max_batch=max_batch,
+        )
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.config.intra_op_threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(self.config.model_path), so, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.alphabet = meta["alphabet"]
+            self.height = int(meta["input_height"])
+            self.width = int(meta["input_width"])
+            self.blank = int(meta.get("blank", "0"))
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{self.config.model_path}: ONNX metadata lacks a valid {err} entry") from err
+        self.states: list[str] = json.loads(meta.get("states", "[]"))
+        self.version = meta.get("version", "unknown")
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _run(self, batch: np.ndarray):
+        outs = self.session.run(None, {self.input_name: batch})
+        named = dict(zip(self.output_names, outs))
+        return named["logits"], named.get("state_logits")
+
+    def predict(self, crops: Sequence[np.ndarray]) -> PlateTexts:
+        crops = list(crops)
+        if not crops:
+            return PlateTexts([], np.zeros((0,), np.float32), [], [], np.zeros((0,), np.float32))
+        texts: list[str] = []
+        confs, char_confs, regions, region_confs = [], [], [], []
+        for start in range(0, len(crops), self.config.max_batch):
+            x = preprocess(crops[start : start + self.config.max_batch], self.height, self.width)
+            logits, state_logits = self._run(x)
+            t, c, cc = ctc_greedy_decode(logits, self.alphabet, self.blank)
+            texts += t
+            confs.append(c)
+            char_confs += cc
+            if state_logits is not None and self.states:
+                sp = softmax(state_logits.astype(np.float32), axis=1)
+                k = sp.argmax(axis=1)
+                regions += [self.states[i].upper() for i in k]
+                region_confs.append(sp[np.arange(len(k)), k].astype(np.float32))
+        return PlateTexts(
+            texts=texts,
+            confidence=np.concatenate(confs),
+            char_confidence=char_confs,
+            region=regions,
+            region_confidence=np.concatenate(region_confs) if region_confs else None,
+        )
