@@ -1,4 +1,4 @@
-"""Test helpers for the edge node: a restartable Mosquitto, a read collector, a scripted scene.
+"""Test helpers for the edge node: a read collector and a scripted scene.
 
 The scripted scene is a tiny low-resolution road: each vehicle is a solid plate-coloured rectangle
 moving across the frame. `ColourKeyedDetector` finds those rectangles (by thresholding, on the
@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -23,65 +20,27 @@ import numpy as np
 
 from edge.vision.base import Detections, Detector, PlateOCR, PlateTexts
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Broker:
-    """A Mosquitto of our own on a free loopback port, with persistence, that can be restarted."""
-
-    def __init__(self, workdir: Path, port: int | None = None):
-        self.dir = Path(workdir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
-        self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {self.dir}/\nlog_dest none\nmax_queued_messages 100000\n"
-        )
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> "Broker":
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("mosquitto exited at start")
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: Mosquitto saves its persistence file
-            self.proc.wait(10)
-        self.proc = None
-
-
 class Collector:
-    """Subscribes to alpr/raw/# with a persistent session (QoS 1) and keeps every read payload."""
+    """Subscribes (QoS 1, persistent session) and keeps every JSON payload it receives."""
 
-    def __init__(self, broker: Broker, topic: str = "alpr/raw/#"):
+    def __init__(self, url: str, topic: str = "alpr/raw/#", client_id: str | None = None):
         import paho.mqtt.client as mqtt
 
+        from edge.transport.mqtt import parse_broker_url
+
+        b = parse_broker_url(url)
         self.messages: list[dict] = []
         self.topics: list[str] = []
         self.lock = threading.Lock()
         self.connected = threading.Event()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"collector-{os.getpid()}-{id(self)}", clean_session=False)
-        c.reconnect_delay_set(0.2, 1)
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"collector-{os.getpid()}-{id(self)}",
+            clean_session=False,
+        )
+        if b.username:
+            c.username_pw_set(b.username, b.password)
+        c.reconnect_delay_set(0.1, 0.5)
 
         def on_connect(client, userdata, flags, rc, props=None):
             client.subscribe(topic, qos=1)
@@ -90,14 +49,18 @@ class Collector:
         def on_message(client, userdata, msg):
             with self.lock:
                 self.topics.append(msg.topic)
-                self.messages.append(json.loads(msg.payload))
+                try:
+                    self.messages.append(json.loads(msg.payload))
+                except ValueError:
+                    self.messages.append({"raw": msg.payload})
 
         c.on_connect = on_connect
         c.on_message = on_message
-        c.connect_async("127.0.0.1", broker.port)
+        c.connect_async(b.host, b.port)
         c.loop_start()
         self.client = c
         assert self.connected.wait(10), "collector could not connect"
+        time.sleep(0.2)  # SUBACK
 
     def read_ids(self) -> list[str]:
         with self.lock:

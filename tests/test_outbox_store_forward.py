@@ -8,7 +8,7 @@ import time
 import pytest
 
 from edge.transport.outbox import Outbox, OutboxError, OutboxFull, publisher_for_url
-from edge_node_helpers import Broker, Collector
+from edge_node_helpers import Collector
 
 HERE = os.path.dirname(__file__)
 
@@ -48,11 +48,11 @@ def _fill(ob, n, start=0):
         ob.put("alpr/raw/cam-1", ('{"read_id": "r%08d"}' % i).encode(), "r%08d" % i)
 
 
-def test_drains_on_puback_and_survives_broker_restart(tmp_path):
-    broker = Broker(tmp_path / "mq").start()
-    col = Collector(broker)
+def test_drains_on_puback_and_survives_broker_restart(tmp_path, mosquitto):
+    broker = mosquitto
+    col = Collector(broker.url("gate"))
     ob = Outbox(tmp_path / "o.db")
-    pub = publisher_for_url(ob, broker.url, "cam-1-test")
+    pub = publisher_for_url(ob, broker.url("cam-1"), "cam-1-test")
     pub.start()
     try:
         _fill(ob, 20)
@@ -90,16 +90,16 @@ pub.stop()
 """
 
 
-def test_killed_edge_loses_nothing_and_restart_does_not_resend_acked(tmp_path):
-    broker = Broker(tmp_path / "mq").start()
-    col = Collector(broker)
+def test_killed_edge_loses_nothing_and_restart_does_not_resend_acked(tmp_path, mosquitto):
+    broker = mosquitto
+    col = Collector(broker.url("gate"))
     db = tmp_path / "o.db"
     ob = Outbox(db)
     _fill(ob, 10)
     ob.close()
     try:
         # First edge process: drains the 10 reads, exits.
-        out = subprocess.run([sys.executable, "-c", DRAIN_SCRIPT, str(db), broker.url, "10"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([sys.executable, "-c", DRAIN_SCRIPT, str(db), broker.url("cam-1"), "10"], capture_output=True, text=True, timeout=60)
         assert "drained 10" in out.stdout, out.stdout + out.stderr
         assert col.wait_for(10) == {"r%08d" % i for i in range(10)}
         # Broker down: a second edge process stores 15 more, then is killed with SIGKILL.
@@ -107,13 +107,13 @@ def test_killed_edge_loses_nothing_and_restart_does_not_resend_acked(tmp_path):
         ob = Outbox(db)
         _fill(ob, 15, start=10)
         ob.close()
-        proc = subprocess.Popen([sys.executable, "-c", DRAIN_SCRIPT, str(db), broker.url, "60"], stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen([sys.executable, "-c", DRAIN_SCRIPT, str(db), broker.url("cam-1"), "60"], stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().startswith("started 15")
         proc.kill()
         proc.wait()
         # A restarted edge with the broker back sends exactly the 15 unacknowledged ones.
         broker.start()
-        out = subprocess.run([sys.executable, "-c", DRAIN_SCRIPT, str(db), broker.url, "20"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([sys.executable, "-c", DRAIN_SCRIPT, str(db), broker.url("cam-1"), "20"], capture_output=True, text=True, timeout=60)
         assert "drained 15" in out.stdout, out.stdout + out.stderr
         ids = col.wait_for(25)
         assert ids == {"r%08d" % i for i in range(25)}
@@ -132,3 +132,21 @@ def test_outbox_disk_full_is_a_clear_error(tmp_path):
             ob.put("alpr/raw/c", b"x" * 2000, "read%08d" % i)
     stored = len(ob)
     assert 0 < stored < 10_000 and len(ob.after(0, 100_000)) == stored  # what was stored stays
+
+
+def test_refused_publish_stays_in_the_outbox(tmp_path, mosquitto):
+    """A camera publishing outside its own topic gets a failing PUBACK (MQTT 5): the row is kept."""
+    ob = Outbox(tmp_path / "o.db")
+    ob.put("alpr/raw/cam-2", b'{"read_id": "wrongtopic1"}', "wrongtopic1")
+    ob.put("alpr/raw/cam-1", b'{"read_id": "righttopic1"}', "righttopic1")
+    pub = publisher_for_url(ob, mosquitto.url("cam-1"), "cam-1-acl")
+    pub.start()
+    try:
+        end = time.monotonic() + 10
+        while pub.acked + pub.refused < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert pub.acked == 1 and pub.refused == 1
+        assert ob.read_ids() == ["wrongtopic1"]
+        assert "refused" in pub.last_error
+    finally:
+        pub.stop()

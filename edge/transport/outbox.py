@@ -151,6 +151,7 @@ class OutboxPublisher:
         self.refused = 0
         self.connects = 0
         self.last_error: str | None = None
+        self.broker = "broker"
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -275,31 +276,37 @@ class OutboxPublisher:
 
 
 def publisher_for_url(outbox: Outbox, broker_url: str, client_id: str, window: int = 64) -> OutboxPublisher:
-    """An OutboxPublisher on a paho client for `mqtt://[user[:password]@]host[:port]`
-    (`mqtts://` for TLS with the system CA store). MQTT v5, so a broker that refuses a publish
-    (not authorised for the topic) says so in the PUBACK instead of dropping it silently."""
-    from urllib.parse import unquote, urlsplit
+    """An OutboxPublisher on a paho client for a broker URL (see edge.transport.mqtt).
+
+    MQTT v5, so a broker that refuses a publish (not authorised for the topic) says so in the
+    PUBACK instead of dropping it silently. Unlike `mqtt.connect`, this does not wait for the
+    broker: an edge starts (and stores reads) while the broker is down, and paho keeps retrying.
+    """
+    import ssl
 
     import paho.mqtt.client as mqtt
 
-    u = urlsplit(broker_url)
-    if u.scheme not in ("mqtt", "mqtts", "tcp"):
-        raise ValueError(f"broker URL {broker_url!r}: scheme must be mqtt:// or mqtts://")
-    if not u.hostname:
-        raise ValueError(f"broker URL {broker_url!r}: no host")
-    port = u.port or (8883 if u.scheme == "mqtts" else 1883)
+    from edge.transport.mqtt import parse_broker_url
+
+    b = parse_broker_url(broker_url)
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, reconnect_on_failure=True
     )
-    if u.username:
-        client.username_pw_set(unquote(u.username), unquote(u.password) if u.password else None)
-    if u.scheme == "mqtts":
-        client.tls_set()
+    if b.username is not None:
+        client.username_pw_set(b.username, b.password)
+    if b.tls:
+        ctx = ssl.create_default_context(cafile=b.ca_file)
+        if b.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        client.tls_set_context(ctx)
     client.reconnect_delay_set(min_delay=1, max_delay=5)
     client.max_queued_messages_set(0)
     client.max_inflight_messages_set(window)
 
     def connect() -> None:
-        client.connect_async(u.hostname, port, keepalive=15)
+        client.connect_async(b.host, b.port, keepalive=15)
 
-    return OutboxPublisher(outbox, client, connect, window=window)
+    pub = OutboxPublisher(outbox, client, connect, window=window)
+    pub.broker = b.redacted()
+    return pub
