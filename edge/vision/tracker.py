@@ -64,6 +64,8 @@ class Observation:
     crop: np.ndarray | None = None
     frame_size: tuple[int, int] | None = None  # (width, height)
     captured_at: Any = None  # datetime (UTC) of the frame
+    region: str | None = None  # the OCR's state guess, when it makes one
+    region_confidence: float | None = None
 
 
 @dataclass

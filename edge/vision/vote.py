@@ -9,10 +9,11 @@ A vehicle pass gives the OCR many looks at the same plate; single frames get cha
    every reading gave its character there (one `np.add.at` over an (M, L) index array); the
    character with the largest sum wins.
 
-The reported confidence of a character is the mean, over the readings of the winning length, of
-the confidence they gave the winner (a reading that disagreed contributes 0), so agreement is
-rewarded and disagreement is visible. The plate confidence is the product over characters, as the
-OCR reports for a single reading. Alternatives are the next most likely strings under the same
+The reported confidence of a character combines two things: the share of the position's total
+confidence that went to the winner (disagreement lowers it), times the chance that not all
+agreeing readings are wrong, 1 - prod(1 - c_i) (agreement across frames raises it; one reading
+alone keeps its own confidence). The plate confidence is the product over characters, as the OCR
+reports for a single reading. Alternatives are the next most likely strings under the same
 per-position scores (a small beam search), plus whole readings of other lengths.
 """
 
@@ -80,10 +81,13 @@ def vote(readings: Sequence[Reading], n_alternatives: int = 3, beam: int = 8) ->
     scores = np.zeros((L, len(ALPHABET)), np.float64)
     pos = np.broadcast_to(np.arange(L), (M, L))
     np.add.at(scores, (pos, idx), cc)
-    # Ties at a position (rare with float confidences) go to the character seen first.
-    mean_conf = scores / M  # (L, 36): mean confidence each character got at each position
-    best = mean_conf.argmax(axis=1)
-    char_conf = mean_conf[np.arange(L), best].astype(np.float32)
+    # Ties at a position (rare with float confidences) go to the lowest alphabet index.
+    best = scores.argmax(axis=1)
+    share = scores[np.arange(L), best] / np.maximum(scores.sum(axis=1), 1e-12)
+    agree = idx == best[None, :]  # (M, L): which readings agree with the winner
+    all_wrong = np.prod(np.where(agree, 1.0 - np.clip(cc, 0.0, 0.999999), 1.0), axis=0)
+    char_conf = (share * (1.0 - all_wrong)).astype(np.float32)
+    mean_conf = scores / M  # (L, 36): mean confidence each character got, for the alternatives
     plate = "".join(ALPHABET[i] for i in best)
     confidence = float(np.prod(char_conf))
 

@@ -1,0 +1,83 @@
+"""`alpr-edge run` (one camera's edge node) and `alpr-edge sim` (N of them as separate processes)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+RUN_FLAGS = {
+    # flag: (config field, argparse kwargs)
+    "--source": ("source", dict(help="video file, image folder, rtsp://... / http://... stream, or synthetic:<scenario>[?seed=N]")),
+    "--camera-id": ("camera_id", dict(help="camera identifier (publishes on alpr/raw/<camera-id>)")),
+    "--agency-id": ("agency_id", dict(help="operating agency that owns the camera")),
+    "--broker": ("broker_url", dict(help="mqtt://user:password@host:port (omit: store reads in the outbox only)")),
+    "--motion-threshold": ("motion_threshold", dict(type=float, help="share of changed pixels that counts as motion")),
+    "--detector-model": ("detector_model", dict(help="detector ONNX (default models/detector.onnx)")),
+    "--ocr-model": ("ocr_model", dict(help="OCR ONNX (default models/ocr.onnx)")),
+    "--detector-threshold": ("detector_threshold", dict(type=float)),
+    "--min-confidence": ("min_confidence", dict(type=float, help="voted plate confidence needed to publish")),
+    "--track-timeout": ("track_timeout_s", dict(type=float, help="seconds without a sighting that end a track")),
+    "--min-track-frames": ("min_track_frames", dict(type=int)),
+    "--outbox": ("outbox_path", dict(help="SQLite outbox file (default <output-dir>/outbox.db)")),
+    "--outbox-max": ("outbox_max_rows", dict(type=int, help="unacknowledged reads the outbox holds at most")),
+    "--output-dir": ("output_dir", dict(help="where crops (crop_ref) and the default outbox go")),
+    "--metrics-interval": ("metrics_interval_s", dict(type=float)),
+    "--threads": ("threads", dict(type=int, help="onnxruntime threads per stage")),
+    "--batch-frames": ("batch_frames", dict(type=int)),
+    "--speed": ("speed", dict(type=float, help="real-time pacing multiplier")),
+    "--drain-timeout": ("drain_timeout_s", dict(type=float, help="at the end of a file, wait this long for PUBACKs")),
+}
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file with edge node settings (flags override it)")
+    for flag, (_, kw) in RUN_FLAGS.items():
+        p.add_argument(flag, default=None, **kw)
+    p.add_argument("--realtime", action="store_const", const="realtime", dest="pacing", help="pace files at their frame rate")
+    p.add_argument("--fast", action="store_const", const="fast", dest="pacing", help="process files as fast as possible (default)")
+    p.add_argument("--no-motion-gating", action="store_false", dest="motion_gating", default=None, help="process every frame")
+    p.add_argument("--no-crops", action="store_false", dest="save_crops", default=None, help="do not save crop JPEGs")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: on a terminal)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last stdout line")
+
+
+def config_from_args(args):
+    from edge.node.config import build_config
+
+    overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _) in RUN_FLAGS.items()}
+    overrides.update(pacing=args.pacing, motion_gating=args.motion_gating, save_crops=args.save_crops)
+    return build_config(args.config, **overrides)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run one camera's edge node: detect, read, track, vote, publish over MQTT")
+    add_run_arguments(p)
+    p.set_defaults(func=_run)
+
+    s = sub.add_parser("sim", help="run N edge nodes as separate processes against one broker")
+    s.add_argument("--cameras", type=int, required=True, help="number of edge nodes")
+    s.add_argument("--camera-prefix", default="cam", help="camera ids are <prefix>-<n> (n from 1)")
+    s.add_argument(
+        "--broker",
+        required=True,
+        help="broker URL; {camera} and {password} are filled per camera, e.g. mqtt://{camera}:{password}@127.0.0.1:1884",
+    )
+    s.add_argument("--passwords", help="YAML mapping camera id -> password (for {password} in --broker)")
+    s.add_argument("--source", default="synthetic:default", help="source for every camera; synthetic sources get seed=<n>")
+    s.add_argument("--agency-id", required=True)
+    s.add_argument("--output-dir", default="edge-data", help="each camera uses <output-dir>/<camera-id>")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("run_args", nargs=argparse.REMAINDER, help="after --: more `alpr-edge run` flags for every camera")
+    s.set_defaults(func=_sim)
+
+
+def _run(args) -> int:
+    from edge.node.runner import run_node
+
+    return run_node(args)
+
+
+def _sim(args) -> int:
+    from edge.node.sim import run_sim
+
+    return run_sim(args)

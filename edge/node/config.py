@@ -1,0 +1,109 @@
+"""Edge node configuration: one pydantic model, built from a YAML file and/or CLI flags.
+
+Validation errors name the field (`EdgeConfigError("field 'motion_threshold': ...")`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edge.schema import Identifier, describe_validation_error
+
+REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+class EdgeConfigError(ValueError):
+    """A bad edge node configuration; the text names the field."""
+
+
+class EdgeNodeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    camera_id: Identifier
+    agency_id: Identifier
+    source: str = Field(min_length=1, description="video file, image folder, stream URL, or synthetic:<scenario>")
+    pacing: Literal["realtime", "fast"] = "fast"  # files: replay at their frame rate, or as fast as possible
+    speed: float = Field(1.0, gt=0, le=100)  # realtime pacing multiplier
+    location: tuple[float, float] | None = None  # (lat, lon) of the camera
+
+    # Motion gating
+    motion_gating: bool = True
+    motion_threshold: float = Field(0.002, ge=0, le=1)  # share of thumbnail pixels that changed
+    motion_max_skip: int = Field(0, ge=0)  # >0: process at least every Nth frame anyway
+
+    # Vision stages
+    detector_model: Path = REPO_MODELS / "detector.onnx"
+    ocr_model: Path = REPO_MODELS / "ocr.onnx"
+    detector_threshold: float | None = Field(None, ge=0, le=1)  # None: the model's own default
+    crop_width: int = Field(192, ge=8, le=1024)
+    crop_height: int = Field(64, ge=8, le=512)
+    batch_frames: int = Field(4, ge=1, le=64)  # frames detected per batch (OCR batches all their plates)
+    threads: int = Field(1, ge=1, le=64)  # onnxruntime intra-op threads per stage
+
+    # Tracking and voting
+    min_confidence: float = Field(0.2, ge=0, le=1)  # voted plate confidence to publish a read
+    track_timeout_s: float = Field(0.6, gt=0, le=60)  # a track ends this long after its last sighting
+    max_track_s: float = Field(120.0, gt=0)
+    track_iou: float = Field(0.1, ge=0, le=1)
+    min_track_frames: int = Field(2, ge=1)  # sightings needed before a video track becomes a read
+    alternatives: int = Field(3, ge=0, le=5)
+
+    # Store and forward
+    broker_url: str | None = None  # mqtt://user:password@host:port; None: store only
+    outbox_path: Path | None = None  # default: <output_dir>/outbox.db
+    outbox_max_rows: int = Field(100_000, ge=1)
+    output_dir: Path = Path("edge-data")  # crops (crop_ref is relative to this) and the outbox
+    save_crops: bool = True
+    metrics_interval_s: float = Field(5.0, gt=0)
+    drain_timeout_s: float = Field(10.0, ge=0)  # at the end of a finite source, wait for PUBACKs
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        return v.strip()
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v.startswith(("mqtt://", "mqtts://", "tcp://")):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        return v
+
+    @property
+    def topic(self) -> str:
+        return f"alpr/raw/{self.camera_id}"
+
+    @property
+    def status_topic(self) -> str:
+        return f"alpr/status/{self.camera_id}"
+
+    @property
+    def resolved_outbox_path(self) -> Path:
+        return self.outbox_path or (self.output_dir / "outbox.db")
+
+
+def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> EdgeNodeConfig:
+    """YAML file values, then CLI overrides (None means "not given"). Raises EdgeConfigError."""
+    data: dict[str, Any] = {}
+    if yaml_path:
+        try:
+            loaded = yaml.safe_load(Path(yaml_path).read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise EdgeConfigError(f"cannot read config {yaml_path}: {err}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise EdgeConfigError(f"config {yaml_path}: expected a mapping of field: value")
+        data.update(loaded)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return EdgeNodeConfig.model_validate(data)
+    except ValidationError as err:
+        msg, _ = describe_validation_error(err)
+        raise EdgeConfigError(f"invalid edge node config: {msg}") from None

@@ -1,0 +1,406 @@
+"""The edge node loop: frames -> motion gate -> detect -> crop -> OCR -> track -> vote -> read event.
+
+Frames are taken in small batches (what the reader thread has decoded, up to `batch_frames`):
+moving frames go through the detector together, and every plate of every frame in the batch goes
+through the OCR in one call. The tracker then sees the frames in order; a track that ends becomes
+at most one read event (voted over all its readings), written to the sink (the outbox) before
+anything else happens to it.
+
+Stage times are accumulated per stage; `Metrics.snapshot()` gives fps, per-stage ms per frame,
+queue depth and counters for log lines, the retained status topic and the benches.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from edge.node.config import EdgeNodeConfig
+from edge.schema import Alternative, Box, Direction, Location, ReadEvent, new_read_id
+from edge.sources.base import Frame, FrameSource, ReaderThread, paced
+from edge.vision.base import Detections, Detector, PlateOCR
+from edge.vision.motion import MotionGate
+from edge.vision.tracker import IouTracker, Observation, Track
+from edge.vision.vote import Reading, vote
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "motion", "detect", "crop", "ocr", "track", "emit")
+
+
+class ReadSink(Protocol):
+    def emit(self, event: ReadEvent) -> None: ...
+
+
+class MemorySink:
+    """Keeps events in a list (benches, tests)."""
+
+    def __init__(self) -> None:
+        self.events: list[ReadEvent] = []
+
+    def emit(self, event: ReadEvent) -> None:
+        self.events.append(event)
+
+
+def crop_axis_aligned(frame: np.ndarray, dets: Detections, out_size: tuple[int, int], margin: float = 0.08) -> list[np.ndarray]:
+    """Plate crops resized to out_size (w, h): a perspective warp of the corners when the detector
+    gives them, else the box grown by `margin` on each side."""
+    h, w = frame.shape[:2]
+    ow, oh = out_size
+    crops = []
+    dst = np.array([[0, 0], [ow - 1, 0], [ow - 1, oh - 1], [0, oh - 1]], np.float32)
+    for i in range(len(dets)):
+        if dets.corners is not None and len(dets.corners) > i and np.isfinite(dets.corners[i]).all():
+            m = cv2.getPerspectiveTransform(dets.corners[i].astype(np.float32), dst)
+            crops.append(cv2.warpPerspective(frame, m, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+            continue
+        x1, y1, x2, y2 = dets.boxes[i]
+        mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+        x1, y1 = int(max(0, np.floor(x1 - mx))), int(max(0, np.floor(y1 - my)))
+        x2, y2 = int(min(w, np.ceil(x2 + mx))), int(min(h, np.ceil(y2 + my)))
+        if x2 <= x1 or y2 <= y1:
+            crops.append(np.zeros((oh, ow, 3), np.uint8))
+            continue
+        crops.append(cv2.resize(frame[y1:y2, x1:x2], (ow, oh), interpolation=cv2.INTER_LINEAR))
+    return crops
+
+
+def default_cropper() -> Callable[[np.ndarray, Detections, tuple[int, int]], list[np.ndarray]]:
+    """The project's rectifier when present (corners -> homography), else crop_axis_aligned."""
+    try:
+        from edge.vision.rectify import crop_plates
+    except ImportError:
+        return crop_axis_aligned
+    return crop_plates
+
+
+@dataclass
+class Metrics:
+    started: float = field(default_factory=time.monotonic)
+    frames: int = 0  # frames taken from the source
+    processed: int = 0  # frames that passed the motion gate (detector ran)
+    gated: int = 0  # static frames skipped
+    plates: int = 0  # detections (plate sightings)
+    reads: int = 0  # read events emitted
+    dropped_tracks: int = 0  # tracks that ended without a confident read
+    stage_s: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+    queue_depth: int = 0
+    source_skipped: int = 0
+    frames_dropped: int = 0  # live sources: frames dropped because the pipeline lagged
+    _window_start: float = field(default_factory=time.monotonic)
+    _window_frames: int = 0
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stage_s[stage] += seconds
+
+    def snapshot(self, extra: dict | None = None) -> dict:
+        now = time.monotonic()
+        elapsed = max(now - self.started, 1e-9)
+        window = max(now - self._window_start, 1e-9)
+        fps_now = (self.frames - self._window_frames) / window
+        self._window_start, self._window_frames = now, self.frames
+        n = max(self.frames, 1)
+        d = {
+            "fps": round(self.frames / elapsed, 2),
+            "fps_recent": round(fps_now, 2),
+            "frames": self.frames,
+            "processed": self.processed,
+            "gated": self.gated,
+            "plates": self.plates,
+            "reads": self.reads,
+            "dropped_tracks": self.dropped_tracks,
+            "queue_depth": self.queue_depth,
+            "source_skipped": self.source_skipped,
+            "frames_dropped": self.frames_dropped,
+            # ms per source frame, by stage (detect/ocr are 0 on gated frames, so this is the
+            # cost the gate leaves), plus per processed frame for the detector.
+            "stage_ms_per_frame": {s: round(1000 * v / n, 3) for s, v in self.stage_s.items()},
+            "detect_ms_per_processed_frame": round(1000 * self.stage_s["detect"] / max(self.processed, 1), 3),
+            "ocr_ms_per_plate": round(1000 * self.stage_s["ocr"] / max(self.plates, 1), 3),
+            "elapsed_s": round(elapsed, 3),
+        }
+        if extra:
+            d.update(extra)
+        return d
+
+
+class EdgeNode:
+    """One camera's pipeline. `run()` consumes the source until it ends or `stop` is set."""
+
+    def __init__(
+        self,
+        config: EdgeNodeConfig,
+        source: FrameSource,
+        detector: Detector,
+        ocr: PlateOCR,
+        sink: ReadSink,
+        cropper: Callable | None = None,
+        on_metrics: Callable[[dict], None] | None = None,
+        on_frame: Callable[[Frame, Detections], None] | None = None,
+    ):
+        self.config = config
+        self.source = source
+        self.detector = detector
+        self.ocr = ocr
+        self.sink = sink
+        self.cropper = cropper or default_cropper()
+        self.on_metrics = on_metrics
+        self.on_frame = on_frame  # benches: see each processed frame's detections
+        self.gate = MotionGate(config.motion_threshold, max_skip=config.motion_max_skip) if config.motion_gating else None
+        self.tracker = IouTracker(config.track_iou, config.track_timeout_s, config.max_track_s)
+        self.metrics = Metrics()
+        self.stop_event = threading.Event()
+        self.out_size = (config.crop_width, config.crop_height)
+        self.crop_dir = Path(config.output_dir) if config.save_crops else None
+        # Per-track readings outlive nothing: read events carry their own copies.
+        self._reader: ReaderThread | None = None
+
+    # -- main loop ---------------------------------------------------------------------------
+    def run(self, progress: Callable[[int], None] | None = None) -> Metrics:
+        cfg = self.config
+        frames = iter(self.source)
+        if cfg.pacing == "realtime" and not self.source.live:
+            frames = paced(frames, cfg.speed)
+        self._reader = reader = ReaderThread(frames, maxsize=max(8, 2 * cfg.batch_frames), drop_oldest=self.source.live)
+        next_metrics = time.monotonic() + cfg.metrics_interval_s
+        ended = False
+        try:
+            while not ended and not self.stop_event.is_set():
+                batch: list[Frame] = []
+                try:
+                    first = reader.get(timeout=0.5)
+                except Exception as err:  # queue.Empty, or the source raised
+                    if type(err).__name__ == "Empty":
+                        self._tick_idle()
+                        if time.monotonic() >= next_metrics:
+                            self._emit_metrics()
+                            next_metrics = time.monotonic() + cfg.metrics_interval_s
+                        continue
+                    log.error("source failed: %s", err)
+                    raise
+                if first is None:
+                    ended = True
+                else:
+                    batch.append(first)
+                    while len(batch) < cfg.batch_frames:
+                        nxt = reader.get_nowait()
+                        if nxt is False:
+                            break
+                        if nxt is None:
+                            ended = True
+                            break
+                        batch.append(nxt)
+                if batch:
+                    self.metrics.queue_depth = reader.depth
+                    self.process_batch(batch)
+                    if progress:
+                        progress(len(batch))
+                if time.monotonic() >= next_metrics:
+                    self._emit_metrics()
+                    next_metrics = time.monotonic() + cfg.metrics_interval_s
+        finally:
+            reader.stop()
+            self.metrics.frames_dropped = reader.dropped
+            self.metrics.source_skipped = self.source.skipped
+            # Vehicles still in view when the source ends (or the node is stopped) are reads too.
+            self._finish(self.tracker.flush())
+            self._emit_metrics()
+        return self.metrics
+
+    def _tick_idle(self) -> None:
+        # No frame for a while (a stalled stream): tracks still time out, by media time.
+        if self.tracker.active:
+            last = max(t.last.timestamp for t in self.tracker.active)
+            if self.source.live:
+                self._finish(self.tracker.expire(last + self.config.track_timeout_s + 1e-3))
+
+    def _emit_metrics(self) -> None:
+        snap = self.metrics.snapshot({"active_tracks": len(self.tracker)})
+        stages = " ".join(f"{k}={v:.1f}" for k, v in snap["stage_ms_per_frame"].items())
+        log.info(
+            "%s: %.1f fps (recent %.1f), %d frames (%d processed, %d static), %d plates, %d reads, "
+            "queue %d; ms/frame %s",
+            self.config.camera_id, snap["fps"], snap["fps_recent"], snap["frames"], snap["processed"],
+            snap["gated"], snap["plates"], snap["reads"], snap["queue_depth"], stages,
+        )
+        if self.on_metrics:
+            try:
+                self.on_metrics(snap)
+            except Exception as err:  # metrics must never stop the pipeline
+                log.warning("metrics callback failed: %s", err)
+
+    # -- one batch ---------------------------------------------------------------------------
+    def process_batch(self, batch: Sequence[Frame]) -> None:
+        m = self.metrics
+        cfg = self.config
+        m.frames += len(batch)
+        for f in batch:
+            m.add("decode", f.decode_ms / 1000)
+
+        t = time.perf_counter()
+        if self.gate is not None and not self.source.independent:
+            moving = [self.gate(f.image) for f in batch]
+        else:
+            moving = [True] * len(batch)
+        m.add("motion", time.perf_counter() - t)
+
+        todo = [f for f, mv in zip(batch, moving) if mv]
+        m.processed += len(todo)
+        m.gated += len(batch) - len(todo)
+
+        t = time.perf_counter()
+        dets = self.detector.predict([f.image for f in todo]) if todo else []
+        m.add("detect", time.perf_counter() - t)
+
+        t = time.perf_counter()
+        crops: list[np.ndarray] = []
+        owners: list[tuple[int, int]] = []  # (index in todo, detection index)
+        for k, (f, d) in enumerate(zip(todo, dets)):
+            if len(d):
+                cs = self.cropper(f.image, d, self.out_size)
+                crops.extend(cs)
+                owners.extend((k, j) for j in range(len(cs)))
+        m.add("crop", time.perf_counter() - t)
+
+        t = time.perf_counter()
+        texts = self.ocr.predict(crops) if crops else None
+        m.add("ocr", time.perf_counter() - t)
+        m.plates += len(crops)
+
+        t = time.perf_counter()
+        per_frame: list[list[Observation]] = [[] for _ in todo]
+        for n, (k, j) in enumerate(owners):
+            f, d = todo[k], dets[k]
+            region = texts.region[n] if texts.region and n < len(texts.region) else None
+            rconf = (
+                float(texts.region_confidence[n])
+                if texts.region_confidence is not None and n < len(texts.region_confidence)
+                else None
+            )
+            per_frame[k].append(
+                Observation(
+                    frame_index=f.index,
+                    timestamp=f.timestamp,
+                    box=np.asarray(d.boxes[j], np.float32),
+                    score=float(d.scores[j]),
+                    reading=Reading(texts.texts[n], float(texts.confidence[n]), np.asarray(texts.char_confidence[n])),
+                    corners=None if d.corners is None else np.asarray(d.corners[j], np.float32),
+                    crop=crops[n],
+                    frame_size=f.size,
+                    captured_at=f.captured_at,
+                    region=region,
+                    region_confidence=rconf,
+                )
+            )
+        if self.on_frame:
+            for f, d in zip(todo, dets):
+                self.on_frame(f, d)
+        finished: list[Track] = []
+        k = 0
+        for f, mv in zip(batch, moving):
+            if mv:
+                finished += self.tracker.update(f.timestamp, per_frame[k])
+                k += 1
+            else:
+                finished += self.tracker.expire(f.timestamp)
+            if self.source.independent:
+                finished += self.tracker.flush()
+        m.add("track", time.perf_counter() - t)
+        self._finish(finished)
+
+    # -- tracks -> read events ---------------------------------------------------------------------
+    def _finish(self, tracks: Sequence[Track]) -> None:
+        if not tracks:
+            return
+        t = time.perf_counter()
+        for track in tracks:
+            event = self.track_to_event(track)
+            if event is None:
+                self.metrics.dropped_tracks += 1
+                continue
+            self.sink.emit(event)
+            self.metrics.reads += 1
+        self.metrics.add("emit", time.perf_counter() - t)
+
+    def track_to_event(self, track: Track) -> ReadEvent | None:
+        cfg = self.config
+        min_frames = 1 if self.source.independent else cfg.min_track_frames
+        if len(track.observations) < min_frames:
+            return None
+        v = vote(track.readings(), n_alternatives=cfg.alternatives)
+        if v is None or len(v.plate) > 10 or v.confidence < cfg.min_confidence:
+            return None
+        best = track.best
+        # The best sighting whose own reading agrees with the vote shows the plate as published.
+        agreeing = [o for o in track.observations if o.reading.text == v.plate]
+        shown = best if best is not None and (best.reading.text == v.plate or not agreeing) else max(
+            agreeing, key=lambda o: o.reading.confidence
+        )
+        read_id = new_read_id()
+        crop_ref = None
+        crop = shown.crop if shown.crop is not None else (best.crop if best is not None else None)
+        if self.crop_dir is not None and crop is not None:
+            crop_ref = self._save_crop(read_id, crop, shown.captured_at)
+        x1, y1, x2, y2 = (float(c) for c in shown.box)
+        fw, fh = shown.frame_size or (None, None)
+        if fw:
+            x1, x2 = min(max(x1, 0.0), fw - 1.0), min(max(x2, 0.0), float(fw))
+            y1, y2 = min(max(y1, 0.0), fh - 1.0), min(max(y2, 0.0), float(fh))
+        region = _majority_region(track)
+        captured = shown.captured_at or datetime.now(timezone.utc)
+        return ReadEvent(
+            read_id=read_id,
+            camera_id=cfg.camera_id,
+            agency_id=cfg.agency_id,
+            captured_at=captured,
+            plate=v.plate,
+            confidence=float(min(max(v.confidence, 0.0), 1.0)),
+            char_confidence=[float(min(max(c, 0.0), 1.0)) for c in v.char_confidence],
+            region=region[0] if region else None,
+            region_confidence=region[1] if region else None,
+            box=Box(x=max(x1, 0.0), y=max(y1, 0.0), w=max(x2 - x1, 1e-3), h=max(y2 - y1, 1e-3)),
+            corners=None if shown.corners is None else [(float(x), float(y)) for x, y in shown.corners],
+            frame_size=tuple(int(v) for v in shown.frame_size) if shown.frame_size else None,
+            location=Location(lat=cfg.location[0], lon=cfg.location[1]) if cfg.location else None,
+            direction=Direction(track.direction()),
+            crop_ref=crop_ref,
+            alternatives=[Alternative(plate=t, confidence=c) for t, c in v.alternatives if len(t) <= 10],
+            frames_seen=len(track.observations),
+            track_id=track.track_id,
+        )
+
+    def _save_crop(self, read_id: str, crop: np.ndarray, captured: datetime | None) -> str | None:
+        day = (captured or datetime.now(timezone.utc)).strftime("%Y%m%d")
+        rel = Path("crops") / day / f"{read_id}.jpg"
+        path = self.crop_dir / rel
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            if not ok:
+                raise OSError("JPEG encoding failed")
+            path.write_bytes(buf.tobytes())
+        except OSError as err:
+            # The read matters more than its picture: publish without crop_ref.
+            log.warning("cannot save crop %s: %s", path, err)
+            return None
+        return rel.as_posix()
+
+
+def _majority_region(track: Track) -> tuple[str, float] | None:
+    score: dict[str, float] = {}
+    for o in track.observations:
+        if o.region and len(o.region) == 2 and o.region.isalpha():
+            score[o.region.upper()] = score.get(o.region.upper(), 0.0) + float(o.region_confidence or 0.5)
+    if not score:
+        return None
+    best = max(score, key=score.get)
+    n = sum(1 for o in track.observations if o.region)
+    return best, float(min(1.0, score[best] / max(n, 1)))

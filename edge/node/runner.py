@@ -1,0 +1,135 @@
+"""Wiring for `alpr-edge run`: config -> source, ONNX stages, outbox, publisher -> EdgeNode."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+
+log = logging.getLogger("edge.node")
+
+
+def _fail(msg: str) -> int:
+    print(f"alpr-edge run: {msg}", file=sys.stderr)
+    return 2
+
+
+def load_stages(cfg):
+    """The ONNX detector and OCR named by the config (clear errors when they are missing)."""
+    from edge.vision.detector import OnnxPlateDetector
+    from edge.vision.ocr import OnnxPlateOCR
+
+    detector = OnnxPlateDetector(cfg.detector_model, threshold=cfg.detector_threshold, threads=cfg.threads)
+    ocr = OnnxPlateOCR(cfg.ocr_model, intra_op_threads=cfg.threads)
+    return detector, ocr
+
+
+def run_node(args) -> int:
+    from edge.node.commands import config_from_args
+    from edge.node.config import EdgeConfigError
+    from edge.node.pipeline import EdgeNode
+    from edge.node.sink import OutboxSink, ReadNotStored
+    from edge.sources import SourceError, open_source
+    from edge.transport.outbox import Outbox, OutboxError, publisher_for_url
+
+    if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
+        # Periodic metrics are log lines: show them unless the user asked for quiet.
+        logging.getLogger("edge").setLevel(logging.INFO)
+        if not logging.getLogger().handlers:
+            logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = config_from_args(args)
+    except EdgeConfigError as err:
+        return _fail(str(err))
+    try:
+        source = open_source(cfg.source)
+    except (SourceError, ValueError, TypeError) as err:
+        return _fail(f"source {cfg.source!r}: {err}")
+    try:
+        detector, ocr = load_stages(cfg)
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        return _fail(f"cannot load the vision models: {err}")
+    try:
+        outbox = Outbox(cfg.resolved_outbox_path, cfg.outbox_max_rows)
+    except OutboxError as err:
+        return _fail(f"{err}. Refusing to take frames without a writable outbox")
+    publisher = None
+    if cfg.broker_url:
+        try:
+            publisher = publisher_for_url(outbox, cfg.broker_url, client_id=f"edge-{cfg.camera_id}")
+        except ValueError as err:
+            return _fail(str(err))
+        publisher.start()
+    log.info("%s: %s -> %s (outbox %s, %d waiting)", cfg.camera_id, source.describe(), cfg.topic if publisher else "outbox only", cfg.resolved_outbox_path, len(outbox))
+
+    stop = threading.Event()
+    sink = OutboxSink(outbox, cfg.topic, publisher, stop_event=stop)
+
+    def on_metrics(snap: dict) -> None:
+        if publisher is None:
+            return
+        status = {
+            "camera_id": cfg.camera_id,
+            "agency_id": cfg.agency_id,
+            "at": datetime.now(timezone.utc).isoformat(),
+            "state": "running",
+            "outbox_depth": len(outbox),
+            "outbox_max": cfg.outbox_max_rows,
+            "broker_connected": publisher.connected,
+            **snap,
+        }
+        publisher.publish_status(cfg.status_topic, json.dumps(status).encode())
+
+    node = EdgeNode(cfg, source, detector, ocr, sink, on_metrics=on_metrics)
+    node.stop_event = stop
+
+    def on_signal(signum, frame):
+        log.warning("signal %d: finishing the vehicles in view, then stopping", signum)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+
+    show_progress = args.progress if args.progress is not None else (sys.stderr.isatty() and source.length)
+    rc = 0
+    try:
+        if show_progress and source.length:
+            from rich.progress import Progress
+
+            with Progress(transient=False) as bar:
+                task = bar.add_task(cfg.camera_id, total=source.length)
+                metrics = node.run(progress=lambda n: bar.advance(task, n))
+        else:
+            metrics = node.run()
+    except ReadNotStored as err:
+        log.error("%s", err)
+        metrics, rc = node.metrics, 3
+    finally:
+        source.close()
+    waiting = len(outbox)
+    if publisher is not None:
+        if not stop.is_set() and waiting:
+            log.info("waiting up to %.0f s for the broker to acknowledge %d reads", cfg.drain_timeout_s, waiting)
+            publisher.wait_drained(cfg.drain_timeout_s)
+        if publisher.connected:
+            snap = metrics.snapshot({"state": "stopped", "camera_id": cfg.camera_id, "outbox_depth": len(outbox)})
+            publisher.publish_status(cfg.status_topic, json.dumps(snap).encode())
+        publisher.stop()
+    waiting = len(outbox)
+    if waiting:
+        log.warning("%d reads stay in the outbox %s; they are sent on the next start", waiting, cfg.resolved_outbox_path)
+    outbox.close()
+    summary = metrics.snapshot(
+        {
+            "camera_id": cfg.camera_id,
+            "outbox_waiting": waiting,
+            "published": publisher.published if publisher else 0,
+            "acked": publisher.acked if publisher else 0,
+        }
+    )
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    return rc

@@ -1,0 +1,75 @@
+"""Where read events go: the outbox first, always (and from there over MQTT).
+
+When the outbox cannot take a read (full because the broker has been away, or the disk is full /
+read-only), `emit` does not return: the pipeline stops taking new frames, which is the only way
+not to drop reads. It says so in the log, clearly and periodically, and continues by itself when
+the outbox can take the read again. If the node is asked to stop while blocked, the read that
+could not be stored is logged in full (so it is not silently gone) and `ReadNotStored` is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from edge.schema import ReadEvent
+from edge.transport.outbox import Outbox, OutboxError, OutboxFull
+
+log = logging.getLogger(__name__)
+
+
+class ReadNotStored(RuntimeError):
+    pass
+
+
+class OutboxSink:
+    def __init__(
+        self,
+        outbox: Outbox,
+        topic: str,
+        publisher=None,
+        stop_event: threading.Event | None = None,
+        warn_every_s: float = 10.0,
+        retry_s: float = 0.5,
+    ):
+        self.outbox = outbox
+        self.topic = topic
+        self.publisher = publisher
+        self.stop_event = stop_event or threading.Event()
+        self.warn_every_s = warn_every_s
+        self.retry_s = retry_s
+        self.stored = 0
+        self.blocked_s = 0.0
+        self.full_events = 0
+        self.write_errors = 0
+
+    def emit(self, event: ReadEvent) -> None:
+        payload = event.to_json()
+        last_warn = 0.0
+        t0 = time.monotonic()
+        while True:
+            try:
+                self.outbox.put(self.topic, payload, event.read_id)
+                break
+            except OutboxFull as err:
+                self.full_events += 1
+                if time.monotonic() - last_warn >= self.warn_every_s:
+                    log.warning("%s; new frames wait until the broker acknowledges reads", err)
+                    last_warn = time.monotonic()
+            except OutboxError as err:
+                self.write_errors += 1
+                if time.monotonic() - last_warn >= self.warn_every_s:
+                    log.error(
+                        "%s. The edge stops taking new frames until the outbox can be written "
+                        "(free disk space / fix permissions); no read is dropped",
+                        err,
+                    )
+                    last_warn = time.monotonic()
+            if self.stop_event.wait(self.retry_s):
+                log.error("stopping with a read that could not be stored: %s", payload.decode())
+                raise ReadNotStored(f"read {event.read_id} could not be stored in the outbox")
+        self.blocked_s += time.monotonic() - t0 if last_warn else 0.0
+        self.stored += 1
+        if self.publisher is not None:
+            self.publisher.notify()
