@@ -40,7 +40,7 @@ class EdgeNodeConfig(BaseModel):
     ocr_model: Path = REPO_MODELS / "ocr.onnx"
     detector_threshold: float | None = Field(None, ge=0, le=1)  # None: the model's own default
     crop_width: int = Field(192, ge=8, le=1024)
-    crop_height: int = Field(64, ge=8, le=512)
+    crop_height: int = Field(96, ge=8, le=512)  # US plates are 2:1; the rectifier pads 6% a side
     batch_frames: int = Field(4, ge=1, le=64)  # frames detected per batch (OCR batches all their plates)
     threads: int = Field(1, ge=1, le=64)  # onnxruntime intra-op threads per stage
 

@@ -1,0 +1,60 @@
+"""bench frames / bench video plumbing, with the scripted scene's stand-in stages."""
+
+import json
+
+import cv2
+import pytest
+
+from edge import cli
+from edge.sources.video import VideoFileSource
+from edge_node_helpers import ColourKeyedDetector, ColourKeyedOCR, ScriptedSource
+
+
+@pytest.fixture
+def scene(monkeypatch):
+    src = ScriptedSource(n_vehicles=4, seed=5)
+    monkeypatch.setattr("edge.bench.frames._stages", lambda cfg: (ColourKeyedDetector(), ColourKeyedOCR(src.vehicles)))
+    return src
+
+
+def last_json(capsys):
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_bench_frames_counts_exact_reads(tmp_path, scene, capsys):
+    rows = ["file,x,y,w,h,plate"]
+    frames = [f for f in scene if f.labels][::7]
+    for f in frames:
+        name = f"f{f.index:04d}.png"
+        cv2.imwrite(str(tmp_path / name), f.image)
+        for lab in f.labels:
+            x1, y1, x2, y2 = lab.box
+            rows.append(f"{name},{x1},{y1},{x2 - x1},{y2 - y1},{lab.plate}")
+    # One label the OCR cannot read (wrong text): a miss, not a crash.
+    x1, y1, x2, y2 = frames[0].labels[0].box
+    rows.append(f"f{frames[0].index:04d}.png,{x1},{y1},{x2 - x1},{y2 - y1},NOTREAD")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    n_labels = len(rows) - 1
+    assert cli.main(["bench", "frames", str(tmp_path), "--json"]) == 0
+    out = last_json(capsys)
+    assert out["n"] == len(frames) and out["plates"] == n_labels
+    assert out["read_rate"] == pytest.approx((n_labels - 1) / n_labels, abs=1e-3)
+    assert out["detect_recall"] == 1.0
+    assert out["ms_per_frame"] > 0 and set(out["splits"]) == {"val", "train"}
+
+
+def test_bench_video_reports_fps_reads_and_stages(tmp_path, scene, capsys):
+    path = tmp_path / "v.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 180))
+    for f in scene:
+        w.write(f.image)
+    w.release()
+    assert cli.main(["bench", "video", str(path), "--json"]) == 0
+    out = last_json(capsys)
+    assert out["frames"] == VideoFileSource(path).length and out["fps"] > 0
+    # JPEG compression shifts colours a little: reads still one per vehicle.
+    assert out["reads"] == 4 and sorted(out["plates_in_reads"]) == sorted(v.plate for v in scene.vehicles)
+    assert set(out["stage_ms_per_frame"]) >= {"decode", "motion", "detect", "ocr", "track"}
+    assert cli.main(["bench", "video", str(path), "--no-motion-gating", "--max-frames", "30", "--json"]) == 0
+    out = last_json(capsys)
+    assert out["frames"] == 30 and out["gated"] == 0
