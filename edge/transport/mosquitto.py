@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.policy.brokerconf import write_broker_config
+from edge.policy.brokerconf import TlsListener, write_broker_config
 from edge.policy.registry import Principal, Registry, Secrets
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto", "/opt/homebrew/sbin/mosquitto")
@@ -56,6 +56,8 @@ class MosquittoBroker:
     port: int = 0
     binary: str | None = None
     process: subprocess.Popen | None = field(default=None, repr=False)
+    tls: TlsListener | None = None  # an extra TLS listener (certificates from edge.policy.tls)
+    extra_conf: dict[str, str] | None = None  # more conf.d files, e.g. {"conf.d/60-x.conf": "..."}
     secrets: Secrets = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -74,7 +76,8 @@ class MosquittoBroker:
             if not self.port:
                 self.port = free_port(self.host)
             write_broker_config(self.registry, self.directory, secrets_dir=self.directory / "secrets",
-                                port=self.port, bind=self.host, run_as=getpass.getuser())
+                                port=self.port, bind=self.host, run_as=getpass.getuser(), tls=self.tls,
+                                extra_conf=self.extra_conf)
             log = open(self.directory / "mosquitto.log", "ab")
             self.process = subprocess.Popen([self.binary, "-c", "mosquitto.conf"], cwd=self.directory,
                                             stdout=log, stderr=subprocess.STDOUT)
