@@ -31,9 +31,10 @@ def register(sub) -> None:
     p.add_argument("--gate-id", default="gate-1", help="this gate's id (audit records, client id)")
     p.add_argument("--shared-group", default="gates",
                    help="MQTT 5 shared subscription group ($share/GROUP/alpr/raw/#); '' for a plain subscription")
-    p.add_argument("--mqtt311", action="store_true", help="MQTT 3.1.1 (no shared subscription)")
+    p.add_argument("--mqtt311", action="store_true",
+                   help="MQTT 3.1.1 (Mosquitto still honours $share/; pass --shared-group '' for brokers that do not)")
     p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--batch-ms", type=float, default=20.0)
+    p.add_argument("--batch-ms", type=float, default=10.0, help="longest wait to fill a batch (default %(default)s)")
     p.add_argument("--run-for", type=float, help="stop after this many seconds (default: until SIGTERM/SIGINT)")
     p.add_argument("--stats-every", type=float, default=0.0, help="log counters every N seconds")
     p.add_argument("--json", action="store_true", help="print the final counters as one JSON line")
@@ -118,7 +119,7 @@ def _gate(args) -> int:
         return 2
     config = GateConfig(
         gate_id=args.gate_id, protocol=transport.MQTT_V311 if args.mqtt311 else transport.MQTT_V5,
-        shared_group=(args.shared_group or None) if not args.mqtt311 else None,
+        shared_group=args.shared_group or None,
         batch_size=args.batch_size, batch_wait_s=args.batch_ms / 1000,
     )
     audit = open_audit(args.audit)
@@ -144,7 +145,11 @@ def _gate(args) -> int:
     gate.stop()
     audit.close()
     if args.json:
-        print(json.dumps({"gate_id": args.gate_id, **gate.snapshot()}))
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        print(json.dumps({"gate_id": args.gate_id, **gate.snapshot(),
+                          "cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}))
     if gate.error is not None:
         print(f"error: gate stopped: {gate.error}", file=sys.stderr)
         return 1

@@ -89,7 +89,7 @@ def connect(
     session_expiry_s: int = 0,
     receive_maximum: int | None = None,
     manual_ack: bool = False,
-    max_inflight: int = 1000,
+    max_inflight: int = 0,
     on_message: Callable[[mqtt.Client, object, mqtt.MQTTMessage], None] | None = None,
     subscriptions: Iterable[tuple[str, int]] = (),
     timeout: float = 10.0,
@@ -98,6 +98,8 @@ def connect(
 ) -> mqtt.Client:
     """Connect, wait for CONNACK (raise MQTTError naming the reason), subscribe, start the loop.
 
+    `max_inflight` 0 (no limit on unacknowledged outgoing QoS 1 messages) is also the fast path:
+    with a limit, paho rescans every queued message on each PUBACK (quadratic under load).
     Subscriptions are made again on every reconnect (a broker restart with a clean session would
     otherwise leave the client deaf). `client.suback_codes[topic]` holds the latest SUBACK codes.
     """
@@ -187,9 +189,14 @@ def wait_published(infos: Iterable[mqtt.MQTTMessageInfo], timeout: float = 10.0)
     deadline = time.monotonic() + timeout
     for info in infos:
         while not info.is_published():
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return False
-            time.sleep(0.001)
+            try:
+                info.wait_for_publish(left)
+            except (RuntimeError, ValueError):
+                # Published while disconnected: paho sends it after reconnecting; poll until then.
+                time.sleep(min(0.01, max(left, 0)))
     return True
 
 

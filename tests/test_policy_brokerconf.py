@@ -1,0 +1,120 @@
+"""`broker-config`: Mosquitto files generated from the registry (hashes, ACL, modes, TLS, the committed example)."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.policy.brokerconf import TlsListener, check_password, hash_password, write_broker_config
+from edge.policy.registry import load_registry
+from edge.transport import mqtt as transport
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_hash_is_mosquitto_passwd_format(tmp_path):
+    h = hash_password("correct horse")
+    assert h.startswith("$7$101$") and check_password("correct horse", h) and not check_password("wrong", h)
+    tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    if not Path(tool).exists():
+        pytest.skip("mosquitto_passwd not installed (the mosquitto fixture tests logins with our hashes anyway)")
+    f = tmp_path / "pw"
+    subprocess.run([tool, "-b", "-c", str(f), "alice", "correct horse"], check=True)
+    theirs = f.read_text().strip().split(":", 1)[1]
+    assert check_password("correct horse", theirs) and not check_password("correct horsE", theirs)
+
+
+def test_generated_files(tmp_path, test_registry):
+    out = tmp_path / "gen"
+    write_broker_config(test_registry, out, port=18999)
+    for name in ("passwd", "acl"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
+    for f in (out / "secrets").iterdir():
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600
+    assert "allow_anonymous false" in (out / "conf.d" / "20-auth.conf").read_text()
+    assert "listener 18999 127.0.0.1" in (out / "conf.d" / "10-listeners.conf").read_text()
+    assert "include_dir conf.d" in (out / "mosquitto.conf").read_text()
+    users = [line.split(":")[0] for line in (out / "passwd").read_text().splitlines()]
+    assert sorted(users) == sorted(p.username for p in test_registry.principals())
+    # ACL: parse it into user -> rules and check exactly what each may do.
+    rules: dict[str, list[str]] = {}
+    user = None
+    for line in (out / "acl").read_text().splitlines():
+        if line.startswith("user "):
+            user = line.split()[1]
+            rules[user] = []
+        elif line.startswith("topic "):
+            assert user is not None, "a rule before any user line applies to everyone"
+            rules[user].append(line[6:])
+        else:
+            assert not line.strip() or line.startswith("#"), line
+    assert rules["alpr-gate"] == ["read alpr/raw/#", "write alpr/share/#", "write alpr/gate/status"]
+    assert rules["cam-1"] == ["write alpr/raw/cam-1", "write alpr/status/cam-1"]
+    assert rules["ice"] == ["read alpr/share/ice/#"]
+    assert rules["task-force"] == ["read alpr/share/task-force/#"]
+    assert not any("pattern" in line for line in (out / "acl").read_text().splitlines() if not line.startswith("#"))
+    # A second run keeps the passwords (secrets already exist) and drops a TLS listener no longer asked for.
+    write_broker_config(test_registry, out, port=18999, tls=TlsListener(18998, "server.crt", "server.key"))
+    assert (out / "conf.d" / "50-tls.conf").exists()
+    before = (out / "secrets" / "ice.pw").read_text()
+    write_broker_config(test_registry, out, port=18999)
+    assert not (out / "conf.d" / "50-tls.conf").exists()
+    assert (out / "secrets" / "ice.pw").read_text() == before
+
+
+def test_committed_example_matches_the_registry(tmp_path):
+    """broker_config/generated is what `broker-config examples/registry.yaml` writes."""
+    committed = ROOT / "broker_config" / "generated"
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "broker-config", str(ROOT / "examples" / "registry.yaml"),
+                        "--out", str(tmp_path / "gen")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for rel in ("mosquitto.conf", "acl", "conf.d/10-listeners.conf", "conf.d/20-auth.conf",
+                "conf.d/30-persistence.conf", "conf.d/40-limits.conf"):
+        assert (committed / rel).read_text() == (tmp_path / "gen" / rel).read_text(), rel
+    ours = [line.split(":")[0] for line in (tmp_path / "gen" / "passwd").read_text().splitlines()]
+    theirs = [line.split(":")[0] for line in (committed / "passwd").read_text().splitlines()]
+    assert ours == theirs  # hashes differ: fresh salts and dev passwords
+    assert all(line.split(":", 1)[1].startswith("$7$") for line in (committed / "passwd").read_text().splitlines())
+
+
+def test_tls_listener_on_a_real_broker(mosquitto_factory, tmp_path):
+    from edge.transport.mosquitto import MosquittoBroker, free_port
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl not installed")
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(certs / "server.key"), "-out", str(certs / "server.crt")],
+                   check=True, capture_output=True)
+    base = mosquitto_factory(name="plain")
+    tls_port = free_port()
+    broker = MosquittoBroker(base.registry, tmp_path / "tls",
+                             tls=TlsListener(tls_port, str(certs / "server.crt"), str(certs / "server.key"), bind="127.0.0.1"))
+    try:
+        broker.start()
+        user, pw = broker.credentials("sac-pd")
+        url = transport.parse_broker_url(f"mqtts://{user}:{pw}@127.0.0.1:{tls_port}?ca={certs / 'server.crt'}")
+        c = transport.connect(url, "t-tls")
+        transport.close(c)
+        with pytest.raises(transport.MQTTError):  # same ACL and logins on the TLS listener
+            transport.connect(url.with_login("sac-pd", "wrong"), "t-tls-2")
+    finally:
+        broker.stop()
+
+
+def test_broker_url_parsing():
+    u = transport.parse_broker_url("mqtts://ag%40ency:p%3Ass@broker.example:8884?ca=/etc/ca.pem")
+    assert (u.host, u.port, u.tls, u.username, u.password, u.ca_file) == ("broker.example", 8884, True, "ag@ency", "p:ss", "/etc/ca.pem")
+    assert "p:ss" not in u.redacted()
+    assert transport.parse_broker_url("mqtt://localhost").port == 1883
+    assert transport.parse_broker_url("mqtts://localhost").port == 8883
+    for bad in ("http://x", "mqtt://", "mqtt://x:99999", "mqtt://x/path", "mqtt://x?foo=1"):
+        with pytest.raises(transport.BrokerURLError):
+            transport.parse_broker_url(bad)
