@@ -55,7 +55,6 @@ class MosquittoBroker:
     host: str = "127.0.0.1"
     port: int = 0
     binary: str | None = None
-    tls: TlsListener | None = None  # an extra TLS listener (its port must be free)
     process: subprocess.Popen | None = field(default=None, repr=False)
     tls: TlsListener | None = None  # an extra TLS listener (certificates from edge.policy.tls)
     extra_conf: dict[str, str] | None = None  # more conf.d files, e.g. {"conf.d/60-x.conf": "..."}
