@@ -1,0 +1,151 @@
+"""Synthetic plates: every state renders, labels are clean, crops are deterministic, compositing is exact."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from edge.synth.plates import (
+    Degradation,
+    PlateBatch,
+    composite_plate,
+    plate_box,
+    plate_corners_3d,
+    render_plate_images,
+    render_plates,
+)
+from edge.synth.states import ALL_STATES, STATES
+
+TEXT = re.compile(r"^[A-Z0-9]{2,9}$")
+
+
+def test_all_50_states_and_dc_are_styled():
+    assert len(ALL_STATES) == 51
+    assert "dc" in ALL_STATES and "ca" in ALL_STATES
+    for code, style in STATES.items():
+        assert re.fullmatch(r"[a-z]{2}", code) and style.code == code
+        assert style.formats and all(set(f) <= set("DL -*") for f in style.formats)
+
+
+@pytest.mark.parametrize("state", ALL_STATES)
+def test_every_state_renders_a_crop_and_a_clean_plate(state):
+    rng = np.random.default_rng(ALL_STATES.index(state))
+    batch = render_plates(3, rng, states=[state])
+    assert isinstance(batch, PlateBatch) and len(batch) == 3
+    assert batch.images.shape == (3, 64, 128, 3) and batch.images.dtype == np.uint8
+    assert batch.states == [state] * 3
+    assert all(TEXT.match(t) for t in batch.texts), batch.texts
+    assert batch.images.std() > 10  # not blank
+
+    (img, text, st), = render_plate_images(1, rng, height=60, states=[state])
+    assert img.shape == (60, 120, 3) and img.dtype == np.uint8 and st == state and TEXT.match(text)
+    # the serial is drawn: the middle band (characters) differs from the template's edge colour
+    assert img[20:45].std() > 20
+
+
+def test_crops_are_deterministic_for_a_seed_and_differ_across_seeds():
+    a = render_plates(20, np.random.default_rng(5), size=(48, 96))
+    b = render_plates(20, np.random.default_rng(5), size=(48, 96))
+    c = render_plates(20, np.random.default_rng(6), size=(48, 96))
+    assert a.images.shape == (20, 48, 96, 3)
+    assert np.array_equal(a.images, b.images) and a.texts == b.texts and a.states == b.states
+    assert a.texts != c.texts
+
+
+def _magenta_plates(monkeypatch):
+    """Replace the plate artwork by a solid known colour so the crop geometry can be measured."""
+    import edge.synth.plates as plates
+
+    def solid(style, layout, h, rng, extras=True):
+        img = np.zeros((h, 2 * h, 3), np.float32)
+        img[:] = (255, 0, 255)
+        return img
+
+    monkeypatch.setattr(plates, "_draw_plate", solid)
+
+
+def _extent(img):
+    m = (img[:, :, 0] > 120) & (img[:, :, 1] < 50) & (img[:, :, 2] > 120)
+    ys, xs = np.nonzero(m)
+    return xs.min(), xs.max(), ys.min(), ys.max()
+
+
+def test_clean_crop_is_the_whole_plate_with_a_small_even_margin(monkeypatch):
+    _magenta_plates(monkeypatch)
+    batch = render_plates(6, np.random.default_rng(1), size=(64, 128), degrade=False)
+    for img in batch.images:
+        x0, x1, y0, y1 = _extent(img)
+        assert 1 <= x0 <= 4 and 123 <= x1 <= 126, (x0, x1)
+        assert 0 <= y0 <= 3 and 60 <= y1 <= 63, (y0, y1)
+
+
+def test_degraded_crops_keep_the_plate_tight_and_almost_whole(monkeypatch):
+    _magenta_plates(monkeypatch)
+    quiet = Degradation(motion_p=0, defocus_p=0, low_res_p=0, noise_sigma=0, jpeg_p=0, low_light_p=0, ir_p=0,
+                        glare_p=0, dirt_p=0, occlusion_p=0)
+    batch = render_plates(40, np.random.default_rng(2), size=(64, 128), degradation=quiet)
+    for img in batch.images:
+        x0, x1, y0, y1 = _extent(img)
+        # margins are drawn from -2% (slightly cut) to 9% per side of the crop
+        assert x0 <= 0.10 * 128 and x1 >= 0.90 * 128 - 1, (x0, x1)
+        assert y0 <= 0.10 * 64 and y1 >= 0.90 * 64 - 1, (y0, y1)
+
+
+def test_degradations_change_the_crops_and_validate_their_ranges():
+    clean = render_plates(30, np.random.default_rng(2), degrade=False)
+    dirty = render_plates(30, np.random.default_rng(2), degrade=True)
+    # degraded crops are darker or brighter, blurrier, noisier: their statistics spread
+    sharp = lambda b: np.abs(np.diff(b.images.astype(np.float32), axis=2)).mean()
+    assert sharp(dirty) < sharp(clean)
+    assert dirty.images.reshape(30, -1).mean(axis=1).std() > clean.images.reshape(30, -1).mean(axis=1).std()
+    with pytest.raises(ValidationError, match="yaw_deg"):
+        Degradation(yaw_deg=-5)
+    with pytest.raises(ValidationError, match="jpeg_p"):
+        Degradation(jpeg_p=2)
+
+
+def test_unknown_state_is_refused_by_name():
+    with pytest.raises(ValueError, match="zz"):
+        render_plates(2, np.random.default_rng(0), states=["zz"])
+
+
+@pytest.mark.parametrize("pose", [(0, 0, 0), (30, 10, 5), (-40, -15, -8)])
+def test_composite_puts_the_plate_exactly_at_its_corners(pose):
+    """A plate of a known colour, warped onto corners, lands inside them and fills them."""
+    bg = np.full((240, 320, 3), 90, np.uint8)
+    plate = np.zeros((50, 100, 3), np.uint8)
+    plate[:] = (255, 0, 255)
+    corners = plate_corners_3d((160, 120), 140, *pose)
+    out = composite_plate(bg, plate, corners)
+    magenta = (out[:, :, 0] > 200) & (out[:, :, 1] < 60) & (out[:, :, 2] > 200)
+    ys, xs = np.nonzero(magenta)
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    tol = 3.5  # rounded plate corners (6% of the height) and the antialiased edge
+    assert abs(xs.min() - lo[0]) <= tol and abs(xs.max() - hi[0]) <= tol
+    assert abs(ys.min() - lo[1]) <= tol and abs(ys.max() - hi[1]) <= tol
+    # and it fills the quadrilateral: area matches the corners' polygon area
+    area = 0.5 * abs(np.dot(corners[:, 0], np.roll(corners[:, 1], 1)) - np.dot(corners[:, 1], np.roll(corners[:, 0], 1)))
+    assert magenta.sum() == pytest.approx(area, rel=0.06)
+    box = plate_box(corners)
+    w, h = box[2] - box[0], box[3] - box[1]
+    assert w == pytest.approx(2 * h)
+    assert box[0] <= lo[0] + 1e-3 and box[2] >= hi[0] - 1e-3 and box[1] <= lo[1] + 1e-3 and box[3] >= hi[1] - 1e-3
+    assert (out[0, 0] == 90).all()  # far from the plate nothing changed
+
+
+def test_cli_writes_crops_and_labels_like_the_real_folder(tmp_path, capsys):
+    from edge.cli import main
+
+    out = tmp_path / "crops"
+    assert main(["synth", "plates", "--count", "25", "--out", str(out), "--seed", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["count"] == 25 and result["crops_per_s"] > 0
+    rows = list(csv.DictReader(open(out / "labels.csv")))
+    assert len(rows) == 25 and list(rows[0]) == ["file", "state", "plate"]
+    for r in rows:
+        assert (out / r["file"]).is_file() and r["state"] in ALL_STATES and TEXT.match(r["plate"])
