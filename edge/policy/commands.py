@@ -13,7 +13,7 @@ from pathlib import Path
 
 def register(sub) -> None:
     p = sub.add_parser("broker-config", help="write Mosquitto config (listeners, logins, ACL) from a registry")
-    p.add_argument("registry", help="registry YAML (agencies, cameras, gate)")
+    p.add_argument("registry", help="registry YAML (agencies, cameras, gate); 'demo': the demo's registry")
     p.add_argument("--out", default="broker_config/generated", help="output directory (default %(default)s)")
     p.add_argument("--secrets", help="directory of `file:` credentials (default OUT/secrets; missing ones are created)")
     p.add_argument("--port", type=int, default=1883, help="plain listener port (default %(default)s)")
@@ -65,10 +65,21 @@ def register(sub) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--registry", required=True, help="registry YAML")
+    p.add_argument("--registry", required=True, help="registry YAML ('demo': the demo's registry)")
     p.add_argument("--policy", default="ca-sb34", help="policy file or shipped policy name (default %(default)s)")
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL (default %(default)s)")
     p.add_argument("--secrets", help="directory of `file:` credentials (default: secrets/ next to the registry)")
+
+
+def _load_registry(path: str):
+    """A registry file; "demo" names the packaged demo registry (edge/demo/registry.yaml)."""
+    from edge.policy.registry import load_registry
+
+    if path == "demo" and not Path(path).exists():
+        from edge.demo.run import demo_registry
+
+        return demo_registry()
+    return load_registry(path)
 
 
 def _secrets(args):
@@ -79,10 +90,10 @@ def _secrets(args):
 
 def _broker_config(args) -> int:
     from edge.policy.brokerconf import TlsListener, write_broker_config
-    from edge.policy.registry import RegistryError, load_registry
+    from edge.policy.registry import RegistryError
 
     try:
-        registry = load_registry(args.registry)
+        registry = _load_registry(args.registry)
     except RegistryError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -105,11 +116,11 @@ def _gate(args) -> int:
     from edge.policy.audit import open_audit
     from edge.policy.gate import Gate, GateConfig
     from edge.policy.policy import PolicyError, load_policy
-    from edge.policy.registry import RegistryError, load_registry
+    from edge.policy.registry import RegistryError
     from edge.transport import mqtt as transport
 
     try:
-        registry = load_registry(args.registry)
+        registry = _load_registry(args.registry)
         policy = load_policy(args.policy)
         broker = transport.parse_broker_url(args.broker)
         if broker.username is None:
@@ -186,11 +197,10 @@ def _audit_show(args) -> int:
 
 def _verify_acl(args) -> int:
     from edge.bench.report import print_json_last, print_table
-    from edge.policy.registry import load_registry
     from edge.policy.verify_acl import verify_acl
     from edge.transport import mqtt as transport
 
-    registry = load_registry(args.registry)
+    registry = _load_registry(args.registry)
     broker = transport.parse_broker_url(args.broker)
     checks = verify_acl(registry, broker, _secrets(args),
                         protocol=transport.MQTT_V311 if args.mqtt311 else transport.MQTT_V5)
@@ -207,9 +217,8 @@ def _verify_acl(args) -> int:
 def _policy_table(args) -> int:
     from edge.bench.report import print_json_last, print_table
     from edge.policy.policy import compile_decisions, load_policy
-    from edge.policy.registry import load_registry
 
-    registry = load_registry(args.registry)
+    registry = _load_registry(args.registry)
     policy = load_policy(args.policy)
     table = compile_decisions(policy, registry)
     owners = sorted({c.agency for c in registry.cameras}) or [a.id for a in registry.agencies]

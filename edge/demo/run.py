@@ -1,0 +1,232 @@
+"""The policy demo: cameras publish reads, the gate shares them per SB 34, refused agencies get nothing.
+
+`run_demo(reads, ...)` takes any iterator of (camera_id, ReadEvent): synthetic reads today
+(`synthetic_reads`), the camera pipeline's reads later. Each read is published by its camera's own
+login on `alpr/raw/<camera>`; a gate decides and audits; one subscriber per agency, logged in with
+that agency's credentials, counts what actually arrives (refused agencies also try `#`). A few
+forged and malformed messages are published too, to show them refused and audited.
+
+Broker: the embedded amqtt broker (in-process, MQTT 3.1.1, logins and ACL from the same registry),
+or any Mosquitto configured by `broker-config` from the same registry (`broker_url`).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from edge.policy.audit import open_audit
+from edge.policy.brokerconf import SHARE_PREFIX, raw_topic
+from edge.policy.gate import Gate, GateConfig
+from edge.policy.policy import Policy, compile_decisions, load_policy
+from edge.policy.registry import Registry, Secrets, parse_registry, random_secrets
+from edge.schema import Direction, ReadEvent, new_read_id
+from edge.transport import mqtt as transport
+
+LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
+
+
+def demo_registry_text() -> str:
+    return resources.files("edge.demo").joinpath("registry.yaml").read_text(encoding="utf-8")
+
+
+def demo_registry() -> Registry:
+    import yaml
+
+    return parse_registry(yaml.safe_load(demo_registry_text()), "edge/demo/registry.yaml")
+
+
+def synthetic_reads(registry: Registry, n: int = 60, seed: int = 7) -> Iterator[tuple[str, ReadEvent]]:
+    """California-style plates (digit, 3 letters, 3 digits) from the registry's cameras, a second apart."""
+    rng = random.Random(seed)
+    cameras = registry.cameras
+    start = datetime.now(timezone.utc).replace(microsecond=0)
+    for i in range(n):
+        cam = cameras[i % len(cameras)]
+        plate = f"{rng.randint(1, 9)}{''.join(rng.choice(LETTERS) for _ in range(3))}{rng.randint(0, 999):03d}"
+        conf = [round(rng.uniform(0.8, 0.999), 3) for _ in plate]
+        yield cam.id, ReadEvent(
+            read_id=new_read_id(), camera_id=cam.id, agency_id=cam.agency, captured_at=start + timedelta(seconds=i),
+            plate=plate, confidence=min(conf), char_confidence=conf, region="CA", region_confidence=0.9,
+            box={"x": 400.0 + rng.randint(0, 200), "y": 600.0, "w": 160.0, "h": 48.0}, frame_size=(1920, 1080),
+            direction=Direction.approaching, frames_seen=rng.randint(3, 12),
+        )
+
+
+def forged_messages(registry: Registry) -> list[tuple[str, str, bytes]]:
+    """(publishing camera, topic, payload) that the gate must refuse."""
+    cams = registry.cameras
+    a, b = cams[0], cams[-1]
+    now = datetime.now(timezone.utc)
+    base = dict(captured_at=now, plate="7FAKE00", confidence=0.9, char_confidence=[0.9] * 7,
+                box={"x": 1.0, "y": 1.0, "w": 10.0, "h": 5.0})
+    spoof_camera = ReadEvent(read_id=new_read_id(), camera_id=b.id, agency_id=b.agency, **base).to_json()
+    body = json.loads(ReadEvent(read_id=new_read_id(), camera_id=a.id, agency_id=a.agency, **base).to_json())
+    body["share_with"] = ["ice"]  # a field that tries to widen the recipients
+    return [
+        (a.id, raw_topic(a.id), spoof_camera),  # camera a speaks for camera b
+        (a.id, raw_topic(a.id), json.dumps(body).encode()),
+        (a.id, raw_topic(a.id), b'{"plate": "7ABC123", "oops"'),  # malformed
+    ]
+
+
+@dataclass
+class DemoResult:
+    broker: str
+    policy: str
+    reads_published: int
+    forged_published: int
+    agencies: dict[str, dict]
+    leaks: int
+    audit_verified: bool
+    audit_records: int
+    audit_detail: str
+    rules: dict[str, int]
+    started_at: datetime
+    finished_at: datetime
+    timeline: list = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {
+            "reads_published": self.reads_published, "forged_published": self.forged_published,
+            "broker": self.broker, "policy": self.policy, "agencies": self.agencies, "leaks": self.leaks,
+            "audit_verified": self.audit_verified, "audit_records": self.audit_records, "gate_rules": self.rules,
+        }
+
+
+def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None = None, policy: Policy | None = None,
+             broker_url: str | None = None, secrets: Secrets | None = None, audit_path: str | None = None,
+             with_forgeries: bool = True, settle_s: float = 0.5, timeout_s: float = 60.0) -> DemoResult:
+    from edge.transport.embedded import EmbeddedBroker
+
+    registry = registry or demo_registry()
+    policy = policy or load_policy()
+    table = compile_decisions(policy, registry)
+    started = datetime.now(timezone.utc)
+    embedded = None
+    if broker_url is None:
+        secrets = secrets or random_secrets(registry)
+        embedded = EmbeddedBroker(registry, secrets).start()
+        base = embedded.url()
+        protocol, shared = transport.MQTT_V311, None  # amqtt: MQTT 3.1.1, no shared subscriptions
+        broker_label = f"embedded amqtt on {base.host}:{base.port}"
+    else:
+        if secrets is None:
+            raise ValueError("--broker needs --secrets (the directory broker-config wrote)")
+        base = transport.parse_broker_url(broker_url)
+        protocol, shared = transport.MQTT_V5, "gates"
+        broker_label = base.redacted()
+
+    def login(principal):
+        return base.with_login(principal.username, secrets.password(principal))
+
+    audit_file = audit_path or str(Path(tempfile.mkdtemp(prefix="alpr-demo-")) / "audit.db")
+    audit = open_audit(audit_file)
+    gate = None
+    collectors: dict[str, transport.Collector] = {}
+    wild: dict[str, transport.Collector] = {}
+    cam_clients: dict[str, object] = {}
+    try:
+        gate = Gate(registry, policy, login(registry.gate), audit,
+                    GateConfig(gate_id="demo-gate", protocol=protocol, shared_group=shared, batch_wait_s=0.01)).start()
+        for a in registry.agencies:
+            collectors[a.id] = transport.Collector(login(a), [f"{SHARE_PREFIX}/{a.id}/#"], client_id=f"demo-{a.id}",
+                                                   protocol=protocol).start()
+            # Every agency also tries '#': Mosquitto grants it and filters each delivery, amqtt refuses it.
+            wild[a.id] = transport.Collector(login(a), ["#"], client_id=f"demo-{a.id}-wild", protocol=protocol).start()
+        for cam in registry.cameras:
+            cam_clients[cam.id] = transport.connect(login(cam), f"demo-{cam.id}", protocol=protocol)
+
+        published: dict[str, ReadEvent] = {}
+        infos = []
+        for camera_id, ev in reads:
+            if camera_id not in cam_clients:
+                raise ValueError(f"read from camera {camera_id!r}, which is not in the registry")
+            published[ev.read_id] = ev
+            infos.append(cam_clients[camera_id].publish(raw_topic(camera_id), ev.to_json(), qos=1))
+        forged = forged_messages(registry) if with_forgeries else []
+        for camera_id, topic, payload in forged:
+            infos.append(cam_clients[camera_id].publish(topic, payload, qos=1))
+        transport.wait_published(infos, timeout_s)
+        gate.wait_idle(len(published) + len(forged), timeout_s)
+
+        # Expected receipts per allowed agency, then a pause for anything that should not arrive.
+        expected = Counter()
+        for ev in published.values():
+            for a_id in table.allowed_by_owner.get(ev.agency_id, ()):
+                expected[a_id] += 1
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(collectors[a].count() < n for a, n in expected.items()):
+            time.sleep(0.02)
+        time.sleep(settle_s)
+
+        snap = gate.snapshot()
+        agencies: dict[str, dict] = {}
+        leaks = 0
+        allowed_anywhere = {a for allowed in table.allowed_by_owner.values() for a in allowed}
+        for a in registry.agencies:
+            got = collectors[a.id].snapshot()
+            ids = [json.loads(p).get("read", {}).get("read_id") for _t, p in got]
+            # A leak: anything a refused agency receives, or a read an allowed one should not have got.
+            bad = [i for i in ids if i not in published or a.id not in table.allowed_by_owner.get(published[i].agency_id, ())]
+            bad_wild = [t for t, _p in wild[a.id].snapshot()
+                        if a.id not in allowed_anywhere or not t.startswith(f"{SHARE_PREFIX}/{a.id}/")]
+            leaks += len(bad) + len(bad_wild)
+            rules = sorted({table.decide(o, a.id).rule for o in {c.agency for c in registry.cameras}})
+            agencies[a.id] = {
+                "name": a.name, "kind": a.kind.value, "jurisdiction": a.jurisdiction, "purpose": a.purpose,
+                "on_behalf_of": a.on_behalf_of, "forwarded": snap["forwarded"].get(a.id, 0),
+                "refused": snap["refused"].get(a.id, 0), "received": len(got), "rules": rules,
+            }
+        verified = audit.verify()
+        timeline = _timeline(audit)
+        return DemoResult(broker_label, policy.label, len(published), len(forged), agencies, leaks, verified.ok,
+                          verified.records, verified.summary(), snap["rules"], started, datetime.now(timezone.utc),
+                          timeline)
+    finally:
+        for c in [*collectors.values(), *wild.values()]:
+            c.stop()
+        for c in cam_clients.values():
+            transport.close(c)
+        if gate is not None:
+            gate.stop()
+        audit.close()
+        if embedded is not None:
+            embedded.stop()
+
+
+def _timeline(audit) -> list[tuple]:
+    """(captured_at, camera, plate, forwarded_to, refused_for) per decided read, from the audit log."""
+    out = []
+    for r in audit.records():
+        if r["outcome"] != "decided":
+            continue
+        d = json.loads(r["decisions"])
+        out.append((r["captured_at"], r["camera_id"], r["plate"],
+                    tuple(x[0] for x in d if x[1] == "forward"), tuple(x[0] for x in d if x[1] == "refuse")))
+    return out
+
+
+def write_html(result: DemoResult, path: str) -> None:
+    from edge.demo.report import AgencyRow, DemoReport, TimelineEvent, write_report
+
+    rows = [AgencyRow(a_id, a["name"], a["kind"], a["jurisdiction"], a["forwarded"], a["refused"], tuple(a["rules"]),
+                      a["received"]) for a_id, a in result.agencies.items()]
+    timeline = [TimelineEvent(datetime.fromisoformat(t[0]), t[1], t[2], t[3], t[4]) for t in result.timeline]
+    write_report(DemoReport(
+        title="alpr-edge policy demo", policy=result.policy, started_at=result.started_at,
+        finished_at=result.finished_at, broker=result.broker, reads_published=result.reads_published,
+        leaks=result.leaks, audit_verified=result.audit_verified, audit_records=result.audit_records,
+        audit_detail=result.audit_detail, agencies=rows, timeline=timeline,
+    ), path)
+
+
+__all__ = ["run_demo", "synthetic_reads", "demo_registry", "DemoResult", "write_html"]

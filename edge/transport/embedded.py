@@ -1,0 +1,176 @@
+"""An in-process MQTT broker (amqtt, MQTT 3.1.1) set up from the registry: nothing to install.
+
+The same registry that generates Mosquitto's files gives this broker its logins and ACL, through
+two amqtt plugins:
+  - `RegistryAuthPlugin`: every client logs in as a registry principal (PBKDF2 hashes, as in
+    Mosquitto's password file); no anonymous access.
+  - `RegistryTopicPlugin`: per-user publish, subscribe and receive rules from `build_acl`, the
+    ACL Mosquitto gets. A subscription is granted only when every topic it could match is
+    readable (so an agency's `#` is refused at SUBACK, where Mosquitto grants it and filters
+    each delivery); each delivery is checked again (RECEIVE).
+What amqtt does not give: MQTT 5 (no shared subscriptions, no reason codes on PUBACK; a refused
+publish is silently dropped) and persistence across broker restarts. The demo does not need those;
+the Mosquitto tests cover them.
+
+The broker runs on its own asyncio loop in a background thread and listens on a free loopback port,
+so the gate and agencies connect with the same paho code as to Mosquitto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from amqtt.broker import Broker
+from amqtt.contexts import Action
+from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+
+from edge.policy.brokerconf import build_acl, check_password, hash_password
+from edge.policy.registry import Registry, Secrets
+from edge.transport.mosquitto import free_port
+from edge.transport.mqtt import BrokerURL
+
+log = logging.getLogger("edge.embedded")
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """Does the MQTT filter `pattern` match the concrete `topic`?"""
+    p, t = pattern.split("/"), topic.split("/")
+    for i, part in enumerate(p):
+        if part == "#":
+            return True
+        if i >= len(t) or (part != "+" and part != t[i]):
+            return False
+    return len(p) == len(t)
+
+
+def filter_within(requested: str, allowed: str) -> bool:
+    """Is every topic the filter `requested` can match also matched by `allowed`?"""
+    r, a = requested.split("/"), allowed.split("/")
+    for i, part in enumerate(a):
+        if part == "#":
+            return i <= len(r)
+        if i >= len(r):
+            return False
+        if r[i] == "#":
+            return False
+        if part == "+":
+            continue
+        if r[i] == "+" or r[i] != part:
+            return False
+    return len(r) == len(a)
+
+
+class RegistryAuthPlugin(BaseAuthPlugin):
+    @dataclass
+    class Config:
+        users: dict[str, str] = field(default_factory=dict)  # username -> $7$ PBKDF2 hash
+
+    async def authenticate(self, *, session) -> bool:
+        username = getattr(session, "username", None)
+        password = getattr(session, "password", None)
+        if not username or password is None:
+            return False
+        if isinstance(password, bytes):
+            password = password.decode("utf-8", "replace")
+        encoded = self.config.users.get(username)
+        return bool(encoded) and check_password(password, encoded)
+
+
+class RegistryTopicPlugin(BaseTopicPlugin):
+    @dataclass
+    class Config:
+        read: dict[str, list[str]] = field(default_factory=dict)
+        write: dict[str, list[str]] = field(default_factory=dict)
+
+    async def topic_filtering(self, *, session=None, topic=None, action=None) -> bool:
+        user = getattr(session, "username", None)
+        if not user or not topic:
+            return False
+        if action == Action.PUBLISH:
+            return any(topic_matches(p, topic) for p in self.config.write.get(user, ()))
+        if action == Action.SUBSCRIBE:
+            return any(filter_within(topic, p) for p in self.config.read.get(user, ()))
+        if action == Action.RECEIVE:
+            return any(topic_matches(p, topic) for p in self.config.read.get(user, ()))
+        return False  # an action this plugin does not know: refuse
+
+
+class EmbeddedBroker:
+    """`with EmbeddedBroker(registry, secrets) as b: b.url("sac-pd")`"""
+
+    def __init__(self, registry: Registry, secrets: Secrets, host: str = "127.0.0.1", port: int = 0):
+        self.registry = registry
+        self.secrets = secrets
+        self.host = host
+        self.port = port or free_port(host)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._broker: Broker | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def _config(self) -> dict:
+        acl = build_acl(self.registry)
+        users = {p.username: hash_password(self.secrets.password(p)) for p in self.registry.principals()}
+        return {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}", "max_connections": 0}},
+            "plugins": {
+                f"{__name__}.RegistryAuthPlugin": {"users": users},
+                f"{__name__}.RegistryTopicPlugin": {"read": {u: list(t) for u, t in acl.read.items()},
+                                                    "write": {u: list(t) for u, t in acl.write.items()}},
+            },
+        }
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            self._broker = Broker(self._config(), loop=loop)
+            loop.run_until_complete(self._broker.start())
+        except BaseException as err:  # reported by start()
+            self._error = err
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.close()
+
+    def start(self, timeout: float = 10.0) -> "EmbeddedBroker":
+        for name in ("amqtt", "transitions"):
+            logging.getLogger(name).setLevel(logging.WARNING)  # amqtt logs every packet at INFO
+        self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("embedded broker did not start")
+        if self._error is not None:
+            raise RuntimeError(f"embedded broker failed to start: {self._error}") from self._error
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop, broker = self._loop, self._broker
+        if loop is None or broker is None or not loop.is_running():
+            return
+        fut = asyncio.run_coroutine_threadsafe(broker.shutdown(), loop)
+        try:
+            fut.result(timeout)
+        except Exception as err:  # noqa: BLE001 - shutting down anyway
+            log.debug("embedded broker shutdown: %s", err)
+        loop.call_soon_threadsafe(loop.stop)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def url(self, principal=None) -> BrokerURL:
+        base = BrokerURL(self.host, self.port)
+        if principal is None:
+            return base
+        return base.with_login(principal.username, self.secrets.password(principal))

@@ -1,0 +1,128 @@
+"""`alpr-edge demo` (embedded amqtt broker and Mosquitto) and the embedded broker's registry ACL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edge.demo.run import demo_registry, run_demo, synthetic_reads
+from edge.policy.registry import random_secrets
+from edge.transport import mqtt as transport
+from edge.transport.embedded import EmbeddedBroker, filter_within, topic_matches
+
+ALLOWED = {"oakland-pd", "alameda-so"}
+REFUSED = {"reno-pd", "ice", "norcal-task-force"}
+
+
+def check_demo_result(result: dict, reads: int):
+    assert result["reads_published"] == reads
+    assert result["leaks"] == 0 and result["audit_verified"]
+    assert result["audit_records"] == reads + result["forged_published"]
+    ag = result["agencies"]
+    assert set(ag) == ALLOWED | REFUSED
+    for a in ALLOWED:
+        assert ag[a]["forwarded"] == reads and ag[a]["received"] == reads, a
+    for a in REFUSED:
+        assert ag[a]["forwarded"] == 0 and ag[a]["received"] == 0, a
+        assert ag[a]["refused"] == reads + result["forged_published"]
+    assert ag["ice"]["rules"] == ["refuse:recipient-kind"]
+    assert ag["reno-pd"]["rules"] == ["refuse:out-of-jurisdiction"]
+    assert ag["norcal-task-force"]["rules"] == ["refuse:on-behalf-of"]
+    assert result["gate_rules"] == {"refuse:camera-topic-mismatch": 1, "refuse:malformed": 2}
+
+
+def test_demo_cli_embedded(tmp_path):
+    html = tmp_path / "demo.html"
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "demo", "--reads", "40", "--json", "--html", str(html)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    check_demo_result(result, 40)
+    assert result["broker"].startswith("embedded amqtt")
+    page = html.read_text()
+    assert "norcal-task-force" in page and "refuse:on-behalf-of" in page
+
+
+def test_demo_on_mosquitto(mosquitto_factory, tmp_path):
+    broker = mosquitto_factory(registry=demo_registry(), name="demo-broker")
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "demo", "--reads", "40", "--json", "--broker", broker.url(),
+                        "--secrets", str(broker.directory / "secrets"), "--audit", str(tmp_path / "audit.db")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    check_demo_result(result, 40)
+    assert result["broker"].startswith("mqtt://")
+    v = subprocess.run([sys.executable, "-m", "edge.cli", "audit", "verify", str(tmp_path / "audit.db")],
+                       capture_output=True, text=True)
+    assert v.returncode == 0 and "intact: 43 records" in v.stdout
+
+
+def test_read_source_is_pluggable():
+    reg = demo_registry()
+    reads = list(synthetic_reads(reg, 6, seed=1))
+    only_sheriff = [(c, ev) for c, ev in reads if c == "alco-cam-1"]
+    res = run_demo(iter(only_sheriff), reg, with_forgeries=False)
+    assert res.reads_published == len(only_sheriff) == 2
+    assert res.agencies["alameda-so"]["received"] == 2 and res.leaks == 0
+    with pytest.raises(ValueError, match="not in the registry"):
+        run_demo(iter([("cam-x", reads[0][1])]), reg, with_forgeries=False)
+
+
+@pytest.mark.parametrize(
+    "requested, allowed, ok",
+    [
+        ("alpr/share/x/#", "alpr/share/x/#", True),
+        ("alpr/share/x/reads", "alpr/share/x/#", True),
+        ("alpr/share/x", "alpr/share/x/#", True),  # '#' also matches the parent level
+        ("alpr/share/+/reads", "alpr/share/x/#", False),
+        ("alpr/share/#", "alpr/share/x/#", False),
+        ("#", "alpr/share/x/#", False),
+        ("+/share/x/reads", "alpr/share/x/#", False),
+        ("alpr/share/y/#", "alpr/share/x/#", False),
+        ("alpr/raw/cam-1", "alpr/raw/#", True),
+        ("alpr/raw/+", "alpr/raw/#", True),
+    ],
+)
+def test_subscription_filter_containment(requested, allowed, ok):
+    assert filter_within(requested, allowed) is ok
+
+
+def test_topic_matching():
+    assert topic_matches("alpr/share/x/#", "alpr/share/x/reads")
+    assert not topic_matches("alpr/share/x/#", "alpr/share/y/reads")
+    assert topic_matches("alpr/raw/+", "alpr/raw/cam-1") and not topic_matches("alpr/raw/+", "alpr/raw/a/b")
+
+
+def test_embedded_broker_acl():
+    reg = demo_registry()
+    secrets = random_secrets(reg)
+    v311 = transport.MQTT_V311
+    with EmbeddedBroker(reg, secrets) as b:
+        ice = transport.Collector(b.url(reg.agency("ice")), ["alpr/share/ice/#", "#", "alpr/share/oakland-pd/#", "alpr/raw/#"],
+                                  protocol=v311).start()
+        codes = ice.suback_codes
+        assert not transport.suback_refused(codes["alpr/share/ice/#"])
+        for t in ("#", "alpr/share/oakland-pd/#", "alpr/raw/#"):
+            assert transport.suback_refused(codes[t]), t
+        oak = transport.Collector(b.url(reg.agency("oakland-pd")), ["alpr/share/oakland-pd/#"], protocol=v311).start()
+        gate = transport.connect(b.url(reg.gate), "t-gate", protocol=v311)
+        transport.wait_published([gate.publish("alpr/share/oakland-pd/reads", b"a", qos=1),
+                                  gate.publish("alpr/share/ice/reads", b"b", qos=1)])
+        cam = transport.connect(b.url(reg.camera("oak-cam-1")), "t-cam", protocol=v311)
+        # Publishes outside the camera's ACL are dropped (MQTT 3.1.1 has no refusal code).
+        transport.wait_published([cam.publish("alpr/share/ice/reads", b"forged", qos=1),
+                                  cam.publish("alpr/share/oakland-pd/reads", b"forged", qos=1)])
+        time.sleep(0.3)
+        assert ice.snapshot() == [("alpr/share/ice/reads", b"b")]
+        assert oak.snapshot() == [("alpr/share/oakland-pd/reads", b"a")]
+        for bad in (b.url(reg.gate).with_login("alpr-gate", "wrong"), b.url(), b.url().with_login("nobody", "x")):
+            with pytest.raises(transport.MQTTError, match="refused login"):
+                transport.connect(bad, "t-bad", protocol=v311)
+        for c in (ice, oak):
+            c.stop()
+        transport.close(gate)
+        transport.close(cam)
