@@ -245,13 +245,14 @@ def _ground_textures(rng: np.random.Generator, kind: str) -> dict[str, np.ndarra
     asphalt_base = np.array([78, 80, 82], np.float32) if kind != "highway" else np.array([92, 94, 95], np.float32)
     t = _noise_texture(rng, n, (4, 16, 64, 256), (10, 6, 5, 7))
     asphalt = asphalt_base + t[:, :, None]
-    for _ in range(14):  # cracks and patches
-        pts = np.cumsum(rng.normal(0, 12, (12, 2)), axis=0) + rng.uniform(0, n, 2)
-        cv2.polylines(asphalt, [pts.astype(np.int32)], False, (40, 42, 44), 2, cv2.LINE_AA)
-    for _ in range(4):
+    for _ in range(5):  # cracks and sealed patches
+        pts = np.cumsum(rng.normal(0, 10, (10, 2)), axis=0) + rng.uniform(0, n, 2)
+        cv2.polylines(asphalt, [pts.astype(np.int32)], False, (58, 60, 62), 1, cv2.LINE_AA)
+    for _ in range(2):
         c = tuple(int(v) for v in rng.uniform(0, n, 2))
-        cv2.ellipse(asphalt, c, (int(rng.uniform(15, 60)), int(rng.uniform(10, 40))), float(rng.uniform(0, 180)), 0, 360,
-                    (55, 57, 58), -1, cv2.LINE_AA)
+        cv2.ellipse(asphalt, c, (int(rng.uniform(15, 50)), int(rng.uniform(10, 30))), float(rng.uniform(0, 180)), 0, 360,
+                    tuple(float(v) - 10 for v in asphalt_base), -1, cv2.LINE_AA)
+    asphalt = cv2.GaussianBlur(asphalt, (0, 0), 0.8)
     concrete = np.array([165, 168, 170], np.float32) + _noise_texture(rng, n, (8, 64, 256), (8, 4, 5))[:, :, None]
     for k in range(0, n, 75):  # slab joints every 1.5 m
         concrete[k : k + 2] *= 0.7
@@ -436,7 +437,7 @@ def _add_clutter(img: np.ndarray, s: Scenario, cam: PinholeCamera, lay: _Layout,
                 if rng.random() < 0.4 + 0.6 * dens:
                     face = _facade_image(rng, _SHOP_TEXTS[int(rng.integers(len(_SHOP_TEXTS)))] if rng.random() < 0.7 else None)
                     q = _quad(x, y + length / 2, 0, height, length, facing="x")
-                    if side == "near":
+                    if side == "far":  # seen from the road, the far side's facade reads toward -y
                         q = q[[1, 0, 3, 2]]
                     add(q.mean(axis=0), lambda q=q, face=face: _warp_image(img, face, cam.project(q)[0]) if (cam.project(q)[1] > 0.5).all() else None)
                 y += length + float(rng.uniform(0, 6))
@@ -464,7 +465,7 @@ def _add_clutter(img: np.ndarray, s: Scenario, cam: PinholeCamera, lay: _Layout,
     for _ in range(nsigns):
         side = rng.random() < 0.5
         x = (lay.road_right + rng.uniform(0.6, 2.5)) if side else (lay.road_left - rng.uniform(0.6, 2.5))
-        y = float(rng.uniform(4, 90))
+        y = float(rng.uniform(12, 90))
         text = _SIGN_TEXTS[int(rng.integers(len(_SIGN_TEXTS)))]
         sign = _sign_image(text, rng)
         sw = 0.6 * sign.shape[1] / sign.shape[0] * float(rng.uniform(0.8, 1.2))
@@ -511,7 +512,7 @@ def _add_clutter(img: np.ndarray, s: Scenario, cam: PinholeCamera, lay: _Layout,
 
         def gate(ys=ys):
             xl = lay.road_left - 0.3
-            q = _quad(xl - 1.0, ys, 0, 2.4, 1.6)
+            q = _quad(xl - 0.8, ys + 1.5, 0, 1.8, 1.2)
             c, zz = cam.project(q)
             if (zz > 0.5).all():
                 booth = np.full((64, 64, 3), 200, np.uint8)
@@ -693,6 +694,7 @@ class SceneRenderer:
             for _ in range(3):
                 n = nrng.normal(0, scenario.weather.noise_sigma, (H, W, 1)).astype(np.float32)
                 n = np.repeat(n, 3, axis=2) if self.mono else n + nrng.normal(0, scenario.weather.noise_sigma * 0.5, (H, W, 3)).astype(np.float32)
+                n = np.concatenate([n, n[:, : W // 2]], axis=1)  # extra width: per-frame offsets by slicing
                 self.noise.append((np.clip(n, 0, 255).astype(np.uint8), np.clip(-n, 0, 255).astype(np.uint8)))
         self.rain = None
         if scenario.weather.rain > 0:
@@ -851,9 +853,12 @@ class SceneRenderer:
         # shadow under the vehicle, darkening the road
         sh = np.array([[x0 - 0.15, y1 + 0.3, 0], [x1 + 0.15, y1 + 0.3, 0], [x1 + 0.15, y0 - 0.2, 0], [x0 - 0.15, y0 - 0.2, 0]])
         p, _ = cam.project(sh)
-        shadow = np.zeros((rh, rw), np.uint8)
-        cv2.fillConvexPoly(shadow, np.round((p - off) * 4).astype(np.int32), 255, cv2.LINE_AA, 2)
-        shadow = cv2.GaussianBlur(shadow, (0, 0), max(1.0, rw / 60))
+        # soft edge: drawn and blurred at quarter resolution, then scaled up (a full-size blur is the cost)
+        qw, qh = max(1, rw // 4), max(1, rh // 4)
+        shadow = np.zeros((qh, qw), np.uint8)
+        cv2.fillConvexPoly(shadow, np.round((p - off) * 4 * np.array([qw / rw, qh / rh])).astype(np.int32), 255,
+                           cv2.LINE_AA, 2)
+        shadow = cv2.resize(cv2.GaussianBlur(shadow, (0, 0), max(0.5, qw / 60)), (rw, rh), interpolation=cv2.INTER_LINEAR)
         roi = frame[ry0:ry1, rx0:rx1]
         roi[:] = (roi.astype(np.float32) * (1 - 0.55 * shadow[..., None].astype(np.float32) / 255)).astype(np.uint8)
 
@@ -967,8 +972,9 @@ class SceneRenderer:
             frame = cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
         if self.noise is not None:
             pos, neg = self.noise[i % len(self.noise)]
-            shift = (i * 7919) % (frame.shape[1] // 2)
-            frame = cv2.subtract(cv2.add(frame, np.roll(pos, shift, axis=1) if shift else pos), neg)
+            W = frame.shape[1]
+            a, b = (i * 7919) % (W // 2), (i * 104729) % (W // 2)
+            frame = cv2.subtract(cv2.add(frame, pos[:, a : a + W]), neg[:, b : b + W])
         if s.camera.timestamp_overlay:
             secs = 14 * 3600 + 3 * 60 + t
             stamp = f"2026-11-26 {int(secs // 3600):02d}:{int(secs % 3600 // 60):02d}:{secs % 60:06.3f}  {s.camera.label}"
