@@ -25,6 +25,8 @@ RUN_FLAGS = {
     "--threads": ("threads", dict(type=int, help="onnxruntime threads per stage")),
     "--batch-frames": ("batch_frames", dict(type=int)),
     "--speed": ("speed", dict(type=float, help="real-time pacing multiplier")),
+    "--vision": ("vision", dict(choices=["onnx", "labels"], help="labels: plates from the source's ground truth (network simulation)")),
+    "--label-misread-rate": ("label_misread_rate", dict(type=float, help="vision=labels: share of characters misread")),
     "--drain-timeout": ("drain_timeout_s", dict(type=float, help="at the end of a file, wait this long for PUBACKs")),
 }
 

@@ -35,7 +35,9 @@ class EdgeNodeConfig(BaseModel):
     motion_threshold: float = Field(0.002, ge=0, le=1)  # share of thumbnail pixels that changed
     motion_max_skip: int = Field(0, ge=0)  # >0: process at least every Nth frame anyway
 
-    # Vision stages
+    # Vision stages. "labels": plates from the source's ground truth (network simulation only)
+    vision: Literal["onnx", "labels"] = "onnx"
+    label_misread_rate: float = Field(0.0, ge=0, le=1)
     detector_model: Path = REPO_MODELS / "detector.onnx"
     ocr_model: Path = REPO_MODELS / "ocr.onnx"
     detector_threshold: float | None = Field(None, ge=0, le=1)  # None: the model's own default
@@ -46,7 +48,10 @@ class EdgeNodeConfig(BaseModel):
 
     # Tracking and voting
     min_confidence: float = Field(0.2, ge=0, le=1)  # voted plate confidence to publish a read
-    track_timeout_s: float = Field(0.6, gt=0, le=60)  # a track ends this long after its last sighting
+    track_timeout_s: float = Field(1.0, gt=0, le=60)  # a track ends this long after its last sighting
+    # A track whose plate was already read within this many seconds (media time) is the same vehicle
+    # seen again after an occlusion: merged, not published twice. 0 disables.
+    repeat_window_s: float = Field(10.0, ge=0, le=3600)
     max_track_s: float = Field(120.0, gt=0)
     track_iou: float = Field(0.1, ge=0, le=1)
     min_track_frames: int = Field(2, ge=1)  # sightings needed before a video track becomes a read

@@ -91,6 +91,7 @@ class Metrics:
     plates: int = 0  # detections (plate sightings)
     reads: int = 0  # read events emitted
     dropped_tracks: int = 0  # tracks that ended without a confident read
+    merged_tracks: int = 0  # tracks of a plate read moments before (occlusion): not published again
     stage_s: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
     queue_depth: int = 0
     source_skipped: int = 0
@@ -117,6 +118,7 @@ class Metrics:
             "plates": self.plates,
             "reads": self.reads,
             "dropped_tracks": self.dropped_tracks,
+            "merged_tracks": self.merged_tracks,
             "queue_depth": self.queue_depth,
             "source_skipped": self.source_skipped,
             "frames_dropped": self.frames_dropped,
@@ -160,8 +162,8 @@ class EdgeNode:
         self.stop_event = threading.Event()
         self.out_size = (config.crop_width, config.crop_height)
         self.crop_dir = Path(config.output_dir) if config.save_crops else None
-        # Per-track readings outlive nothing: read events carry their own copies.
         self._reader: ReaderThread | None = None
+        self._recent: dict[str, float] = {}  # plate -> media time of its read's last sighting
 
     # -- main loop ---------------------------------------------------------------------------
     def run(self, progress: Callable[[int], None] | None = None) -> Metrics:
@@ -257,7 +259,12 @@ class EdgeNode:
         m.gated += len(batch) - len(todo)
 
         t = time.perf_counter()
-        dets = self.detector.predict([f.image for f in todo]) if todo else []
+        if not todo:
+            dets = []
+        elif hasattr(self.detector, "predict_frames"):  # stages that need the Frame (labels)
+            dets = self.detector.predict_frames(todo)
+        else:
+            dets = self.detector.predict([f.image for f in todo])
         m.add("detect", time.perf_counter() - t)
 
         t = time.perf_counter()
@@ -310,7 +317,7 @@ class EdgeNode:
                 finished += self.tracker.update(f.timestamp, per_frame[k])
                 k += 1
             else:
-                finished += self.tracker.expire(f.timestamp)
+                self.tracker.hold(f.timestamp)
             if self.source.independent:
                 finished += self.tracker.flush()
         m.add("track", time.perf_counter() - t)
@@ -321,11 +328,22 @@ class EdgeNode:
         if not tracks:
             return
         t = time.perf_counter()
+        window = self.config.repeat_window_s
         for track in tracks:
             event = self.track_to_event(track)
             if event is None:
                 self.metrics.dropped_tracks += 1
                 continue
+            if window > 0 and not self.source.independent:
+                seen_at = self._recent.get(event.plate)
+                last = track.last.timestamp
+                if seen_at is not None and track.first.timestamp - seen_at <= window:
+                    self._recent[event.plate] = last
+                    self.metrics.merged_tracks += 1
+                    continue
+                self._recent[event.plate] = last
+                if len(self._recent) > 1000:  # forget plates read long ago
+                    self._recent = {p: t for p, t in self._recent.items() if last - t <= window}
             self.sink.emit(event)
             self.metrics.reads += 1
         self.metrics.add("emit", time.perf_counter() - t)

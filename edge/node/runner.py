@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+import zlib
 from datetime import datetime, timezone
 
 log = logging.getLogger("edge.node")
@@ -19,6 +20,15 @@ def _fail(msg: str) -> int:
 
 def load_stages(cfg):
     """The ONNX detector and OCR named by the config (clear errors when they are missing)."""
+    if cfg.vision == "labels":
+        from edge.node.label_vision import LabelDetector, LabelOCR
+
+        log.warning(
+            "%s: vision=labels: plates come from the source's ground truth (network simulation; "
+            "these reads say nothing about recognition)", cfg.camera_id
+        )
+        det = LabelDetector()
+        return det, LabelOCR(det, cfg.label_misread_rate, seed=zlib.crc32(cfg.camera_id.encode()))
     from edge.vision.detector import OnnxPlateDetector
     from edge.vision.ocr import OnnxPlateOCR
 
