@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -238,9 +239,25 @@ def test_killed_gate_loses_nothing_and_leaks_nothing(mosquitto, tmp_path):
     store.close()
 
 
-def test_two_gates_share_the_load_and_forward_each_read_once(mosquitto, tmp_path):
-    audit_path = tmp_path / "audit.db"
-    stores = [SQLiteAuditStore(audit_path), SQLiteAuditStore(audit_path)]
+def _pg_stores(n):
+    psycopg = pytest.importorskip("psycopg")
+    from edge.policy.audit import PostgresAuditStore
+
+    dsn = "postgresql://postgres@127.0.0.1:5432/test"
+    try:
+        psycopg.connect(dsn, connect_timeout=2).close()
+    except psycopg.OperationalError as err:
+        pytest.skip(f"no PostgreSQL at {dsn}: {err}")
+    prefix = f"g{uuid.uuid4().hex[:8]}_"
+    return [PostgresAuditStore(dsn, table_prefix=prefix) for _ in range(n)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_two_gates_share_the_load_and_forward_each_read_once(mosquitto, tmp_path, backend):
+    if backend == "sqlite":
+        stores = [SQLiteAuditStore(tmp_path / "audit.db"), SQLiteAuditStore(tmp_path / "audit.db")]
+    else:
+        stores = _pg_stores(2)
     gates = [Gate(mosquitto.registry, load_policy(), url(mosquitto, "gate"), s,
                   GateConfig(gate_id=f"g{i}", batch_wait_s=0.01)).start() for i, s in enumerate(stores)]
     agencies = Agencies(mosquitto)
@@ -264,6 +281,10 @@ def test_two_gates_share_the_load_and_forward_each_read_once(mosquitto, tmp_path
         agencies.stop()
         for g in gates:
             g.stop()
+        if backend == "postgres":
+            with stores[0].conn.transaction():
+                for t in ("audit", "audit_head", "forwarded"):
+                    stores[0].conn.execute(f"DROP TABLE IF EXISTS {stores[0].t}{t}")
         for s in stores:
             s.close()
 
@@ -299,3 +320,24 @@ def test_verify_acl_reports_every_attempt_refused(mosquitto, tmp_path):
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert r.returncode == 1
     assert any(f["principal"] == "ice" and "alpr/share/sac-pd/#" in f["attempt"] for f in result["failures"]), result
+
+
+def test_gate_status_is_retained_and_says_offline_after_stop(mosquitto, tmp_path):
+    audit = SQLiteAuditStore(tmp_path / "audit.db")
+    gate = Gate(mosquitto.registry, load_policy(), url(mosquitto, "gate"), audit,
+                GateConfig(gate_id="gs", status_every_s=0.2)).start()
+    time.sleep(0.5)
+    watcher = transport.Collector(url(mosquitto, "gate"), ["alpr/gate/status/#"], client_id="t-watch").start()
+    assert watcher.wait_for(1)
+    first = json.loads(watcher.snapshot()[0][1])
+    assert first["online"] is True and first["policy"] == "ca-sb34@1" and first["gate_id"] == "gs"
+    # An agency cannot read gate status, a camera cannot fake it.
+    spy = transport.Collector(url(mosquitto, "sac-pd"), ["alpr/gate/status/#"], client_id="t-spy").start()
+    gate.stop()
+    time.sleep(0.3)
+    last = json.loads(watcher.snapshot()[-1][1])
+    assert last["online"] is False
+    assert spy.count() == 0
+    watcher.stop()
+    spy.stop()
+    audit.close()

@@ -53,7 +53,8 @@ def test_generated_files(tmp_path, test_registry):
             rules[user].append(line[6:])
         else:
             assert not line.strip() or line.startswith("#"), line
-    assert rules["alpr-gate"] == ["read alpr/raw/#", "write alpr/share/#", "write alpr/gate/status"]
+    assert rules["alpr-gate"] == ["read alpr/raw/#", "read alpr/gate/status/#", "write alpr/share/#",
+                                  "write alpr/gate/status/#"]
     assert rules["cam-1"] == ["write alpr/raw/cam-1", "write alpr/status/cam-1"]
     assert rules["ice"] == ["read alpr/share/ice/#"]
     assert rules["task-force"] == ["read alpr/share/task-force/#"]
@@ -62,9 +63,15 @@ def test_generated_files(tmp_path, test_registry):
     write_broker_config(test_registry, out, port=18999, tls=TlsListener(18998, "server.crt", "server.key"))
     assert (out / "conf.d" / "50-tls.conf").exists()
     before = (out / "secrets" / "ice.pw").read_text()
+    passwd = (out / "passwd").read_text()
     write_broker_config(test_registry, out, port=18999)
     assert not (out / "conf.d" / "50-tls.conf").exists()
     assert (out / "secrets" / "ice.pw").read_text() == before
+    assert (out / "passwd").read_text() == passwd  # unchanged passwords keep their hashes
+    (out / "secrets" / "ice.pw").write_text("a new password\n")
+    write_broker_config(test_registry, out, port=18999)
+    ice = [line for line in (out / "passwd").read_text().splitlines() if line.startswith("ice:")][0]
+    assert check_password("a new password", ice.split(":", 1)[1])
 
 
 def test_committed_example_matches_the_registry(tmp_path):

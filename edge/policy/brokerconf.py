@@ -28,7 +28,11 @@ from edge.policy.registry import Registry, Secrets
 RAW_PREFIX = "alpr/raw"
 SHARE_PREFIX = "alpr/share"
 STATUS_PREFIX = "alpr/status"
-GATE_STATUS_TOPIC = "alpr/gate/status"
+GATE_STATUS_PREFIX = "alpr/gate/status"  # alpr/gate/status/<gate id>, retained
+
+
+def gate_status_topic(gate_id: str) -> str:
+    return f"{GATE_STATUS_PREFIX}/{gate_id}"
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$ in 2.0
 
 
@@ -77,8 +81,8 @@ def build_acl(registry: Registry) -> Acl:
     read: dict[str, tuple[str, ...]] = {}
     write: dict[str, tuple[str, ...]] = {}
     g = registry.gate.username
-    read[g] = (f"{RAW_PREFIX}/#",)
-    write[g] = (f"{SHARE_PREFIX}/#", GATE_STATUS_TOPIC)
+    read[g] = (f"{RAW_PREFIX}/#", f"{GATE_STATUS_PREFIX}/#")  # operators watch gates with the gate login
+    write[g] = (f"{SHARE_PREFIX}/#", f"{GATE_STATUS_PREFIX}/#")
     for c in registry.cameras:
         read[c.username] = ()
         write[c.username] = (raw_topic(c.id), f"{STATUS_PREFIX}/{c.id}")
@@ -191,7 +195,19 @@ def write_broker_config(registry: Registry, out_dir: str | os.PathLike, secrets_
     for stale in (out / "conf.d").glob("*.conf"):
         if stale not in written:
             stale.unlink()  # e.g. a TLS listener no longer asked for
-    pw_lines = [f"{p.username}:{hash_password(secret_store.password(p))}" for p in registry.principals()]
+    # Keep a principal's existing hash while it still matches its password: regenerating the
+    # configuration then changes only what the registry changed.
+    existing: dict[str, str] = {}
+    if (out / "passwd").exists():
+        for line in (out / "passwd").read_text(encoding="utf-8").splitlines():
+            user, _, encoded = line.partition(":")
+            existing[user] = encoded
+    pw_lines = []
+    for p in registry.principals():
+        password = secret_store.password(p)
+        old = existing.get(p.username)
+        keep = old is not None and old.startswith("$7$") and check_password(password, old)
+        pw_lines.append(f"{p.username}:{old if keep else hash_password(password)}")
     for name, text in (("passwd", "\n".join(pw_lines) + "\n"), ("acl", render_acl(registry, build_acl(registry)))):
         p = out / name
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 import paho.mqtt.client as mqtt
 
 from edge.policy.audit import AuditRecord, AuditStore
-from edge.policy.brokerconf import RAW_PREFIX, share_topic
+from edge.policy.brokerconf import RAW_PREFIX, gate_status_topic, share_topic
 from edge.policy.policy import DecisionTable, Policy, compile_decisions
 from edge.policy.registry import Registry
 from edge.schema import SchemaError, parse_read
@@ -53,6 +53,7 @@ class GateConfig:
     batch_size: int = 500
     batch_wait_s: float = 0.01  # bounds transactions (and fsyncs) to 100/s at low rates
     receive_maximum: int = 1000
+    status_every_s: float = 5.0  # retained counters on alpr/gate/status/<gate id>; 0: never
 
 
 @dataclass
@@ -178,10 +179,12 @@ class Gate:
         if cfg.shared_group:
             topic = f"$share/{cfg.shared_group}/{topic}"
         client_id = cfg.client_id or f"{self.registry.gate.client_id}-{cfg.gate_id}"
+        self._status_topic = gate_status_topic(cfg.gate_id)
+        offline = json.dumps({"gate_id": cfg.gate_id, "online": False}).encode()
         self._client = transport.connect(
             self.broker, client_id, protocol=cfg.protocol, clean_start=False, session_expiry_s=SESSION_EXPIRY_S,
             receive_maximum=cfg.receive_maximum, manual_ack=True, on_message=self._on_message,
-            subscriptions=[(topic, 1)],
+            subscriptions=[(topic, 1)], will=(self._status_topic, offline, 1, True),
         )
         code = self._client.suback_codes.get(topic)
         if code is not None and transport.suback_refused(code):
@@ -198,8 +201,19 @@ class Gate:
         if self._worker is not None:
             self._worker.join(timeout)
         if self._client is not None:
+            self.publish_status(online=False)
             transport.close(self._client)
             self._client = None
+
+    def publish_status(self, online: bool = True) -> None:
+        """Retained health and counters for operators (QoS 1; the will says offline if the gate dies)."""
+        if self.config.status_every_s <= 0 or self._client is None:
+            return
+        body = {"gate_id": self.config.gate_id, "online": online, "policy": self.policy.label,
+                "at": datetime.now(timezone.utc).isoformat(), **self.snapshot()}
+        info = self._client.publish(self._status_topic, json.dumps(body).encode(), qos=1, retain=True)
+        if not online:
+            transport.wait_published([info], timeout=2.0)
 
     def kill(self) -> None:
         """Drop the connection without finishing anything (tests: a crash between steps)."""
@@ -231,8 +245,12 @@ class Gate:
         return batch
 
     def _run(self) -> None:
+        next_status = time.monotonic()
         try:
             while not self._stop.is_set():
+                if self.config.status_every_s > 0 and time.monotonic() >= next_status:
+                    self.publish_status()
+                    next_status = time.monotonic() + self.config.status_every_s
                 batch = self._next_batch()
                 if batch:
                     self.process_batch(batch)

@@ -94,6 +94,7 @@ def connect(
     subscriptions: Iterable[tuple[str, int]] = (),
     timeout: float = 10.0,
     keepalive: int = 30,
+    will: tuple[str, bytes, int, bool] | None = None,
     start_loop: bool = True,
 ) -> mqtt.Client:
     """Connect, wait for CONNACK (raise MQTTError naming the reason), subscribe, start the loop.
@@ -117,6 +118,9 @@ def connect(
         client.manual_ack_set(True)
     if broker.username is not None:
         client.username_pw_set(broker.username, broker.password)
+    if will is not None:
+        topic, payload, qos, retain = will
+        client.will_set(topic, payload, qos=qos, retain=retain)
     if broker.tls:
         ctx = ssl.create_default_context(cafile=broker.ca_file)
         if broker.insecure:
