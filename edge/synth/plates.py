@@ -224,8 +224,8 @@ def _paint_art(img: np.ndarray, art: str, color: np.ndarray, rng: np.random.Gene
         col = (40, 200, 245) if art == "bottom_band_yellow" else c
         cv2.rectangle(layer, (0, int(H * 0.8)), (W, H), col, -1)
         opacity = 1.0
-    elif art == "flag":
-        cv2.rectangle(layer, (int(W * 0.02), int(H * 0.3)), (int(W * 0.14), int(H * 0.75)), c, -1)
+    elif art == "flag":  # a small flag panel in the lower left corner
+        cv2.rectangle(layer, (int(W * 0.02), int(H * 0.74)), (int(W * 0.1), int(H * 0.96)), c, -1)
         opacity = 0.9
     elif art == "dc_flag":
         for y in (0.24, 0.3):
@@ -618,12 +618,12 @@ class Degradation(BaseModel):
     pitch_deg: float = Field(20.0, ge=0, le=80)
     roll_deg: float = Field(8.0, ge=0, le=45)
     margin: tuple[float, float] = Field((-0.02, 0.09), description="crop margin per side, fraction of size")
-    low_res_p: float = Field(0.35, ge=0, le=1, description="chance of a distant, few-pixel plate")
-    low_res_min_width: int = Field(36, ge=8, description="narrowest plate in pixels before upscaling")
-    motion_p: float = Field(0.25, ge=0, le=1)
-    motion_px: float = Field(6.0, ge=0, description="max motion-blur length in output pixels")
-    defocus_p: float = Field(0.3, ge=0, le=1)
-    defocus_sigma: float = Field(1.3, ge=0)
+    low_res_p: float = Field(0.3, ge=0, le=1, description="chance of a distant, few-pixel plate")
+    low_res_min_width: int = Field(44, ge=8, description="narrowest plate in pixels before upscaling")
+    motion_p: float = Field(0.2, ge=0, le=1)
+    motion_px: float = Field(5.0, ge=0, description="max motion-blur length in output pixels")
+    defocus_p: float = Field(0.25, ge=0, le=1)
+    defocus_sigma: float = Field(1.2, ge=0)
     noise_sigma: float = Field(9.0, ge=0, description="max sensor noise (8-bit levels)")
     jpeg_p: float = Field(0.5, ge=0, le=1)
     jpeg_quality: tuple[int, int] = Field((25, 95))
@@ -801,7 +801,7 @@ def _photometric(images: np.ndarray, rng: np.random.Generator, d: Degradation, n
         if ir.any():
             # retro-reflective sheeting glows under IR, ink stays dark: stretch the grey levels
             g = images[ir] @ np.array([0.35, 0.35, 0.30], np.float32)
-            g = np.clip((g - 60) * rng.uniform(1.3, 2.0, (int(ir.sum()), 1, 1)).astype(np.float32) + 40, 0, 255)
+            g = np.clip((g - 70) * rng.uniform(1.1, 1.6, (int(ir.sum()), 1, 1)).astype(np.float32) + 50, 0, 255)
             images[ir] = g[:, :, :, None]
     if d.glare_p:
         for i in np.nonzero(rng.random(n) < d.glare_p)[0]:
