@@ -150,3 +150,47 @@ def test_cli_writes_video_and_ground_truth(tmp_path, capsys):
     while cap.read()[0]:
         n += 1
     assert n == 10
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"scene": {"kind": "highway"}, "traffic": {"direction": "toward", "lanes": 3, "vehicles_per_minute": 90}},
+        {"scene": {"kind": "parking"}, "traffic": {"stop_at_m": 12, "stop_s": 1, "vehicles_per_minute": 60}},
+        {"lighting": {"mode": "dusk"}, "weather": {"rain": 0.5, "fog": 0.4, "noise_sigma": 4}},
+        {"lighting": {"mode": "night", "ir": False}, "camera": {**SMALL["camera"], "focal_length_mm": 12,
+                                                                  "hfov_deg": None, "focus_blur_px": 1.0}},
+    ],
+)
+def test_scene_variants_render_with_ground_truth(extra):
+    data = {**SMALL, **extra}
+    if "traffic" in extra:
+        data["traffic"] = {**SMALL["traffic"], **extra["traffic"]}
+    r = SceneRenderer(parse_scenario(data))
+    seen = 0
+    for i in range(0, r.frames, 3):
+        frame, truths = r.render_frame(i)
+        assert frame.shape == (360, 640, 3)
+        seen += len(truths)
+        for t in truths:
+            cx, cy = np.mean(t.corners, axis=0)  # a visible plate's centre is in the frame, in pixels
+            assert 0 <= cx < 640 and 0 <= cy < 360 and len(t.corners) == 4
+    assert seen > 0
+
+
+def test_long_shutter_blurs_moving_plates():
+    def plate_sharpness(shutter):
+        data = {**SMALL, "camera": {**SMALL["camera"], "shutter_s": shutter}, "lighting": {"mode": "day"}}
+        r = SceneRenderer(parse_scenario(data))
+        grads = []
+        for i in range(r.frames):
+            frame, truths = r.render_frame(i)
+            for t in truths:
+                if t.width_px >= 25 and t.visibility == 1.0 and t.speed_kmh > 0:
+                    x0, y0, x1, y1 = (int(v) for v in t.tight_box)
+                    g = frame[y0:y1, x0:x1].astype(np.float32).mean(axis=2)
+                    grads.append(np.abs(np.diff(g, axis=1)).mean() + np.abs(np.diff(g, axis=0)).mean())
+        assert grads
+        return float(np.mean(grads))
+
+    assert plate_sharpness(1 / 30) < 0.8 * plate_sharpness(1e-5)
