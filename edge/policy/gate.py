@@ -215,14 +215,6 @@ class Gate:
         if not online:
             transport.wait_published([info], timeout=2.0)
 
-    def kill(self) -> None:
-        """Drop the connection without finishing anything (tests: a crash between steps)."""
-        self._stop.set()
-        if self._client is not None:
-            self._client._sock_close()  # noqa: SLF001 - simulate a dead process for the broker
-            self._client.loop_stop()
-            self._client = None
-
     def _next_batch(self) -> list[tuple]:
         cfg = self.config
         try:
