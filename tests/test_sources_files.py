@@ -117,3 +117,18 @@ def test_reader_thread_and_pacing(tmp_path):
         got.append(f.index)
     assert got == list(range(6))
     assert time.monotonic() - t0 >= 5 / 50 * 0.9  # real-time pacing
+
+
+def test_video_ground_truth_next_to_it(tmp_path):
+    import json
+
+    write_video(tmp_path / "video.avi", n=5)
+    with open(tmp_path / "ground_truth.jsonl", "w") as fh:
+        for i in range(5):
+            plates = [{"plate": "abc123", "box": [i, 1, i + 10, 6], "vehicle_id": 4}] if i % 2 else []
+            fh.write(json.dumps({"frame": i, "t": i / 10, "plates": plates}) + "\n")
+    frames = list(VideoFileSource(tmp_path / "video.avi"))
+    assert [len(f.labels) for f in frames] == [0, 1, 0, 1, 0]
+    assert frames[1].labels[0].plate == "ABC123" and frames[1].labels[0].track == 4
+    assert frames[1].labels[0].box == (1, 1, 11, 6)
+    assert list(VideoFileSource(tmp_path / "video.avi", ground_truth=False))[1].labels is None

@@ -1,21 +1,45 @@
-"""Video files through OpenCV (FFmpeg backend): any container/codec FFmpeg decodes."""
+"""Video files through OpenCV (FFmpeg backend): any container/codec FFmpeg decodes.
+
+A `ground_truth.jsonl` next to the video (as `alpr-edge synth scene` writes) gives per-frame labels.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Iterator
 
 import cv2
 
-from edge.sources.base import Frame, FrameSource, SourceError, wall_clock_base
+from edge.sources.base import Frame, FrameSource, PlateLabel, SourceError, wall_clock_base
 
 # A decoder that fails this many times in a row is at the end of what it can read.
 MAX_CONSECUTIVE_FAILURES = 25
 
 
+def read_ground_truth(path: str) -> dict[int, list[PlateLabel]] | None:
+    """Per-frame labels from `ground_truth.jsonl` next to the video (what `alpr-edge synth scene`
+    writes: one JSON line per frame with its plates), or None when there is none."""
+    gt = os.path.join(os.path.dirname(os.path.abspath(path)), "ground_truth.jsonl")
+    if not os.path.isfile(gt):
+        return None
+    labels: dict[int, list[PlateLabel]] = {}
+    with open(gt) as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+                labels[int(row["frame"])] = [
+                    PlateLabel(str(p["plate"]).upper(), tuple(float(v) for v in p["box"]), int(p["vehicle_id"]))
+                    for p in row.get("plates", [])
+                ]
+            except (ValueError, KeyError, TypeError):
+                continue
+    return labels
+
+
 class VideoFileSource(FrameSource):
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, ground_truth: bool = True):
         super().__init__()
         self.path = str(path)
         if not os.path.isfile(self.path):
@@ -29,6 +53,7 @@ class VideoFileSource(FrameSource):
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.length = n if n > 0 else None
         self.size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        self.ground_truth = read_ground_truth(self.path) if ground_truth else None
 
     def describe(self) -> str:
         return f"video {self.path} ({self.size[0]}x{self.size[1]} @ {self.fps:.3g} fps, {self.length or '?'} frames)"
@@ -56,7 +81,8 @@ class VideoFileSource(FrameSource):
                 continue
             failures = 0
             ts = index / self.fps
-            yield Frame(index, image, ts, base + _td(ts), decode_ms=decode_ms)
+            labels = self.ground_truth.get(index, []) if self.ground_truth is not None else None
+            yield Frame(index, image, ts, base + _td(ts), labels=labels, decode_ms=decode_ms)
             index += 1
 
     def close(self) -> None:
