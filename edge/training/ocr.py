@@ -24,6 +24,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -116,8 +117,8 @@ def batch_stream(args, start_step: int, worker_seed: int):
             for k in rng.integers(0, len(pool_imgs), n_synth):
                 im = pool_imgs[k]
                 # the renderer already degrades; add lighter geometry/photometry on top
-                if rng.random() < 0.7:
-                    im = augment(im, rng, out_hw, strength=0.6)
+                if rng.random() < 0.4:
+                    im = augment(im, rng, out_hw, strength=0.5)
                 imgs.append(im)
                 texts.append(pool_texts[k])
                 states.append(-100)  # synthetic state styles are not real ones: no state loss
@@ -195,10 +196,12 @@ def export_onnx(model, path: Path, extra_meta: dict | None = None) -> str:
     outputs = ["logits", "state_logits"] if has_state else ["logits"]
     dummy = torch.zeros(1, 1, INPUT_HEIGHT, INPUT_WIDTH)
     tmp = path.with_suffix(".tmp.onnx")
-    torch.onnx.export(
-        model, dummy, str(tmp), input_names=["image"], output_names=outputs,
-        dynamic_axes={n: {0: "batch"} for n in ["image", *outputs]}, opset_version=17, dynamo=False,
-    )
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact for this net
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model, dummy, str(tmp), input_names=["image"], output_names=outputs,
+            dynamic_axes={n: {0: "batch"} for n in ["image", *outputs]}, opset_version=17, dynamo=False,
+        )
     m = onnx.load(str(tmp))
     meta = {
         "alphabet": ALPHABET,

@@ -1,0 +1,110 @@
+"""The shipped models/ocr.onnx through the runtime stage and `alpr-edge bench ocr`, on plates
+rendered by edge/synth (the tests make their own data)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.synth.plates import render_plates
+from edge.vision.ocr import DEFAULT_MODEL, OnnxPlateOCR
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="models/ocr.onnx not built yet")
+
+
+@pytest.fixture(scope="module")
+def ocr():
+    return OnnxPlateOCR()
+
+
+@pytest.fixture(scope="module")
+def plates():
+    # Frontal, clean plates at a typical crop size: a model that cannot read these is broken.
+    return render_plates(64, np.random.default_rng(11), size=(80, 160), degrade=False)
+
+
+def test_metadata_drives_the_input_spec(ocr):
+    assert (ocr.height, ocr.width) == (48, 144)
+    assert ocr.alphabet == "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    assert ocr.version != "unknown"
+
+
+def test_reads_rendered_plates(ocr, plates):
+    res = ocr.predict(list(plates.images))
+    o0 = str.maketrans("O", "0")
+    exact = np.mean([p.translate(o0) == t.translate(o0) for p, t in zip(res.texts, plates.texts)])
+    assert exact >= 0.85, list(zip(plates.texts, res.texts))
+    # confidences: one per character, the plate's is their product, and right reads are surer
+    for text, cc, c in zip(res.texts, res.char_confidence, res.confidence):
+        assert len(cc) == len(text)
+        assert c == pytest.approx(float(np.prod(cc)) if len(cc) else 0.0, rel=1e-4)
+    right = [c for p, t, c in zip(res.texts, plates.texts, res.confidence) if p == t]
+    assert np.mean(right) > 0.7
+    assert len(res.region) == len(plates.images) and all(len(r) == 2 and r.isupper() for r in res.region)
+    assert res.region_confidence.shape == (len(plates.images),)
+
+
+def test_batched_reads_equal_one_by_one(ocr, plates):
+    imgs = list(plates.images[:10])
+    batched = OnnxPlateOCR(max_batch=4).predict(imgs)  # several onnxruntime calls, one result
+    single = [ocr.predict([im]).texts[0] for im in imgs]
+    assert batched.texts == single
+    empty = ocr.predict([])
+    assert len(empty) == 0 and empty.confidence.shape == (0,)
+
+
+def test_degraded_plates_are_mostly_read(ocr):
+    b = render_plates(64, np.random.default_rng(5), size=(64, 128), degrade=True)
+    res = ocr.predict(list(b.images))
+    char_ok = np.mean([p == t for p, t in zip(res.texts, b.texts)])
+    assert char_ok >= 0.6, list(zip(b.texts, res.texts))
+
+
+def test_bad_model_path_is_named(tmp_path):
+    with pytest.raises(ValueError, match="model_path"):
+        OnnxPlateOCR(tmp_path / "missing.onnx")
+
+
+@pytest.fixture()
+def bench_dir(tmp_path):
+    b = render_plates(12, np.random.default_rng(2), size=(75, 150), degrade=False)
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "state", "plate"])
+        for i, (img, text, state) in enumerate(zip(b.images, b.texts, b.states)):
+            cv2.imwrite(str(tmp_path / f"p{i}.png"), img)
+            w.writerow([f"p{i}.png", state, text])
+    return tmp_path
+
+
+def test_bench_json_last_line(bench_dir, capsys, monkeypatch):
+    from edge.cli import main
+
+    # the reference engines are reported as not installed, whatever this machine has
+    monkeypatch.setitem(sys.modules, "pytesseract", None)
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)
+    rc = main(["bench", "ocr", str(bench_dir), "--json", "--engine", "onnx", "--engine", "tesseract", "--engine", "rapidocr"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0
+    res = json.loads(out[-1])
+    for key in ("n", "exact", "exact_o0", "char_acc", "ms_per_plate_b1", "ms_per_plate_batched"):
+        assert key in res, key
+    assert res["n"] == 12 and 0.0 <= res["exact"] <= res["exact_o0"] <= 1.0
+    assert res["ms_per_plate_b1"] > 0 and res["ms_per_plate_batched"] > 0
+    assert "not installed" in res["engines"]["tesseract"]["error"]
+    assert "not installed" in res["engines"]["rapidocr"]["error"]
+    assert any("not installed" in line for line in out[:-1])  # the table says so too
+
+
+def test_bench_split_reads_only_that_part(bench_dir, capsys):
+    from edge.cli import main
+    from edge.training.splits import split
+
+    train, val = split([f"p{i}.png" for i in range(12)])
+    assert main(["bench", "ocr", str(bench_dir), "--json", "--split", "train"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == len(train)
