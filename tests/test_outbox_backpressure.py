@@ -1,0 +1,62 @@
+"""When the outbox cannot take a read, the node waits (stops taking frames) instead of dropping it."""
+
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from edge.node.sink import OutboxSink, ReadNotStored
+from edge.schema import Box, ReadEvent, new_read_id
+from edge.transport.outbox import Outbox
+
+
+def event(plate="ABC123"):
+    return ReadEvent(
+        read_id=new_read_id(), camera_id="cam-1", agency_id="sac-pd", captured_at=datetime.now(timezone.utc),
+        plate=plate, confidence=0.9, char_confidence=[0.99] * len(plate), box=Box(x=1, y=2, w=30, h=15),
+    )  # fmt: skip
+
+
+def test_full_outbox_blocks_until_the_broker_takes_reads(tmp_path, caplog):
+    ob = Outbox(tmp_path / "o.db", max_rows=2)
+    sink = OutboxSink(ob, "alpr/raw/cam-1", retry_s=0.02)
+    sink.emit(event())
+    sink.emit(event())
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (sink.emit(event("XYZ789")), done.set()))
+    t.start()
+    time.sleep(0.3)
+    assert not done.is_set() and len(ob) == 2  # waiting, nothing dropped
+    assert "full" in caplog.text
+    seq = ob.after(0, 1)[0][0]
+    ob.delete(seq)  # a PUBACK frees a row
+    assert done.wait(5)
+    assert len(ob) == 2 and sink.stored == 3
+    t.join()
+
+
+def test_disk_full_stops_intake_and_stop_request_reports_the_unstored_read(tmp_path, caplog):
+    ob = Outbox(tmp_path / "o.db")
+    ob._db.execute("PRAGMA max_page_count = %d" % ob._db.execute("PRAGMA page_count").fetchone()[0])
+    stop = threading.Event()
+    sink = OutboxSink(ob, "alpr/raw/cam-1", stop_event=stop, retry_s=0.02)
+    ev = event()
+    errors = []
+
+    def run():
+        try:
+            for _ in range(200):
+                sink.emit(ev)
+        except ReadNotStored as err:
+            errors.append(err)
+
+    t = threading.Thread(target=run)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive()  # blocked on the write, not dropping reads
+    assert "stops taking new frames" in caplog.text and "disk is full" in caplog.text
+    stop.set()
+    t.join(5)
+    assert errors and ev.read_id in str(errors[0])
+    assert ev.read_id in caplog.text  # the read that could not be stored is in the log in full
