@@ -97,7 +97,10 @@ def run_node(args) -> int:
     node.stop_event = stop
 
     def on_signal(signum, frame):
-        log.warning("signal %d: finishing the vehicles in view, then stopping", signum)
+        if stop.is_set():  # a second Ctrl-C: stop now (stored reads are safe in the outbox)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        log.warning("signal %d: finishing the vehicles in view, then stopping (again to stop now)", signum)
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
