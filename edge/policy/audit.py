@@ -49,8 +49,12 @@ class AuditRecord:
         return tuple(getattr(self, f) for f in _FIELDS)
 
 
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
 def record_hash(prev_hash: str, seq: int, values: Sequence) -> str:
-    canonical = json.dumps([seq, *values], separators=(",", ":"), ensure_ascii=True)
+    """sha256 of the previous hash, a newline and the record as compact ASCII JSON [seq, *fields]."""
+    canonical = _CANONICAL.encode([seq, *values])
     return hashlib.sha256(f"{prev_hash}\n{canonical}".encode()).hexdigest()
 
 

@@ -68,6 +68,20 @@ class _Pending:
 
 
 @dataclass
+class _InFlight:
+    batch: list[tuple]
+    infos: list
+    done_keys: list[str]
+    keys: set[str]
+    forwarded: Counter
+    refused: Counter
+    rules: Counter
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+@dataclass
 class GateStats:
     received: int = 0
     audited: int = 0
@@ -101,6 +115,7 @@ class Gate:
         self._worker: threading.Thread | None = None
         self._client: mqtt.Client | None = None
         self._done_keys: list[str] = []
+        self._inflight_keys: set[str] = set()
         self.error: BaseException | None = None
         self._precompute()
 
@@ -237,18 +252,25 @@ class Gate:
         return batch
 
     def _run(self) -> None:
+        """Two batches in flight: while the broker acknowledges batch N's forwards, batch N+1 is
+        decided and audited (the commit's fsync overlaps the network round trip)."""
         next_status = time.monotonic()
+        inflight: _InFlight | None = None
         try:
             while not self._stop.is_set():
                 if self.config.status_every_s > 0 and time.monotonic() >= next_status:
                     self.publish_status()
                     next_status = time.monotonic() + self.config.status_every_s
                 batch = self._next_batch()
-                if batch:
-                    self.process_batch(batch)
-                elif self._done_keys:
+                started = self._start_batch(batch) if batch else None
+                if inflight is not None and not self._finish_batch(inflight):
+                    return
+                inflight = started
+                if inflight is None and self._done_keys:
                     self.audit.append([], self._done_keys)
                     self._done_keys = []
+            if inflight is not None:
+                self._finish_batch(inflight, patient_s=5.0)
             if self._done_keys:
                 self.audit.append([], self._done_keys)
                 self._done_keys = []
@@ -257,14 +279,18 @@ class Gate:
             log.exception("gate %s stopped on error", self.config.gate_id)
 
     def process_batch(self, batch: list[tuple]) -> None:
+        """Decide, audit, forward and acknowledge one batch (no pipelining)."""
+        self._finish_batch(self._start_batch(batch), patient_s=30.0)
+
+    def _start_batch(self, batch: list[tuple]) -> "_InFlight":
         pendings: list[_Pending] = []
         seen: set[str] = set()
-        dup_in_batch: list[_Pending] = []
+        dup_in_batch = 0
         for mid, qos, topic, payload in batch:
             p = self.decide(topic, payload, mid, qos)
             k = p.record.read_key
-            if k is not None and k in seen:
-                dup_in_batch.append(p)
+            if k is not None and (k in seen or k in self._inflight_keys):
+                dup_in_batch += 1  # the batch in flight forwards it
                 continue
             if k is not None:
                 seen.add(k)
@@ -274,14 +300,12 @@ class Gate:
         infos: list[mqtt.MQTTMessageInfo] = []
         done_keys: list[str] = []
         client = self._client
-        stats_fwd: Counter = Counter()
-        stats_ref: Counter = Counter()
-        rules: Counter = Counter()
-        rejected = duplicates = 0
+        f = _InFlight(batch, infos, done_keys, seen, Counter(), Counter(), Counter(), inserted=result.inserted,
+                      duplicates=dup_in_batch)
         for p in pendings:
             k = p.record.read_key
             if k is not None and k in result.already:
-                duplicates += 1
+                f.duplicates += 1
                 decisions_json, forwarded_done = result.already[k]
                 if forwarded_done or not p.forwards:
                     continue
@@ -293,34 +317,41 @@ class Gate:
             else:
                 forwards = p.forwards
                 if p.rule is not None:
-                    rejected += 1
-                    rules[p.rule] += 1
-                    stats_ref.update(self.table.recipients)
+                    f.rejected += 1
+                    f.rules[p.rule] += 1
+                    f.refused.update(self.table.recipients)
                 else:
-                    stats_fwd.update(self.table.allowed_by_owner[p.owner])
-                    stats_ref.update(self._refused_by_owner[p.owner])
+                    f.forwarded.update(self.table.allowed_by_owner[p.owner])
+                    f.refused.update(self._refused_by_owner[p.owner])
             for topic, payload in forwards:
                 infos.append(client.publish(topic, payload, qos=1))
             if forwards and k is not None:
                 done_keys.append(k)
-        duplicates += len(dup_in_batch)
-        # Step 4: every forward acknowledged by the broker before any raw read is acknowledged.
-        while not transport.wait_published(infos, timeout=1.0):
-            if self._stop.is_set():
-                return  # not acknowledged: the broker redelivers to the next session
-        for mid, qos, _topic, _payload in batch:
+        self._inflight_keys |= seen
+        return f
+
+    def _finish_batch(self, f: "_InFlight", patient_s: float = 0.0) -> bool:
+        """Every forward acknowledged by the broker before any raw read is acknowledged."""
+        deadline = time.monotonic() + patient_s
+        while not transport.wait_published(f.infos, timeout=1.0):
+            if self._stop.is_set() and time.monotonic() > deadline:
+                return False  # not acknowledged: the broker redelivers to the next session
+        client = self._client
+        for mid, qos, _topic, _payload in f.batch:
             if qos > 0:
                 client.ack(mid, qos)
-        self._done_keys = done_keys
+        self._done_keys.extend(f.done_keys)
+        self._inflight_keys -= f.keys
         with self._stats_lock:
             s = self.stats
-            s.received += len(batch)
-            s.audited += result.inserted
-            s.rejected += rejected
-            s.duplicates += duplicates
-            s.forwarded.update(stats_fwd)
-            s.refused.update(stats_ref)
-            s.rules.update(rules)
+            s.received += len(f.batch)
+            s.audited += f.inserted
+            s.rejected += f.rejected
+            s.duplicates += f.duplicates
+            s.forwarded.update(f.forwarded)
+            s.refused.update(f.refused)
+            s.rules.update(f.rules)
+        return True
 
     def snapshot(self) -> dict:
         with self._stats_lock:
