@@ -150,3 +150,27 @@ def parse_read(payload: bytes | str, max_bytes: int = MAX_READ_BYTES) -> ReadEve
     except ValidationError as err:
         msg, field = describe_validation_error(err)
         raise SchemaError(f"invalid read event: {msg}", field) from None
+
+
+class ForwardedRead(_Strict):
+    """What the policy gate publishes on alpr/share/<agency>/reads: the validated read (re-serialized,
+    nothing the camera added passes) and the decision that shared it with this recipient."""
+
+    schema_version: Literal[1] = 1
+    policy: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}@[0-9]{1,9}$")]  # "ca-sb34@1"
+    recipient: Identifier
+    rule: Annotated[str, StringConstraints(pattern=r"^allow:[a-z0-9-]{1,64}$")]
+    read: ReadEvent
+
+
+def parse_forwarded(payload: bytes | str, max_bytes: int = MAX_READ_BYTES + 1024) -> ForwardedRead:
+    """Validate a message an agency received from the gate. Raises SchemaError naming the problem."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8", "surrogatepass")
+    if len(payload) > max_bytes:
+        raise SchemaError(f"payload is {len(payload)} bytes, over the {max_bytes}-byte limit", "<size>")
+    try:
+        return ForwardedRead.model_validate_json(payload)
+    except ValidationError as err:
+        msg, field = describe_validation_error(err)
+        raise SchemaError(f"invalid forwarded read: {msg}", field) from None

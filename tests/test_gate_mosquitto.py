@@ -20,7 +20,7 @@ from conftest import ALLOWED_AGENCIES, REFUSED_AGENCIES, TEST_REGISTRY
 from edge.policy.audit import SQLiteAuditStore
 from edge.policy.gate import Gate, GateConfig
 from edge.policy.policy import load_policy
-from edge.schema import ReadEvent, new_read_id
+from edge.schema import ReadEvent, new_read_id, parse_forwarded
 from edge.transport import mqtt as transport
 
 
@@ -106,11 +106,12 @@ def test_in_state_receive_refused_receive_nothing(gate_env):
     for a in ALLOWED_AGENCIES:
         assert agencies.leaks(a) == 0
         assert len(agencies.wild[a].snapshot()) == 50  # '#' gets its own topic only
+        sent = {r.read_id: r for r in reads_1 + reads_3}
         for topic, payload in agencies.cols[a].snapshot():
             assert topic == f"alpr/share/{a}/reads"
-            msg = json.loads(payload)
-            assert msg["recipient"] == a and msg["policy"] == "ca-sb34@1"
-            assert msg["rule"].startswith("allow:")
+            msg = parse_forwarded(payload)  # the gate's template is a valid ForwardedRead
+            assert msg.recipient == a and msg.policy == "ca-sb34@1" and msg.rule.startswith("allow:")
+            assert msg.read == sent[msg.read.read_id]
     snap = gate.snapshot()
     assert snap["forwarded"] == {"sac-pd": 50, "sac-so": 50}
     assert snap["refused"] == {a: 50 for a in REFUSED_AGENCIES}

@@ -40,7 +40,7 @@ REJECT_UNKNOWN_CAMERA = "refuse:unknown-camera"
 REJECT_CAMERA_MISMATCH = "refuse:camera-topic-mismatch"
 REJECT_OWNER_MISMATCH = "refuse:agency-mismatch"
 REJECT_BAD_TOPIC = "refuse:bad-topic"
-FORWARD_SCHEMA_VERSION = 1
+FORWARD_SCHEMA_VERSION = 1  # edge.schema.ForwardedRead
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
 
@@ -154,6 +154,7 @@ class Gate:
         gid = self.config.gate_id
 
         def reject(rule: str, detail: str, key=None, ev=None, owner=None) -> _Pending:
+            log.warning("gate %s refused a message on %s: %s: %s", gid, topic[:100], rule, detail[:200])
             rec = AuditRecord(now, gid, key, ev.read_id if ev else None, ev.camera_id if ev else None, owner,
                               ev.plate if ev else None, ev.captured_at.isoformat() if ev else None, topic[:200],
                               label, "rejected", self._rejected_json[rule], f"{rule}: {detail}"[:500])
