@@ -45,6 +45,7 @@ class EdgeNodeConfig(BaseModel):
     crop_height: int = Field(96, ge=8, le=512)  # US plates are 2:1; the rectifier pads 6% a side
     batch_frames: int = Field(4, ge=1, le=64)  # frames detected per batch (OCR batches all their plates)
     threads: int = Field(1, ge=1, le=64)  # onnxruntime intra-op threads per stage
+    overlap_stages: bool = True  # detector of the next batch runs while the OCR reads this one
 
     # Tracking and voting
     min_confidence: float = Field(0.2, ge=0, le=1)  # voted plate confidence to publish a read

@@ -134,6 +134,53 @@ class Metrics:
         return d
 
 
+@dataclass
+class _Detected:
+    batch: list[Frame]
+    moving: list[bool]
+    todo: list[Frame]
+    dets: list[Detections]
+    crops: list[np.ndarray]
+    owners: list[tuple[int, int]]
+
+
+class _ReadWorker:
+    """Runs the second half of the pipeline on its own thread, so the detector of batch k+1 and
+    the OCR of batch k use both cores (onnxruntime and OpenCV release the GIL). A bounded queue
+    keeps them in step: when the reads cannot be stored, the detector stops too."""
+
+    def __init__(self, fn: Callable[["_Detected"], None], depth: int = 2):
+        import queue as _q
+
+        self._fn = fn
+        self._q: "_q.Queue" = _q.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self._t = threading.Thread(target=self._run, name="edge-read-stage", daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            if self.error is None:
+                try:
+                    item() if callable(item) else self._fn(item)
+                except BaseException as err:  # re-raised on the node's thread
+                    self.error = err
+
+    def put(self, item: "_Detected | Callable[[], None]") -> None:
+        if self.error is not None:
+            raise self.error
+        self._q.put(item)
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._t.join()
+        if self.error is not None:
+            raise self.error
+
+
 class EdgeNode:
     """One camera's pipeline. `run()` consumes the source until it ends or `stop` is set."""
 
@@ -174,6 +221,7 @@ class EdgeNode:
         self._reader = reader = ReaderThread(frames, maxsize=max(8, 2 * cfg.batch_frames), drop_oldest=self.source.live)
         next_metrics = time.monotonic() + cfg.metrics_interval_s
         ended = False
+        worker = _ReadWorker(self._read_stage) if cfg.overlap_stages else None
         try:
             while not ended and not self.stop_event.is_set():
                 batch: list[Frame] = []
@@ -181,7 +229,8 @@ class EdgeNode:
                     first = reader.get(timeout=0.5)
                 except Exception as err:  # queue.Empty, or the source raised
                     if type(err).__name__ == "Empty":
-                        self._tick_idle()
+                        # Tracker work stays on the thread that owns the tracker.
+                        worker.put(self._tick_idle) if worker is not None else self._tick_idle()
                         if time.monotonic() >= next_metrics:
                             self._emit_metrics()
                             next_metrics = time.monotonic() + cfg.metrics_interval_s
@@ -202,7 +251,10 @@ class EdgeNode:
                         batch.append(nxt)
                 if batch:
                     self.metrics.queue_depth = reader.depth
-                    self.process_batch(batch)
+                    if worker is not None:
+                        worker.put(self._detect_stage(batch))
+                    else:
+                        self.process_batch(batch)
                     if progress:
                         progress(len(batch))
                 if time.monotonic() >= next_metrics:
@@ -210,6 +262,8 @@ class EdgeNode:
                     next_metrics = time.monotonic() + cfg.metrics_interval_s
         finally:
             reader.stop()
+            if worker is not None:
+                worker.close()  # the batches already detected are read before the final flush
             self.metrics.frames_dropped = reader.dropped
             self.metrics.source_skipped = self.source.skipped
             # Vehicles still in view when the source ends (or the node is stopped) are reads too.
@@ -241,8 +295,12 @@ class EdgeNode:
 
     # -- one batch ---------------------------------------------------------------------------
     def process_batch(self, batch: Sequence[Frame]) -> None:
+        """All stages for one batch, on the calling thread."""
+        self._read_stage(self._detect_stage(batch))
+
+    def _detect_stage(self, batch: Sequence[Frame]) -> "_Detected":
+        """Motion gate, detector and crops (the first half; may run ahead of the second)."""
         m = self.metrics
-        cfg = self.config
         m.frames += len(batch)
         for f in batch:
             m.add("decode", f.decode_ms / 1000)
@@ -276,7 +334,12 @@ class EdgeNode:
                 crops.extend(cs)
                 owners.extend((k, j) for j in range(len(cs)))
         m.add("crop", time.perf_counter() - t)
+        return _Detected(list(batch), moving, todo, dets, crops, owners)
 
+    def _read_stage(self, d: "_Detected") -> None:
+        """OCR over every crop of the batch, tracker, votes, read events (the second half)."""
+        m = self.metrics
+        batch, moving, todo, dets, crops, owners = d.batch, d.moving, d.todo, d.dets, d.crops, d.owners
         t = time.perf_counter()
         texts = self.ocr.predict(crops) if crops else None
         m.add("ocr", time.perf_counter() - t)
@@ -285,7 +348,7 @@ class EdgeNode:
         t = time.perf_counter()
         per_frame: list[list[Observation]] = [[] for _ in todo]
         for n, (k, j) in enumerate(owners):
-            f, d = todo[k], dets[k]
+            f, det = todo[k], dets[k]
             region = texts.region[n] if texts.region and n < len(texts.region) else None
             rconf = (
                 float(texts.region_confidence[n])
@@ -296,10 +359,10 @@ class EdgeNode:
                 Observation(
                     frame_index=f.index,
                     timestamp=f.timestamp,
-                    box=np.asarray(d.boxes[j], np.float32),
-                    score=float(d.scores[j]),
+                    box=np.asarray(det.boxes[j], np.float32),
+                    score=float(det.scores[j]),
                     reading=Reading(texts.texts[n], float(texts.confidence[n]), np.asarray(texts.char_confidence[n])),
-                    corners=None if d.corners is None else np.asarray(d.corners[j], np.float32),
+                    corners=None if det.corners is None else np.asarray(det.corners[j], np.float32),
                     crop=crops[n],
                     frame_size=f.size,
                     captured_at=f.captured_at,
@@ -308,8 +371,8 @@ class EdgeNode:
                 )
             )
         if self.on_frame:
-            for f, d in zip(todo, dets):
-                self.on_frame(f, d)
+            for f, fd in zip(todo, dets):
+                self.on_frame(f, fd)
         finished: list[Track] = []
         k = 0
         for f, mv in zip(batch, moving):
