@@ -149,3 +149,21 @@ def test_postgres_store_chain_dedup_and_tamper(pg_store):
         assert not r.ok and any("record 6" in p for p in r.problems)
     finally:
         other.close()
+
+
+@pytest.mark.postgres
+def test_open_audit_postgres_table_prefix(pg_store):
+    from edge.policy.audit import open_audit
+
+    pg_store.append([rec(1), rec(2)])
+    store = open_audit(f"{PG_DSN}?table_prefix={pg_store.t}")
+    try:
+        assert isinstance(store, PostgresAuditStore) and store.t == pg_store.t
+        assert store.verify().records == 2
+    finally:
+        store.close()
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "audit", "verify", f"{PG_DSN}?table_prefix={pg_store.t}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "intact: 2 records" in r.stdout
+    with pytest.raises(ValueError, match="table_prefix"):
+        open_audit(f"{PG_DSN}?table_prefix=x;drop")

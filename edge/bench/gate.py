@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -115,6 +116,9 @@ def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float
     tmp = Path(workdir or tempfile.mkdtemp(prefix="alpr-bench-gate-"))
     (tmp / "registry.yaml").write_text(yaml.safe_dump(BENCH_REGISTRY))
     audit_target = audit or str(tmp / "audit.db")
+    pg = audit_target.startswith(("postgresql://", "postgres://"))
+    if pg:  # tables of our own on the given database, dropped after the run
+        audit_target += ("&" if "?" in audit_target else "?") + f"table_prefix=bench{uuid.uuid4().hex[:8]}_"
     allowed = ["sac-pd", "sac-so"]
     refused = ["reno-pd", "ice", "task-force"]
     result: dict = {}
@@ -198,6 +202,8 @@ def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float
         leaks += sum(counters[a].off_topic + counters[f"{a}#"].off_topic for a in allowed)
         store = open_audit(audit_target)
         verified = store.verify()
+        if pg:
+            store.drop()
         store.close()
 
         def pct(q):
@@ -220,7 +226,7 @@ def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float
             "gate": gate_stats,
             "audit_records": verified.records,
             "audit_verified": verified.ok,
-            "audit": "postgresql" if audit_target.startswith("postgres") else "sqlite",
+            "audit": "postgresql" if pg else "sqlite",
         }
     return result
 

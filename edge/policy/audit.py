@@ -294,12 +294,29 @@ class PostgresAuditStore(AuditStore):
             self.conn.commit()
         return rows
 
+    def drop(self) -> None:
+        """Remove this store's tables (benches and tests on a shared database)."""
+        with self._lock, self.conn.transaction():
+            for t in ("audit", "audit_head", "forwarded"):
+                self.conn.execute(f"DROP TABLE IF EXISTS {self.t}{t}")
+
     def close(self) -> None:
         self.conn.close()
 
 
 def open_audit(target: str) -> AuditStore:
-    """`postgresql://...` (or `postgres://`) for PostgreSQL, anything else is a SQLite file path."""
-    if target.startswith(("postgresql://", "postgres://")) or target.startswith("host="):
-        return PostgresAuditStore(target)
+    """`postgresql://...` (or `postgres://`) for PostgreSQL, anything else is a SQLite file path.
+
+    A `table_prefix=NAME_` query parameter (ours, not libpq's) picks the tables (default `alpr_`).
+    """
+    if target.startswith(("postgresql://", "postgres://")):
+        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+        parts = urlsplit(target)
+        query = parse_qsl(parts.query)
+        prefix = dict(query).get("table_prefix", "alpr_")
+        if not prefix.replace("_", "").isalnum():
+            raise ValueError(f"table_prefix {prefix!r}: letters, digits and '_' only")
+        dsn = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "table_prefix"])))
+        return PostgresAuditStore(dsn, table_prefix=prefix)
     return SQLiteAuditStore(target)
