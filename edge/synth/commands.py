@@ -52,7 +52,7 @@ def _plates(args: argparse.Namespace) -> int:
     import numpy as np
 
     from edge.bench.report import machine_info, print_json_last, print_table
-    from edge.synth.plates import render_plates
+    from edge.synth.plates import render_plates, warm_up
 
     if args.count < 1:
         raise SystemExit("synth plates: --count must be at least 1")
@@ -60,7 +60,12 @@ def _plates(args: argparse.Namespace) -> int:
     states = [s.strip().lower() for s in args.states.split(",") if s.strip()] or None
     cv2.setNumThreads(1)  # the figure is per core; OpenCV threads only add overhead on small crops
     rng = np.random.default_rng(args.seed)
-    render_plates(16, np.random.default_rng(args.seed + 1), size=size, states=states)  # fill font/template caches
+    setup0 = time.perf_counter()
+    try:
+        warm_up(size, states)  # one-time: glyph atlases and state templates for this size
+    except ValueError as err:
+        raise SystemExit(f"synth plates: {err}") from None
+    setup_s = time.perf_counter() - setup0
     wall0, cpu0 = time.perf_counter(), time.process_time()
     batches = []
     for start in range(0, args.count, 1000):
@@ -91,6 +96,7 @@ def _plates(args: argparse.Namespace) -> int:
         "count": args.count,
         "size": list(size),
         "degraded": not args.clean,
+        "setup_s": round(setup_s, 3),
         "render_s": round(wall, 3),
         "crops_per_s": round(args.count / wall, 1),
         "crops_per_cpu_s": round(args.count / max(cpu, 1e-9), 1),

@@ -92,11 +92,29 @@ def _master_glyphs(font_name: str) -> dict[str, np.ndarray]:
     return out
 
 
-@lru_cache(maxsize=256)
-def glyph_atlas(font_name: str, cap_h: int, width_scale: float = 1.0) -> dict[str, np.ndarray]:
-    """float32 ink masks in [0, 1], each `cap_h` tall, for A-Z0-9 in one font and size."""
+@lru_cache(maxsize=16)
+def _weighted_glyphs(font_name: str, weight: int) -> dict[str, np.ndarray]:
+    """Master glyphs with strokes thinned (weight < 0) or thickened (> 0): plate dies differ in weight."""
+    base = _master_glyphs(font_name)
+    if weight == 0:
+        return base
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(weight) + 1, 2 * abs(weight) + 1))
+    op = cv2.dilate if weight > 0 else cv2.erode
     out = {}
-    for ch, m in _master_glyphs(font_name).items():
+    for ch, m in base.items():
+        padded = cv2.copyMakeBorder(m, 0, 0, abs(weight), abs(weight), cv2.BORDER_CONSTANT, value=0)
+        out[ch] = op(padded, k)
+    return out
+
+
+@lru_cache(maxsize=512)
+def glyph_atlas(font_name: str, cap_h: int, width_scale: float = 1.0, weight: int = 0) -> dict[str, np.ndarray]:
+    """float32 ink masks in [0, 1], each `cap_h` tall, for A-Z0-9 in one font and size.
+
+    `weight` thins (-) or thickens (+) the strokes by that many pixels at the 160 px master size.
+    """
+    out = {}
+    for ch, m in _weighted_glyphs(font_name, weight).items():
         w = max(1, int(round(m.shape[1] * cap_h / m.shape[0] * width_scale)))
         out[ch] = cv2.resize(m, (w, cap_h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     return out
@@ -126,16 +144,19 @@ def text_mask(text: str, font_name: str, cap_h: int, max_w: int | None = None) -
 def _lerp(region: np.ndarray, color: np.ndarray, alpha: np.ndarray) -> None:
     """region += (color - region) * alpha, in place; region (h, w, 3) float32 whose rows are contiguous.
 
-    Works on (h, w*3) views: numpy broadcasting over a trailing axis of 3 is several times slower.
+    cv2.blendLinear with per-pixel weights: numpy broadcasting over a trailing axis of 3 is several times slower.
     """
     h, w = alpha.shape
-    r = region.reshape(h, w * 3)
-    r += (_tiled(np.asarray(color, np.float32).tobytes(), w) - r) * np.repeat(alpha, 3, axis=1)
+    alpha = np.ascontiguousarray(alpha, np.float32)
+    cv2.blendLinear(region, _solid(np.asarray(color, np.float32).tobytes(), h, w), 1.0 - alpha, alpha, dst=region)
 
 
 @lru_cache(maxsize=4096)
-def _tiled(color: bytes, w: int) -> np.ndarray:
-    return np.tile(np.frombuffer(color, np.float32), w)
+def _solid(color: bytes, h: int, w: int) -> np.ndarray:
+    out = np.empty((h, w, 3), np.float32)
+    out[:] = np.frombuffer(color, np.float32)
+    out.flags.writeable = False
+    return out
 
 
 def _blend(img: np.ndarray, mask: np.ndarray, x: int, y: int, color: np.ndarray, opacity: float = 1.0) -> None:
@@ -273,15 +294,39 @@ def _paint_art(img: np.ndarray, art: str, color: np.ndarray, rng: np.random.Gene
     img += (layer - img) * opacity
 
 
-@lru_cache(maxsize=512)
-def _template(code: str, h: int, variant: int) -> np.ndarray:
-    """A state's blank plate (background, art, header, slogan) as float32 BGR, h x 2h."""
+_SPECIALTY_SLOGANS = ("SUPPORT EDUCATION", "VETERAN", "SAVE THE BAY", "PROTECT WILDLIFE", "FIREFIGHTER",
+                      "ALUMNI ASSOCIATION", "KIDS FIRST", "ANIMAL FRIEND", "STATE PARKS", "BREAST CANCER AWARENESS",
+                      "AGRICULTURE", "LAKE TAHOE", "IN GOD WE TRUST", "PURPLE HEART", "ARTS COUNCIL")
+_SPECIALTY_ART = ("mountains", "sun", "waves", "hills", "trees", "rainbow", "emblem", "skyline", "diamond")
+_DARK_INKS = ("#111111", "#1b2a5a", "#13235b", "#6b1d28", "#0e5a2d", "#3a1b5a", "#1b4a6b")
+N_STANDARD_VARIANTS, N_SPECIALTY_VARIANTS = 3, 6
+
+
+@lru_cache(maxsize=2048)
+def _template(code: str, h: int, variant: int) -> tuple[np.ndarray, np.ndarray]:
+    """A state's blank plate (background, art, header, slogan) as uint8 BGR h x 2h, and its serial ink.
+
+    Variants below N_STANDARD_VARIANTS are the standard issue (slightly different art); the others are
+    specialty plates of that state: other colours, art and slogan, same header.
+    """
     style = STATES[code]
     w = 2 * h
     rng = np.random.default_rng([variant, h, ALL_STATES.index(code)])
-    img = _gradient(style.bg, h, w)
-    art_ink = _hex_bgr(style.art_ink)
-    for art in style.art:
+    bg, arts, art_ink, ink = style.bg, style.art, _hex_bgr(style.art_ink), _hex_bgr(style.ink)
+    header_ink, slogan, slogan_ink = style.header_ink, style.slogan, style.slogan_ink or style.header_ink
+    if variant >= N_STANDARD_VARIANTS:
+        vr = np.random.default_rng([variant, ALL_STATES.index(code)])  # same design at every size
+        light = vr.uniform(200, 255, (3, 3))
+        light[vr.integers(3), :] = vr.uniform(120, 255, 3)
+        bg = tuple("#%02x%02x%02x" % tuple(int(v) for v in c) for c in light)
+        arts = tuple(vr.choice(_SPECIALTY_ART, int(vr.integers(1, 3)), replace=False))
+        art_ink = vr.uniform(40, 220, 3).astype(np.float32)
+        ink_hex = _DARK_INKS[int(vr.integers(len(_DARK_INKS)))]
+        ink = _hex_bgr(ink_hex)
+        header_ink = slogan_ink = ink_hex
+        slogan = _SPECIALTY_SLOGANS[int(vr.integers(len(_SPECIALTY_SLOGANS)))]
+    img = _gradient(bg, h, w)
+    for art in arts:
         _paint_art(img, art, art_ink, rng)
     # a little low-frequency unevenness: printed sheeting is never perfectly flat
     blot = cv2.resize(rng.normal(0, 1, (4, 8)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
@@ -290,13 +335,16 @@ def _template(code: str, h: int, variant: int) -> np.ndarray:
     cap = 0.15 if header_font == "script" else 0.12
     hm = text_mask(style.name, header_font, max(3, int(round(h * cap))), max_w=int(w * 0.78))
     y = int(round(h * 0.045)) if header_font != "script" else int(round(h * 0.02))
-    _blend(img, hm, (w - hm.shape[1]) // 2, y, _hex_bgr(style.header_ink))
-    if style.slogan:
-        sm = text_mask(style.slogan, "bold" if style.slogan.isupper() else "italic", max(3, int(round(h * 0.075))),
+    _blend(img, hm, (w - hm.shape[1]) // 2, y, _hex_bgr(header_ink))
+    if slogan:
+        sm = text_mask(slogan, "bold" if slogan.isupper() else "italic", max(3, int(round(h * 0.075))),
                        max_w=int(w * 0.8))
-        color = _hex_bgr(style.slogan_ink or style.header_ink)
-        _blend(img, sm, (w - sm.shape[1]) // 2, int(round(h * 0.92)) - sm.shape[0], color)
-    return img
+        _blend(img, sm, (w - sm.shape[1]) // 2, int(round(h * 0.92)) - sm.shape[0], _hex_bgr(slogan_ink))
+    out = np.clip(img, 0, 255).astype(np.uint8)
+    out.flags.writeable = False
+    ink = np.array(ink, np.float32)
+    ink.flags.writeable = False
+    return out, ink
 
 
 # ---------------------------------------------------------------------------------- plate texts
@@ -340,15 +388,20 @@ _STICKER_COLORS = np.array([[40, 40, 220], [30, 200, 250], [60, 170, 60], [200, 
 def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator, extras: bool = True) -> np.ndarray:
     """One plate as float32 BGR (h x 2h): template, serial, stickers, bolts and maybe a frame."""
     w = 2 * h
-    u = rng.random(6)  # one draw for this plate's layout choices
-    img = _template(style.code, h, int(u[0] * 3)).copy()
-    ink = _hex_bgr(style.ink)
+    u = rng.random(8)  # one draw for this plate's layout choices
+    if u[0] < 0.8:
+        variant = int(u[0] / 0.8 * N_STANDARD_VARIANTS)
+    else:
+        variant = N_STANDARD_VARIANTS + int((u[0] - 0.8) / 0.2 * N_SPECIALTY_VARIANTS)
+    tmpl, ink = _template(style.code, h, min(variant, N_STANDARD_VARIANTS + N_SPECIALTY_VARIANTS - 1))
+    img = tmpl.astype(np.float32)
     stacked = ""
     if layout.startswith("^"):
         stacked, layout = layout[1:3], layout[3:]
     cap_h = max(6, int(round(h * (0.40 + 0.07 * u[1]))))
-    width_scale = round(round((0.74 + 0.18 * u[2]) / 0.04) * 0.04, 2)
-    atlas = glyph_atlas("plate", cap_h, width_scale)
+    width_scale = round(round((0.68 + 0.2 * u[2]) / 0.04) * 0.04, 2)
+    weight = int(u[6] * 5) - 2  # -2..2: thin to heavy strokes
+    atlas = glyph_atlas("plate", cap_h, width_scale, weight)
     gap_unit = cap_h * (0.05 + 0.06 * u[3])
     small_h = max(4, int(round(cap_h * 0.46)))
     small = glyph_atlas("plate", small_h, 0.9) if stacked else None
@@ -370,7 +423,7 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
     total = sum(ws) + stack_w
     if total > 0.88 * w:
         width_scale = max(0.4, round(int(width_scale * 0.88 * w / total / 0.04) * 0.04, 2))
-        atlas = glyph_atlas("plate", cap_h, width_scale)
+        atlas = glyph_atlas("plate", cap_h, width_scale, weight)
         gap_unit *= 0.6
         ws = widths(atlas)
         total = sum(ws) + stack_w
@@ -463,6 +516,11 @@ def _draw_extras(img: np.ndarray, style: StateStyle, rng: np.random.Generator) -
         img[:, :t] = col
         img[:, w - t :] = col
         img[:t] = col
+        if u[19] < 0.35:  # dealer name on the top rim too, over the header
+            tb = int(h * 0.13)
+            img[:tb] = col
+            tm = atlas_text(_DEALERS[int(u[19] * 1000) % len(_DEALERS)], "bold", max(3, int(tb * 0.6)), max_w=int(w * 0.6))
+            _blend(img, tm, (w - tm.shape[1]) // 2, (tb - tm.shape[0]) // 2, _WHITE if col.mean() < 110 else _BLACK)
         if u[16] < 0.6:
             word = _DEALERS[int(u[17] * len(_DEALERS))]
             tm = atlas_text(word, "bold", max(3, int((h - top) * 0.55)), max_w=int(w * 0.7))
@@ -470,6 +528,25 @@ def _draw_extras(img: np.ndarray, style: StateStyle, rng: np.random.Generator) -
                    _WHITE if col.mean() < 110 else _BLACK)
     elif u[18] < 0.3:  # stamped rim
         cv2.rectangle(img, (1, 1), (w - 2, h - 2), tuple(float(v) for v in _hex_bgr(style.ink)), max(1, h // 60))
+
+
+def plate_height_for(size: tuple[int, int]) -> int:
+    """Height at which `render_plates` draws plates for crops of `size` = (height, width)."""
+    oh, ow = int(size[0]), int(size[1])
+    return max(24, int(round(max(oh, ow / 2) * 1.05)))  # drawn about the size it lands
+
+
+def warm_up(size: tuple[int, int] = (64, 128), states: Sequence[str] | None = None) -> None:
+    """Fill the template and glyph caches for crops of `size` (one-time cost, ~1 s for all states)."""
+    h = plate_height_for(size)
+    _pick_states(1, np.random.default_rng(0), states)  # unknown codes fail here, by name
+    for code in [s.lower() for s in states] if states else ALL_STATES:
+        for variant in range(N_STANDARD_VARIANTS + N_SPECIALTY_VARIANTS):
+            _template(code.lower(), h, variant)
+    for cap_h in range(max(6, int(round(h * 0.40))), max(6, int(round(h * 0.47))) + 1):
+        for ws in np.arange(0.68, 0.90, 0.04):
+            for weight in range(-2, 3):
+                glyph_atlas("plate", cap_h, round(float(ws), 2), weight)
 
 
 def _pick_states(n: int, rng: np.random.Generator, states: Sequence[str] | None) -> list[str]:
@@ -702,7 +779,7 @@ def render_plates(
         raise ValueError(f"size must be at least (8, 16), got {size}")
     d = (degradation or Degradation()) if degrade else NO_DEGRADATION
     codes = _pick_states(n, rng, states)
-    ph = max(24, int(round(max(oh, ow / 2) * 1.05)))  # plate drawn about the size it lands
+    ph = plate_height_for(size)
     pw = 2 * ph
     src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
     k = min(max(n, 1), 24)
@@ -733,7 +810,8 @@ def render_plates(
         plate = _draw_plate(style, layout, ph, rng)
         u = R[i]
         M = cv2.getPerspectiveTransform(src, dsts[i])
-        canvas = surround[int(u[4] * k)].copy()
+        canvas = images[i % chunk]  # drawn in place in the chunk buffer
+        canvas[:] = surround[int(u[4] * k)]
         cv2.warpPerspective(plate, M, (ow, oh), dst=canvas, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT)
         if u[5] < d.occlusion_p:
             side = int(u[6] * 3)
@@ -748,13 +826,12 @@ def render_plates(
             f = d.low_res_min_width / ow + (0.8 - d.low_res_min_width / ow) * u[10]
             if f < 1:
                 small = cv2.resize(canvas, (max(4, int(ow * f)), max(2, int(oh * f))), interpolation=cv2.INTER_AREA)
-                canvas = cv2.resize(small, (ow, oh), interpolation=cv2.INTER_LINEAR)
+                cv2.resize(small, (ow, oh), dst=canvas, interpolation=cv2.INTER_LINEAR)
         if u[11] < d.motion_p:
-            canvas = cv2.filter2D(canvas, -1, motion_kernel(2 + max(0.0, d.motion_px - 2) * u[12],
+            cv2.filter2D(canvas, -1, dst=canvas, kernel=motion_kernel(2 + max(0.0, d.motion_px - 2) * u[12],
                                                             (u[13] - 0.5) * 0.6 if u[14] < 0.7 else u[13] * np.pi))
         if u[15] < d.defocus_p:
-            canvas = cv2.GaussianBlur(canvas, (0, 0), 0.4 + max(0.01, d.defocus_sigma - 0.4) * u[12])
-        images[i % chunk] = canvas
+            cv2.GaussianBlur(canvas, (0, 0), 0.4 + max(0.01, d.defocus_sigma - 0.4) * u[12], dst=canvas)
         if i % chunk == chunk - 1 or i == n - 1:
             part = images[: i % chunk + 1]
             if degrade:
