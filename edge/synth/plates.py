@@ -861,8 +861,8 @@ def _photometric(images: np.ndarray, rng: np.random.Generator, d: Degradation, n
     """Lighting, infrared night look, glare, dirt and sensor noise for the whole batch, in place."""
     n, h, w, _ = images.shape
     # colour cast, contrast and brightness for everybody
-    gain = rng.uniform(0.75, 1.2, (n, 1, 1, 1)).astype(np.float32) * rng.uniform(0.92, 1.08, (n, 1, 1, 3)).astype(np.float32)
-    bias = rng.uniform(-25, 20, (n, 1, 1, 1)).astype(np.float32)
+    gain = rng.uniform(0.8, 1.2, (n, 1, 1, 1)).astype(np.float32) * rng.uniform(0.92, 1.08, (n, 1, 1, 3)).astype(np.float32)
+    bias = rng.uniform(-15, 15, (n, 1, 1, 1)).astype(np.float32)
     flat = images.reshape(n, h, w * 3)
     flat *= np.tile(gain.reshape(n, 1, 3), (1, 1, w))
     flat += bias.reshape(n, 1, 1)
@@ -872,7 +872,7 @@ def _photometric(images: np.ndarray, rng: np.random.Generator, d: Degradation, n
             _lerp(images[i], brown, dirt[int(rng.integers(len(dirt)))] * np.float32(rng.uniform(0.2, 0.6)))
     if d.low_light_p:
         for i in np.nonzero(rng.random(n) < d.low_light_p)[0]:
-            images[i] *= np.float32(rng.uniform(0.15, 0.45))
+            images[i] *= np.float32(rng.uniform(0.25, 0.55))
     if d.ir_p:
         ir = rng.random(n) < d.ir_p
         if ir.any():
