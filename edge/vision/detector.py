@@ -1,0 +1,205 @@
+"""Plate detector stage on onnxruntime: letterbox, one network pass, numpy decoding and NMS.
+
+The network (trained by `edge.training.detector`) is a small CenterNet-style fully convolutional
+net. For a letterboxed frame it outputs, on a grid of stride `stride`:
+
+- `heat` (1, 1, H/s, W/s): probability that a plate centre lies in that cell;
+- `reg` (1, 12, H/s, W/s): centre offset inside the cell (dx, dy, in cells), log box size
+  (log(w/s), log(h/s)) and the 4 plate corners relative to the centre, in units of the box width
+  (x0 y0 x1 y1 x2 y2 x3 y3; top-left, top-right, bottom-right, bottom-left).
+
+Input size, stride and channel order are stored in the ONNX metadata (`metadata_props`), so a
+retrained model with another input size needs no code change here.
+
+Boxes follow the labels' convention: a 2:1 (width:height) box around the whole plate, centred on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from edge.vision.base import Detections, Detector
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "detector.onnx"
+
+PAD_VALUE = 114  # letterbox fill; training pads tiles that run past the frame with the same grey
+REG_CHANNELS = 12
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where a frame went inside the network input: x_net = x_frame * scale (top-left aligned)."""
+
+    scale: float
+    width: int  # resized frame size inside the canvas
+    height: int
+
+
+def resize_for_net(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to `size` = (width, height) the way the detector was trained to see frames.
+
+    Large downscales (1080p -> 768 wide is 2.5x) first halve the image with exact 2x2 averaging
+    (INTER_AREA's fast integer path; an odd last row/column is dropped), then one bilinear resize of
+    at most 2x: anti-aliased like INTER_AREA at any ratio but ~10x cheaper on one core.
+    Training tiles use this same function.
+    """
+    w, h = int(size[0]), int(size[1])
+    img = image
+    while img.shape[1] > 2 * w and img.shape[0] > 2 * h:
+        hh, ww = img.shape[0] // 2, img.shape[1] // 2
+        img = cv2.resize(img[: 2 * hh, : 2 * ww], (ww, hh), interpolation=cv2.INTER_AREA)
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def letterbox(frame: np.ndarray, size: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
+    """Resize `frame` (HxWx3 uint8) to fit `size` = (width, height), keeping its aspect ratio.
+
+    The frame goes to the top-left corner and the rest is filled with `pad_value`, so the mapping
+    back to frame pixels is a single division. Resized by `resize_for_net`, as the training tiles.
+    """
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame must be HxWx3 uint8 (BGR), got shape {frame.shape} dtype {frame.dtype}")
+    in_w, in_h = size
+    h, w = frame.shape[:2]
+    scale = min(in_w / w, in_h / h)
+    nw, nh = max(1, min(in_w, round(w * scale))), max(1, min(in_h, round(h * scale)))
+    resized = resize_for_net(frame, (nw, nh))
+    canvas = np.full((in_h, in_w, 3), pad_value, np.uint8)
+    canvas[:nh, :nw] = resized
+    return canvas, Letterbox(scale, nw, nh)
+
+
+def local_peaks(heat: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of cells above `threshold` that are the maximum of their 3x3 neighbourhood."""
+    padded = np.pad(heat, 1, mode="constant", constant_values=-1.0)
+    h, w = heat.shape
+    neighbourhood = np.max(
+        np.stack([padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)]), axis=0
+    )
+    return np.nonzero((heat >= threshold) & (heat >= neighbourhood))
+
+
+def decode(
+    heat: np.ndarray, reg: np.ndarray, stride: int, threshold: float, max_candidates: int = 100
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Turn one image's output maps into (boxes (N,4), scores (N,), corners (N,4,2)) in network pixels.
+
+    heat: (H, W) probabilities; reg: (12, H, W). Boxes are made exactly 2:1 around the predicted
+    centre (width = geometric mean of the predicted width and twice the predicted height).
+    """
+    if heat.ndim != 2 or reg.shape != (REG_CHANNELS, *heat.shape):
+        raise ValueError(f"heat must be (H, W) and reg (12, H, W), got {heat.shape} and {reg.shape}")
+    rows, cols = local_peaks(heat, threshold)
+    scores = heat[rows, cols]
+    if scores.size > max_candidates:
+        keep = np.argpartition(-scores, max_candidates)[:max_candidates]
+        rows, cols, scores = rows[keep], cols[keep], scores[keep]
+    r = reg[:, rows, cols]  # (12, N)
+    cx = (cols + r[0]) * stride
+    cy = (rows + r[1]) * stride
+    log_w = np.clip(r[2], -4.0, 8.0)
+    log_h = np.clip(r[3], -4.0, 8.0)
+    w = np.sqrt(np.exp(log_w) * 2.0 * np.exp(log_h)) * stride
+    h = w / 2.0
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+    corners = (np.stack([cx, cy], axis=1)[:, None, :] + r[4:12].T.reshape(-1, 4, 2) * w[:, None, None]).astype(
+        np.float32
+    )
+    order = np.argsort(-scores, kind="stable")
+    return boxes[order], scores[order].astype(np.float32), corners[order]
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of xyxy boxes."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices kept by greedy non-maximum suppression, best score first.
+
+    The IoU matrix is computed once (N is at most ~100 candidates), then suppression walks it.
+    """
+    n = len(boxes)
+    if n == 0:
+        return np.zeros((0,), np.int64)
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    iou = box_iou(boxes[order], boxes[order])
+    suppressed = np.zeros(n, bool)
+    keep = []
+    for i in range(n):
+        if suppressed[i]:
+            continue
+        keep.append(order[i])
+        suppressed |= iou[i] > iou_threshold
+    return np.asarray(keep, np.int64)
+
+
+class OnnxPlateDetector(Detector):
+    """Finds plates with the project's ONNX detector (models/detector.onnx by default).
+
+    threshold: minimum heatmap score of a detection. nms_iou: boxes overlapping a better one by
+    more than this are dropped. threads: onnxruntime intra-op threads (1 = the edge budget).
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        threshold: float | None = None,
+        nms_iou: float = 0.3,
+        threads: int = 1,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(model_path) if model_path is not None else DEFAULT_MODEL
+        if not path.is_file():
+            raise FileNotFoundError(f"detector model not found: {path}")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        meta = self.session.get_modelmeta().custom_metadata_map
+        try:
+            self.input_size = (int(meta["input_width"]), int(meta["input_height"]))
+            self.stride = int(meta["stride"])
+        except KeyError as err:
+            raise ValueError(f"{path}: ONNX metadata lacks {err.args[0]!r} (not an alpr-edge detector?)") from None
+        self.channel_order = meta.get("channel_order", "BGR")
+        self.threshold = float(threshold if threshold is not None else meta.get("threshold", 0.3))
+        self.nms_iou = float(nms_iou)
+        self.input_name = self.session.get_inputs()[0].name
+        self.model_path = path
+
+    def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        return [self._predict_one(f) for f in frames]
+
+    def _predict_one(self, frame: np.ndarray) -> Detections:
+        canvas, lb = letterbox(frame, self.input_size)
+        if self.channel_order == "RGB":
+            canvas = canvas[:, :, ::-1]
+        heat, reg = self.session.run(None, {self.input_name: np.ascontiguousarray(canvas)[None]})
+        boxes, scores, corners = decode(heat[0, 0], reg[0], self.stride, self.threshold)
+        if len(boxes) == 0:
+            return Detections.empty()
+        keep = nms(boxes, scores, self.nms_iou)
+        boxes, scores, corners = boxes[keep] / lb.scale, scores[keep], corners[keep] / lb.scale
+        h, w = frame.shape[:2]
+        # Plates cut by the frame edge keep their 2:1 box; clip only the corners used for cropping.
+        corners[..., 0] = np.clip(corners[..., 0], 0, w - 1)
+        corners[..., 1] = np.clip(corners[..., 1], 0, h - 1)
+        return Detections(boxes.astype(np.float32), scores.astype(np.float32), corners.astype(np.float32))
