@@ -119,3 +119,12 @@ def test_crop_axis_aligned_and_perspective():
     corners = np.array([[[50, 40], [110, 40], [110, 60], [50, 60]]], np.float32)
     (c,) = crop_axis_aligned(frame, Detections(d.boxes[:1], d.scores[:1], corners), (96, 32))
     assert c.mean() > 240
+
+
+def test_ocr_framing_variants_are_voted_per_sighting(tmp_path):
+    src = ScriptedSource(n_vehicles=4, seed=2)
+    node, det, ocr, sink = make_node(tmp_path, src, ocr_variants=3, ocr_error=0.1)
+    m = node.run()
+    assert all(b % 3 == 0 for b in ocr.batches)  # three crops per plate
+    assert m.plates * 3 == sum(ocr.batches)
+    assert sorted(e.plate for e in sink.events) == sorted(v.plate for v in src.vehicles)

@@ -43,6 +43,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ocr-model", default=None)
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per stage")
     p.add_argument("--min-confidence", type=float, default=None, help="voted confidence to publish (node default)")
+    p.add_argument("--ocr-variants", type=int, default=None, help="framings per plate read and voted (node default)")
+    p.add_argument("--detector-threshold", type=float, default=None)
     p.add_argument("--json", action="store_true", help="one JSON object as the last stdout line")
 
 
@@ -57,6 +59,8 @@ def _config(args, source: str, **over):
         ocr_model=args.ocr_model,
         threads=args.threads,
         min_confidence=args.min_confidence,
+        ocr_variants=args.ocr_variants,
+        detector_threshold=args.detector_threshold,
         save_crops=False,
         metrics_interval_s=3600,
         **over,

@@ -43,6 +43,7 @@ class EdgeNodeConfig(BaseModel):
     detector_threshold: float | None = Field(None, ge=0, le=1)  # None: the model's own default
     crop_width: int = Field(192, ge=8, le=1024)
     crop_height: int = Field(96, ge=8, le=512)  # US plates are 2:1; the rectifier pads 6% a side
+    ocr_variants: int = Field(1, ge=1, le=5)  # framings of each plate read and voted (1: the plain crop)
     batch_frames: int = Field(4, ge=1, le=64)  # frames detected per batch (OCR batches all their plates)
     threads: int = Field(1, ge=1, le=64)  # onnxruntime intra-op threads per stage
     overlap_stages: bool = True  # detector of the next batch runs while the OCR reads this one

@@ -134,6 +134,32 @@ class Metrics:
         return d
 
 
+# Framing variants for ocr_variants > 1: the box (and corners) scaled about its centre. The OCR
+# reads each; their vote is the sighting's reading (robust to a box a little too tight or loose).
+VARIANT_SCALES = (1.0, 1.12, 0.92, 1.25, 0.85)
+
+
+def _scaled(d: Detections, s: float) -> Detections:
+    c = (d.boxes[:, :2] + d.boxes[:, 2:]) / 2
+    half = (d.boxes[:, 2:] - d.boxes[:, :2]) / 2 * s
+    boxes = np.concatenate([c - half, c + half], axis=1).astype(np.float32)
+    corners = None
+    if d.corners is not None:
+        cc = d.corners.mean(axis=1, keepdims=True)
+        corners = (cc + (d.corners - cc) * s).astype(np.float32)
+    return Detections(boxes, d.scores, corners)
+
+
+def _combine_variants(texts, n: int, V: int) -> Reading:
+    """One reading from V framings of the same plate in the same frame (not independent looks:
+    agreement does not add confidence, see vote(independent=False))."""
+    rs = [Reading(texts.texts[i], float(texts.confidence[i]), np.asarray(texts.char_confidence[i])) for i in range(n, n + V)]
+    v = vote(rs, n_alternatives=0, independent=False)
+    if v is None:
+        return rs[0]
+    return Reading(v.plate, v.confidence, v.char_confidence)
+
+
 @dataclass
 class _Detected:
     batch: list[Frame]
@@ -328,11 +354,14 @@ class EdgeNode:
         t = time.perf_counter()
         crops: list[np.ndarray] = []
         owners: list[tuple[int, int]] = []  # (index in todo, detection index)
+        V = self.config.ocr_variants
         for k, (f, d) in enumerate(zip(todo, dets)):
             if len(d):
-                cs = self.cropper(f.image, d, self.out_size)
-                crops.extend(cs)
-                owners.extend((k, j) for j in range(len(cs)))
+                # V crops per plate, variant-major within the frame: [all v0, all v1, ...]
+                variants = [self.cropper(f.image, d if v == 0 else _scaled(d, VARIANT_SCALES[v]), self.out_size) for v in range(V)]
+                for j in range(len(d)):
+                    crops.extend(variants[v][j] for v in range(V))
+                    owners.append((k, j))
         m.add("crop", time.perf_counter() - t)
         return _Detected(list(batch), moving, todo, dets, crops, owners)
 
@@ -343,12 +372,18 @@ class EdgeNode:
         t = time.perf_counter()
         texts = self.ocr.predict(crops) if crops else None
         m.add("ocr", time.perf_counter() - t)
-        m.plates += len(crops)
+        m.plates += len(owners)
+        V = self.config.ocr_variants
 
         t = time.perf_counter()
         per_frame: list[list[Observation]] = [[] for _ in todo]
-        for n, (k, j) in enumerate(owners):
+        for p, (k, j) in enumerate(owners):
             f, det = todo[k], dets[k]
+            n = p * V  # the plain crop; n+1.. are its framing variants
+            if V == 1:
+                reading = Reading(texts.texts[n], float(texts.confidence[n]), np.asarray(texts.char_confidence[n]))
+            else:
+                reading = _combine_variants(texts, n, V)
             region = texts.region[n] if texts.region and n < len(texts.region) else None
             rconf = (
                 float(texts.region_confidence[n])
@@ -361,7 +396,7 @@ class EdgeNode:
                     timestamp=f.timestamp,
                     box=np.asarray(det.boxes[j], np.float32),
                     score=float(det.scores[j]),
-                    reading=Reading(texts.texts[n], float(texts.confidence[n]), np.asarray(texts.char_confidence[n])),
+                    reading=reading,
                     corners=None if det.corners is None else np.asarray(det.corners[j], np.float32),
                     crop=crops[n],
                     frame_size=f.size,

@@ -60,8 +60,14 @@ def _clean(readings: Sequence[Reading]) -> list[Reading]:
     return out
 
 
-def vote(readings: Sequence[Reading], n_alternatives: int = 3, beam: int = 8) -> VoteResult | None:
-    """Vote over the readings of one track; None when no reading has any text."""
+def vote(
+    readings: Sequence[Reading], n_alternatives: int = 3, beam: int = 8, independent: bool = True
+) -> VoteResult | None:
+    """Vote over the readings of one track; None when no reading has any text.
+
+    independent=False: the readings are not separate looks (e.g. several framings of one crop), so
+    agreement does not raise confidence: a character's confidence is the mean confidence the
+    readings gave it (0 from those that disagree)."""
     rs = _clean(readings)
     if not rs:
         return None
@@ -86,8 +92,11 @@ def vote(readings: Sequence[Reading], n_alternatives: int = 3, beam: int = 8) ->
     share = scores[np.arange(L), best] / np.maximum(scores.sum(axis=1), 1e-12)
     agree = idx == best[None, :]  # (M, L): which readings agree with the winner
     all_wrong = np.prod(np.where(agree, 1.0 - np.clip(cc, 0.0, 0.999999), 1.0), axis=0)
-    char_conf = (share * (1.0 - all_wrong)).astype(np.float32)
-    mean_conf = scores / M  # (L, 36): mean confidence each character got, for the alternatives
+    mean_conf = scores / M  # (L, 36): mean confidence each character got at each position
+    if independent:
+        char_conf = (share * (1.0 - all_wrong)).astype(np.float32)
+    else:
+        char_conf = mean_conf[np.arange(L), best].astype(np.float32)
     plate = "".join(ALPHABET[i] for i in best)
     confidence = float(np.prod(char_conf))
 
