@@ -363,3 +363,25 @@ def test_gate_status_is_retained_and_says_offline_after_stop(mosquitto, tmp_path
     watcher.stop()
     spy.stop()
     audit.close()
+
+
+def test_gate_refuses_to_start_on_a_bad_registry_policy_or_login(mosquitto, tmp_path):
+    good = _write_registry(tmp_path)
+    base = [sys.executable, "-m", "edge.cli", "gate", "--broker", mosquitto.url(),
+            "--secrets", str(mosquitto.directory / "secrets"), "--audit", str(tmp_path / "a.db"), "--run-for", "1"]
+    bad_registry = tmp_path / "bad.yaml"
+    bad_registry.write_text(yaml.safe_dump({**TEST_REGISTRY, "agencies": [{**TEST_REGISTRY["agencies"][0], "kind": "cartel"}]}))
+    bad_policy = tmp_path / "policy.yaml"
+    bad_policy.write_text("format: 1\npolicy: lax\nversion: 1\nrecipients: {kinds: [everyone], jurisdictions: [CA]}\n")
+    wrong_pw = tmp_path / "wrong"
+    wrong_pw.mkdir()
+    (wrong_pw / "alpr-gate.pw").write_text("not-the-password\n")
+    cases = [
+        (["--registry", str(bad_registry)], 2, "agencies.0.kind"),
+        (["--registry", str(good), "--policy", str(bad_policy)], 2, "recipients.kinds.0"),
+        (["--registry", str(good), "--policy", "no-such-policy"], 2, "no shipped policy"),
+        (["--registry", str(good), "--secrets", str(wrong_pw)], 1, "refused login"),
+    ]
+    for args, code, message in cases:
+        r = subprocess.run(base + args, capture_output=True, text=True, timeout=60)
+        assert r.returncode == code and message in r.stderr, (args, r.returncode, r.stderr[-1000:])
