@@ -123,6 +123,7 @@ class Gate:
     def _precompute(self) -> None:
         label = self.policy.label
         agencies = self.registry.agencies
+        self._cameras = {c.id: c for c in self.registry.cameras}
         self._decisions_json: dict[str, str] = {}
         self._forward_prefix: dict[str, list[tuple[str, str, bytes]]] = {}
         for owner in self.table.allowed_by_owner:
@@ -164,7 +165,7 @@ class Gate:
         if len(parts) != 3 or f"{parts[0]}/{parts[1]}" != RAW_PREFIX:
             return reject(REJECT_BAD_TOPIC, f"topic {topic[:100]!r} is not {RAW_PREFIX}/<camera>")
         cam_id = parts[2]
-        camera = self.registry.camera(cam_id)
+        camera = self._cameras.get(cam_id)
         if camera is None:
             return reject(REJECT_UNKNOWN_CAMERA, f"camera {cam_id[:64]!r} is not registered")
         try:
