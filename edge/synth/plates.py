@@ -398,7 +398,7 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
     stacked = ""
     if layout.startswith("^"):
         stacked, layout = layout[1:3], layout[3:]
-    cap_h = max(6, int(round(h * (0.40 + 0.07 * u[1]))))
+    cap_h = max(6, int(round(h * (0.42 + 0.08 * u[1]))))
     width_scale = round(round((0.68 + 0.2 * u[2]) / 0.04) * 0.04, 2)
     weight = int(u[6] * 5) - 2  # -2..2: thin to heavy strokes
     atlas = glyph_atlas("plate", cap_h, width_scale, weight)
@@ -543,7 +543,7 @@ def warm_up(size: tuple[int, int] = (64, 128), states: Sequence[str] | None = No
     for code in [s.lower() for s in states] if states else ALL_STATES:
         for variant in range(N_STANDARD_VARIANTS + N_SPECIALTY_VARIANTS):
             _template(code.lower(), h, variant)
-    for cap_h in range(max(6, int(round(h * 0.40))), max(6, int(round(h * 0.47))) + 1):
+    for cap_h in range(max(6, int(round(h * 0.42))), max(6, int(round(h * 0.50))) + 1):
         for ws in np.arange(0.68, 0.90, 0.04):
             for weight in range(-2, 3):
                 glyph_atlas("plate", cap_h, round(float(ws), 2), weight)
@@ -694,18 +694,20 @@ class Degradation(BaseModel):
     yaw_deg: float = Field(35.0, ge=0, le=80, description="max |yaw| of the plate")
     pitch_deg: float = Field(20.0, ge=0, le=80)
     roll_deg: float = Field(8.0, ge=0, le=45)
-    margin: tuple[float, float] = Field((-0.02, 0.09), description="crop margin per side, fraction of size")
-    low_res_p: float = Field(0.3, ge=0, le=1, description="chance of a distant, few-pixel plate")
-    low_res_min_width: int = Field(44, ge=8, description="narrowest plate in pixels before upscaling")
-    motion_p: float = Field(0.2, ge=0, le=1)
-    motion_px: float = Field(5.0, ge=0, description="max motion-blur length in output pixels")
-    defocus_p: float = Field(0.25, ge=0, le=1)
-    defocus_sigma: float = Field(1.2, ge=0)
+    margin: tuple[float, float] = Field((-0.02, 0.07), description="crop margin per side, fraction of size")
+    low_res_p: float = Field(0.15, ge=0, le=1, description="chance of a distant, few-pixel plate")
+    low_res_min_width: int = Field(48, ge=8, description="narrowest plate in pixels before upscaling")
+    motion_p: float = Field(0.12, ge=0, le=1)
+    motion_px: float = Field(4.0, ge=0, description="max motion-blur length in output pixels")
+    defocus_p: float = Field(0.15, ge=0, le=1)
+    defocus_sigma: float = Field(1.0, ge=0)
+    sharpen_p: float = Field(0.45, ge=0, le=1, description="chance of camera (ISP) sharpening halos")
+    sharpen_amount: float = Field(1.2, ge=0, le=4)
     noise_sigma: float = Field(9.0, ge=0, description="max sensor noise (8-bit levels)")
     jpeg_p: float = Field(0.5, ge=0, le=1)
     jpeg_quality: tuple[int, int] = Field((25, 95))
-    low_light_p: float = Field(0.15, ge=0, le=1)
-    ir_p: float = Field(0.12, ge=0, le=1, description="chance of an infrared night (monochrome) look")
+    low_light_p: float = Field(0.06, ge=0, le=1)
+    ir_p: float = Field(0.08, ge=0, le=1, description="chance of an infrared night (monochrome) look")
     glare_p: float = Field(0.1, ge=0, le=1)
     dirt_p: float = Field(0.3, ge=0, le=1)
     occlusion_p: float = Field(0.05, ge=0, le=1, description="chance of an object covering a plate edge")
@@ -713,6 +715,7 @@ class Degradation(BaseModel):
 
 NO_DEGRADATION = Degradation(
     yaw_deg=0, pitch_deg=0, roll_deg=0, margin=(0.02, 0.02), low_res_p=0, motion_p=0, defocus_p=0, noise_sigma=0,
+    sharpen_p=0,
     jpeg_p=0, low_light_p=0, ir_p=0, glare_p=0, dirt_p=0, occlusion_p=0,
 )
 
@@ -783,10 +786,13 @@ def render_plates(
     pw = 2 * ph
     src = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float32)
     k = min(max(n, 1), 24)
-    surround = _surroundings(k, oh, ow, rng)
-    noise = _noise_bank(min(max(n, 1), 16), oh, ow, rng) if d.noise_sigma > 0 else None
-    dirt = _dirt_bank(min(max(n, 1), 16), oh, ow, rng) if d.dirt_p > 0 else None
-    glare = _glare_bank(8, oh, ow, rng) if d.glare_p > 0 else None
+    # photometric randomness from its own stream: the same seed gives the same plates and poses
+    # whatever the degradation settings, only their look changes
+    look = np.random.default_rng(rng.integers(2**63))
+    surround = _surroundings(k, oh, ow, look)
+    noise = _noise_bank(min(max(n, 1), 16), oh, ow, look) if d.noise_sigma > 0 else None
+    dirt = _dirt_bank(min(max(n, 1), 16), oh, ow, look) if d.dirt_p > 0 else None
+    glare = _glare_bank(8, oh, ow, look) if d.glare_p > 0 else None
     out = np.empty((n, oh, ow, 3), np.uint8)
     texts: list[str] = []
     chunk = 128  # work in cache-sized float32 chunks, then store uint8
@@ -832,17 +838,20 @@ def render_plates(
                                                             (u[13] - 0.5) * 0.6 if u[14] < 0.7 else u[13] * np.pi))
         if u[15] < d.defocus_p:
             cv2.GaussianBlur(canvas, (0, 0), 0.4 + max(0.01, d.defocus_sigma - 0.4) * u[12], dst=canvas)
+        elif u[15] > 1.0 - d.sharpen_p:  # unsharp mask, as camera pipelines do
+            amount = float(d.sharpen_amount * (0.3 + 0.7 * u[14]))
+            cv2.addWeighted(canvas, 1.0 + amount, cv2.GaussianBlur(canvas, (0, 0), 1.0), -amount, 0.0, dst=canvas)
         if i % chunk == chunk - 1 or i == n - 1:
             part = images[: i % chunk + 1]
             if degrade:
-                _photometric(part, rng, d, noise, dirt, glare)
+                _photometric(part, look, d, noise, dirt, glare)
             np.clip(part, 0, 255, out=part)
             out[i - len(part) + 1 : i + 1] = part
 
     if n and d.jpeg_p:
         q_lo, q_hi = d.jpeg_quality
-        for i in np.nonzero(rng.random(n) < d.jpeg_p)[0]:
-            ok, buf = cv2.imencode(".jpg", out[i], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(q_lo, q_hi + 1))])
+        for i in np.nonzero(look.random(n) < d.jpeg_p)[0]:
+            ok, buf = cv2.imencode(".jpg", out[i], [cv2.IMWRITE_JPEG_QUALITY, int(look.integers(q_lo, q_hi + 1))])
             if ok:
                 out[i] = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     return PlateBatch(out, texts, codes)
