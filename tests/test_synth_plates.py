@@ -164,3 +164,25 @@ def test_cli_writes_crops_and_labels_like_the_real_folder(tmp_path, capsys):
     assert len(rows) == 25 and list(rows[0]) == ["file", "state", "plate"]
     for r in rows:
         assert (out / r["file"]).is_file() and r["state"] in ALL_STATES and TEXT.match(r["plate"])
+
+
+def test_motion_blur_from_speed_and_shutter():
+    d = Degradation(speed_kmh=(60, 60), shutter_s=(1 / 500, 1 / 500))
+    # 16.7 m/s x 2 ms = 3.3 cm over a 0.305 m plate drawn 128 px wide
+    assert d.motion_length_px(0.5, 0.5, 128) == pytest.approx(60 / 3.6 * 0.002 * 128 / 0.305)
+    rng = lambda: np.random.default_rng(4)  # noqa: E731
+    sharp = lambda b: float(np.abs(np.diff(b.images.astype(np.float32), axis=2)).mean())  # noqa: E731
+    slow = render_plates(20, rng(), degradation=_only(motion_p=1, speed_kmh=(10, 10), shutter_s=(1e-4, 1e-4)))
+    fast = render_plates(20, rng(), degradation=_only(motion_p=1, speed_kmh=(90, 90), shutter_s=(1 / 250, 1 / 250)))
+    assert sharp(fast) < 0.7 * sharp(slow)
+    with pytest.raises(ValidationError, match="go together"):
+        Degradation(speed_kmh=(10, 20))
+
+
+def test_cli_degradation_file_is_validated_by_field(tmp_path):
+    from edge.cli import main
+
+    bad = tmp_path / "d.yaml"
+    bad.write_text("ir_pp: 1\n")
+    with pytest.raises(SystemExit, match="ir_pp"):
+        main(["synth", "plates", "--count", "2", "--out", str(tmp_path / "o"), "--degradation", str(bad)])

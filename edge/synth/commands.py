@@ -20,6 +20,8 @@ def register(sub) -> None:
     pl.add_argument("--states", default="", help="comma-separated state codes (default: all 50 states and DC)")
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--clean", action="store_true", help="no degradations (frontal, sharp, clean)")
+    pl.add_argument("--degradation", type=Path, default=None,
+                    help="YAML of degradation ranges (fields of edge.synth.plates.Degradation, e.g. ir_p: 0.5)")
     pl.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
     pl.set_defaults(func=_plates)
 
@@ -52,12 +54,24 @@ def _plates(args: argparse.Namespace) -> int:
     import numpy as np
 
     from edge.bench.report import machine_info, print_json_last, print_table
-    from edge.synth.plates import render_plates, warm_up
+    from edge.synth.plates import Degradation, render_plates, warm_up
 
     if args.count < 1:
         raise SystemExit("synth plates: --count must be at least 1")
     size = _parse_size(args.size)
     states = [s.strip().lower() for s in args.states.split(",") if s.strip()] or None
+    degradation = None
+    if args.degradation is not None:
+        import yaml
+        from pydantic import ValidationError
+
+        try:
+            degradation = Degradation.model_validate(yaml.safe_load(args.degradation.read_text()) or {})
+        except (OSError, yaml.YAMLError) as err:
+            raise SystemExit(f"synth plates: cannot read {args.degradation}: {err}") from None
+        except ValidationError as err:
+            parts = [f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()]
+            raise SystemExit(f"synth plates: {args.degradation}: " + "; ".join(parts)) from None
     cv2.setNumThreads(1)  # the figure is per core; OpenCV threads only add overhead on small crops
     rng = np.random.default_rng(args.seed)
     setup0 = time.perf_counter()
@@ -71,7 +85,7 @@ def _plates(args: argparse.Namespace) -> int:
     for start in range(0, args.count, 1000):
         try:
             batches.append(render_plates(min(1000, args.count - start), rng, size=size, states=states,
-                                         degrade=not args.clean))
+                                         degrade=not args.clean, degradation=degradation))
         except ValueError as err:
             raise SystemExit(f"synth plates: {err}") from None
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0

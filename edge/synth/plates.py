@@ -26,7 +26,7 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge.synth.states import ALL_STATES, STATES, StateStyle
 
@@ -699,6 +699,10 @@ class Degradation(BaseModel):
     low_res_min_width: int = Field(48, ge=8, description="narrowest plate in pixels before upscaling")
     motion_p: float = Field(0.12, ge=0, le=1)
     motion_px: float = Field(4.0, ge=0, description="max motion-blur length in output pixels")
+    speed_kmh: tuple[float, float] | None = Field(
+        None, description="vehicle speed range; with shutter_s the blur length comes from speed x shutter instead"
+    )
+    shutter_s: tuple[float, float] | None = Field(None, description="exposure time range in seconds")
     defocus_p: float = Field(0.15, ge=0, le=1)
     defocus_sigma: float = Field(1.0, ge=0)
     sharpen_p: float = Field(0.45, ge=0, le=1, description="chance of camera (ISP) sharpening halos")
@@ -711,6 +715,28 @@ class Degradation(BaseModel):
     glare_p: float = Field(0.1, ge=0, le=1)
     dirt_p: float = Field(0.3, ge=0, le=1)
     occlusion_p: float = Field(0.05, ge=0, le=1, description="chance of an object covering a plate edge")
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        for name in ("margin", "jpeg_quality", "speed_kmh", "shutter_s"):
+            v = getattr(self, name)
+            if v is not None and v[0] > v[1]:
+                raise ValueError(f"{name}: min {v[0]} is above max {v[1]}")
+        if (self.speed_kmh is None) != (self.shutter_s is None):
+            raise ValueError("speed_kmh and shutter_s go together")
+        if self.shutter_s is not None and (self.shutter_s[0] <= 0 or self.shutter_s[0] > 1):
+            raise ValueError("shutter_s must be within (0, 1] seconds")
+        if self.speed_kmh is not None and self.speed_kmh[0] < 0:
+            raise ValueError("speed_kmh must be >= 0")
+        return self
+
+    def motion_length_px(self, u_speed: float, u_shutter: float, plate_px: float) -> float:
+        """Blur length for one crop: from speed x shutter over a 0.305 m plate `plate_px` wide, or motion_px."""
+        if self.speed_kmh is None or self.shutter_s is None:
+            return 2 + max(0.0, self.motion_px - 2) * u_speed
+        v = (self.speed_kmh[0] + (self.speed_kmh[1] - self.speed_kmh[0]) * u_speed) / 3.6
+        s = self.shutter_s[0] + (self.shutter_s[1] - self.shutter_s[0]) * u_shutter
+        return v * s * plate_px / 0.305
 
 
 NO_DEGRADATION = Degradation(
@@ -834,8 +860,10 @@ def render_plates(
                 small = cv2.resize(canvas, (max(4, int(ow * f)), max(2, int(oh * f))), interpolation=cv2.INTER_AREA)
                 cv2.resize(small, (ow, oh), dst=canvas, interpolation=cv2.INTER_LINEAR)
         if u[11] < d.motion_p:
-            cv2.filter2D(canvas, -1, dst=canvas, kernel=motion_kernel(2 + max(0.0, d.motion_px - 2) * u[12],
-                                                            (u[13] - 0.5) * 0.6 if u[14] < 0.7 else u[13] * np.pi))
+            length = d.motion_length_px(u[12], u[10], ow)
+            if length >= 1.0:
+                cv2.filter2D(canvas, -1, dst=canvas, kernel=motion_kernel(
+                    min(length, float(ow)), (u[13] - 0.5) * 0.6 if u[14] < 0.7 else u[13] * np.pi))
         if u[15] < d.defocus_p:
             cv2.GaussianBlur(canvas, (0, 0), 0.4 + max(0.01, d.defocus_sigma - 0.4) * u[12], dst=canvas)
         elif u[15] > 1.0 - d.sharpen_p:  # unsharp mask, as camera pipelines do
