@@ -127,7 +127,7 @@ def test_in_state_receive_refused_receive_nothing(gate_env):
 
 def test_forged_fields_change_nothing_and_bad_messages_are_refused(gate_env):
     broker, gate, audit, agencies, cam = gate_env
-    good = make_read()
+    good = make_read(region="NV", location={"lat": 39.53, "lon": -119.81})  # valid fields that hint "Nevada"
     base = json.loads(good.to_json())
     forged_extra = dict(base, read_id=new_read_id(), share_with=["ice"], recipients=["ice"])  # unknown fields
     wrong_camera = make_read("cam-2")  # published on cam-1's topic
