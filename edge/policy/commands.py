@@ -29,10 +29,12 @@ def register(sub) -> None:
     _common(p)
     p.add_argument("--audit", default="audit.db", help="SQLite file or postgresql:// DSN (default %(default)s)")
     p.add_argument("--gate-id", default="gate-1", help="this gate's id (audit records, client id)")
-    p.add_argument("--shared-group", default="gates",
-                   help="MQTT 5 shared subscription group ($share/GROUP/alpr/raw/#); '' for a plain subscription")
+    p.add_argument("--shared-group", default="",
+                   help="several gates: MQTT 5 shared subscription group ($share/GROUP/alpr/raw/#). Default: a plain "
+                        "subscription, which Mosquitto 2.0 restores after a restart (it does not restore shared ones: "
+                        "reads published before the gates resubscribe are dropped)")
     p.add_argument("--mqtt311", action="store_true",
-                   help="MQTT 3.1.1 (Mosquitto still honours $share/; pass --shared-group '' for brokers that do not)")
+                   help="MQTT 3.1.1 (Mosquitto still honours $share/ with --shared-group)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--batch-ms", type=float, default=10.0, help="longest wait to fill a batch (default %(default)s)")
     p.add_argument("--run-for", type=float, help="stop after this many seconds (default: until SIGTERM/SIGINT)")
