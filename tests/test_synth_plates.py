@@ -186,3 +186,13 @@ def test_cli_degradation_file_is_validated_by_field(tmp_path):
     bad.write_text("ir_pp: 1\n")
     with pytest.raises(SystemExit, match="ir_pp"):
         main(["synth", "plates", "--count", "2", "--out", str(tmp_path / "o"), "--degradation", str(bad)])
+
+
+def test_batch_corners_are_where_the_plate_lands(monkeypatch):
+    _magenta_plates(monkeypatch)
+    batch = render_plates(10, np.random.default_rng(8), size=(64, 128), degradation=_only())
+    assert batch.corners.shape == (10, 4, 2)
+    for img, c in zip(batch.images, batch.corners):
+        x0, x1, y0, y1 = _extent(img)
+        lo, hi = np.clip(c.min(axis=0), 0, [127, 63]), np.clip(c.max(axis=0), 0, [127, 63])
+        assert abs(x0 - lo[0]) <= 2 and abs(x1 - hi[0]) <= 2 and abs(y0 - lo[1]) <= 2 and abs(y1 - hi[1]) <= 2

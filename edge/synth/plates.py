@@ -753,11 +753,13 @@ class PlateBatch:
     images: (N, H, W, 3) uint8 BGR, the whole plate visible, roughly filling the crop.
     texts: N plate strings, uppercase A-Z0-9.
     states: N lowercase two-letter codes.
+    corners: (N, 4, 2) float32 plate corners in crop pixels (TL, TR, BR, BL), for rectification.
     """
 
     images: np.ndarray
     texts: list[str]
     states: list[str]
+    corners: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -882,7 +884,7 @@ def render_plates(
             ok, buf = cv2.imencode(".jpg", out[i], [cv2.IMWRITE_JPEG_QUALITY, int(look.integers(q_lo, q_hi + 1))])
             if ok:
                 out[i] = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    return PlateBatch(out, texts, codes)
+    return PlateBatch(out, texts, codes, dsts if n else np.zeros((0, 4, 2), np.float32))
 
 
 def _glare_bank(k: int, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
