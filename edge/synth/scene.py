@@ -395,6 +395,17 @@ def render_background(s: Scenario, cam: PinholeCamera, rng: np.random.Generator)
     worn = sample(_noise_texture(rng, 512, (32, 128), (0.5, 0.5))) > -0.6  # worn paint
     img[marks & worn & ~far] = white
     img[ymark & worn & ~far] = yellow
+    if s.lighting.mode == "day" and s.scene.clutter > 0:
+        # cast shadows of trees and poles across the road: a 40 m tile of soft blobs
+        blobs = np.zeros((512, 512), np.float32)
+        for _ in range(int(6 + 10 * s.scene.clutter)):
+            c = tuple(int(v) for v in rng.uniform(0, 512, 2))
+            cv2.ellipse(blobs, c, (int(rng.uniform(20, 70)), int(rng.uniform(10, 35))), float(rng.uniform(0, 180)), 0, 360,
+                        1.0, -1, cv2.LINE_AA)
+        blobs = cv2.GaussianBlur(blobs, (0, 0), 4)
+        smx, smy = (Xs / 0.08).astype(np.float32), (Ys / 0.08).astype(np.float32)
+        shade = cv2.remap(blobs, smx, smy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+        img = img * (1 - 0.45 * np.clip(shade, 0, 1) * ~far)[..., None]
     # distance haze and sky
     dist = np.where(far, np.inf, tt).astype(np.float32)
     sky_top, sky_bot = np.array([210, 170, 120], np.float32), np.array([235, 225, 215], np.float32)
@@ -894,6 +905,15 @@ class SceneRenderer:
                             front_face = (bx0, bx1, by0, bz0, bz1)
                     continue
                 poly(pts3, col)
+                if which in ("side", "front", "back") and role in ("body", "van", "cab"):
+                    # darker sill along the bottom and a light crease line: reads as a car body, not a box
+                    sill = pts3.copy()
+                    sill[:2, 2] = bz0 + 0.22 * (bz1 - bz0)
+                    poly(sill, col * 0.62, m=False)
+                    crease = pts3.copy()
+                    crease[:2, 2] = bz0 + 0.62 * (bz1 - bz0)
+                    crease[2:, 2] = bz0 + 0.58 * (bz1 - bz0)
+                    poly(crease, np.minimum(col * 1.25 + 10, 255), m=False)
                 if which == "front" and abs(by0 - y0) < 1e-6 and role in ("body", "cargo", "van"):
                     front_face = (bx0, bx1, by0, bz0, bz1)
                 if which == "side" and role in ("cargo", "van") and v.fleet is not None:
