@@ -281,7 +281,8 @@ def test_two_gates_share_the_load_and_forward_each_read_once(mosquitto, tmp_path
     else:
         stores = _pg_stores(2)
     gates = [Gate(mosquitto.registry, load_policy(), url(mosquitto, "gate"), s,
-                  GateConfig(gate_id=f"g{i}", batch_wait_s=0.01)).start() for i, s in enumerate(stores)]
+                  GateConfig(gate_id=f"g{i}", shared_group="gates", batch_wait_s=0.01)).start()
+             for i, s in enumerate(stores)]
     agencies = Agencies(mosquitto)
     cam = transport.connect(url(mosquitto, "cam-1"), "t-cam-1")
     try:

@@ -122,7 +122,7 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
         if secrets is None:
             raise ValueError("--broker needs --secrets (the directory broker-config wrote)")
         base = transport.parse_broker_url(broker_url)
-        protocol, shared = transport.MQTT_V5, "gates"
+        protocol, shared = transport.MQTT_V5, None  # one gate: a plain subscription
         broker_label = base.redacted()
 
     def login(principal):

@@ -49,7 +49,11 @@ class GateConfig:
     gate_id: str = "gate-1"
     client_id: str | None = None  # default: the registry's gate client id + gate id
     protocol: int = transport.MQTT_V5
-    shared_group: str | None = "gates"  # MQTT 5 shared subscription; None: plain subscription
+    # Several gates: an MQTT 5 shared subscription ($share/<group>/alpr/raw/#) splits the reads between
+    # them. None (one gate): a plain subscription, which Mosquitto 2.0 restores from persistence after
+    # a broker restart; it does not restore shared ones, so reads published after a broker restart
+    # and before the gates resubscribe are dropped.
+    shared_group: str | None = None
     batch_size: int = 500
     batch_wait_s: float = 0.01  # bounds transactions (and fsyncs) to 100/s at low rates
     receive_maximum: int = 1000
