@@ -107,3 +107,22 @@ def test_sim_runs_cameras_as_processes(tmp_path, mosquitto):
     # Different seeds per camera: different traffic.
     plates = {c: {m["plate"] for m in col.messages if m.get("camera_id") == c} for c in cams}
     assert plates["cam-1"] != plates["cam-2"]
+
+
+def test_run_refuses_an_unwritable_outbox(tmp_path):
+    r = subprocess.run(
+        alpr("run", "--source", SMALL.format(seed=1, d=1), "--camera-id", "cam-1", "--agency-id", "sac-pd",
+             "--vision", "labels", "--outbox", "/proc/alpr-edge-no/outbox.db", "--no-progress"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert "cannot open outbox /proc/alpr-edge-no/outbox.db" in r.stderr and "Refusing to take frames" in r.stderr
+
+
+def test_run_without_models_says_which_file(tmp_path):
+    r = subprocess.run(
+        alpr("run", "--source", SMALL.format(seed=1, d=1), "--camera-id", "cam-1", "--agency-id", "sac-pd",
+             "--detector-model", str(tmp_path / "none.onnx"), "--output-dir", str(tmp_path)),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2 and "none.onnx" in r.stderr
