@@ -126,3 +126,25 @@ def test_run_without_models_says_which_file(tmp_path):
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert r.returncode == 2 and "none.onnx" in r.stderr
+
+
+def test_sim_from_the_registry(tmp_path, mosquitto):
+    from conftest import TEST_REGISTRY
+
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(yaml.safe_dump(TEST_REGISTRY))
+    col = Collector(mosquitto.url("gate"))
+    r = subprocess.run(
+        alpr("sim", "--registry", str(reg), "--secrets", str(mosquitto.directory / "secrets"),
+             "--broker", f"mqtt://127.0.0.1:{mosquitto.port}",
+             "--source", "synthetic:highway_gantry?duration=4&width=320&height=180",
+             "--output-dir", str(tmp_path / "sim"), "--json", "--", "--vision", "labels"),
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["cameras"] == 3 and summary["acked"] == summary["reads"] > 0
+    col.wait_for(summary["reads"])
+    agencies = {m["camera_id"]: m["agency_id"] for m in col.messages}
+    assert agencies == {"cam-1": "sac-pd", "cam-2": "sac-pd", "cam-3": "sac-so"}
+    assert mosquitto.credentials("cam-1")[1] not in r.stdout + r.stderr  # no password in the output

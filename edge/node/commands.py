@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+BROKER_ENV = "ALPR_EDGE_BROKER_URL"
 
 RUN_FLAGS = {
     # flag: (config field, argparse kwargs)
     "--source": ("source", dict(help="video file, image folder, rtsp://... / http://... stream, or synthetic:<scenario>[?seed=N]")),
     "--camera-id": ("camera_id", dict(help="camera identifier (publishes on alpr/raw/<camera-id>)")),
     "--agency-id": ("agency_id", dict(help="operating agency that owns the camera")),
-    "--broker": ("broker_url", dict(help="mqtt://user:password@host:port (omit: store reads in the outbox only)")),
+    "--broker": ("broker_url", dict(help="mqtt://user:password@host:port, or $ALPR_EDGE_BROKER_URL (neither: store reads in the outbox only)")),
     "--motion-threshold": ("motion_threshold", dict(type=float, help="share of changed pixels that counts as motion")),
     "--detector-model": ("detector_model", dict(help="detector ONNX (default models/detector.onnx)")),
     "--ocr-model": ("ocr_model", dict(help="OCR ONNX (default models/ocr.onnx)")),
@@ -48,6 +51,9 @@ def config_from_args(args):
     from edge.node.config import build_config
 
     overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, (field, _) in RUN_FLAGS.items()}
+    if overrides["broker_url"] is None and os.environ.get(BROKER_ENV):
+        # The environment keeps the camera's password out of the process list (`ps`).
+        overrides["broker_url"] = os.environ[BROKER_ENV]
     overrides.update(pacing=args.pacing, motion_gating=args.motion_gating, save_crops=args.save_crops)
     return build_config(args.config, **overrides)
 
@@ -58,16 +64,19 @@ def register(sub) -> None:
     p.set_defaults(func=_run)
 
     s = sub.add_parser("sim", help="run N edge nodes as separate processes against one broker")
-    s.add_argument("--cameras", type=int, required=True, help="number of edge nodes")
-    s.add_argument("--camera-prefix", default="cam", help="camera ids are <prefix>-<n> (n from 1)")
+    s.add_argument("--cameras", type=int, default=None, help="number of edge nodes (default: every camera of --registry)")
+    s.add_argument("--camera-prefix", default="cam", help="without --registry, camera ids are <prefix>-<n> (n from 1)")
     s.add_argument(
         "--broker",
         required=True,
-        help="broker URL; {camera} and {password} are filled per camera, e.g. mqtt://{camera}:{password}@127.0.0.1:1884",
+        help="broker URL; {camera} and {password} are filled per camera, e.g. mqtt://{camera}:{password}@127.0.0.1:1884; "
+        "with --registry: mqtt://host:port (each camera logs in with its registry login)",
     )
     s.add_argument("--passwords", help="YAML mapping camera id -> password (for {password} in --broker)")
+    s.add_argument("--registry", help="registry YAML: cameras, their agencies and logins (with --secrets)")
+    s.add_argument("--secrets", help="secrets directory of the registry's credentials (broker-config writes it)")
     s.add_argument("--source", default="synthetic:default", help="source for every camera; synthetic sources get seed=<n>")
-    s.add_argument("--agency-id", required=True)
+    s.add_argument("--agency-id", default=None, help="operating agency of every camera (default: from --registry)")
     s.add_argument("--output-dir", default="edge-data", help="each camera uses <output-dir>/<camera-id>")
     s.add_argument("--json", action="store_true")
     s.add_argument("run_args", nargs=argparse.REMAINDER, help="after --: more `alpr-edge run` flags for every camera")

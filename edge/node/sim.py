@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+from edge.node.commands import BROKER_ENV
+
 
 def camera_ids(prefix: str, n: int) -> list[str]:
     return [f"{prefix}-{i}" for i in range(1, n + 1)]
@@ -23,31 +25,76 @@ def camera_source(source: str, index: int) -> str:
     return source
 
 
-def run_sim(args) -> int:
+def plan_cameras(args) -> list[tuple[str, str, str]]:
+    """(camera id, agency id, broker URL with its login) per camera to start."""
     import yaml
 
-    from edge.bench.report import print_json_last, print_table
+    from edge.transport.mqtt import parse_broker_url
 
-    if args.cameras < 1:
-        print("alpr-edge sim: --cameras must be at least 1", file=sys.stderr)
-        return 2
+    if args.registry:
+        from edge.policy.registry import RegistryError, Secrets, load_registry
+
+        try:
+            reg = load_registry(args.registry)
+            cams = reg.cameras[: args.cameras] if args.cameras else reg.cameras
+            if not cams:
+                raise ValueError(f"{args.registry}: no cameras")
+            if args.cameras and args.cameras > len(cams):
+                raise ValueError(f"--cameras {args.cameras}: the registry has {len(cams)} cameras")
+            parse_broker_url(args.broker)  # a clear error before any process starts
+            secrets = Secrets(args.secrets)
+            out = []
+            for c in cams:
+                url = _with_login(args.broker, c.username, secrets.password(c))
+                out.append((c.id, args.agency_id or c.agency, url))
+            return out
+        except RegistryError as err:
+            raise ValueError(str(err)) from None
+    if not args.cameras or args.cameras < 1:
+        raise ValueError("--cameras must be at least 1 (or give --registry)")
+    if not args.agency_id:
+        raise ValueError("--agency-id is required without --registry")
     passwords: dict = {}
     if args.passwords:
         passwords = yaml.safe_load(Path(args.passwords).read_text()) or {}
+    out = []
+    for cam in camera_ids(args.camera_prefix, args.cameras):
+        if "{password}" in args.broker and cam not in passwords:
+            raise ValueError(f"no password for {cam} in {args.passwords}")
+        url = args.broker.replace("{camera}", cam).replace("{password}", str(passwords.get(cam, "")))
+        parse_broker_url(url)
+        out.append((cam, args.agency_id, url))
+    return out
+
+
+def _with_login(url: str, username: str, password: str) -> str:
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    u = urlsplit(url)
+    host = u.hostname + (f":{u.port}" if u.port else "")
+    return urlunsplit(u._replace(netloc=f"{quote(username, safe='')}:{quote(password, safe='')}@{host}"))
+
+
+def run_sim(args) -> int:
+    from edge.bench.report import print_json_last, print_table
+
+    try:
+        plan = plan_cameras(args)
+    except (ValueError, OSError) as err:
+        print(f"alpr-edge sim: {err}", file=sys.stderr)
+        return 2
     extra = [a for a in args.run_args if a != "--"]
     procs: list[tuple[str, subprocess.Popen]] = []
-    for i, cam in enumerate(camera_ids(args.camera_prefix, args.cameras), start=1):
-        if "{password}" in args.broker and cam not in passwords:
-            print(f"alpr-edge sim: no password for {cam} in {args.passwords}", file=sys.stderr)
-            return 2
-        url = args.broker.replace("{camera}", cam).replace("{password}", str(passwords.get(cam, "")))
+    for i, (cam, agency, url) in enumerate(plan, start=1):
         cmd = [
             sys.executable, "-m", "edge.cli", "run",
-            "--camera-id", cam, "--agency-id", args.agency_id, "--broker", url,
+            "--camera-id", cam, "--agency-id", agency,
             "--source", camera_source(args.source, i),
             "--output-dir", str(Path(args.output_dir) / cam), "--no-progress", "--json", *extra,
         ]  # fmt: skip
-        procs.append((cam, subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)))
+        # The URL (with the camera's password) goes through the environment, not the command line.
+        env = {**os.environ, BROKER_ENV: url}
+        procs.append((cam, subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)))
 
     stopping = threading.Event()
 
@@ -73,10 +120,10 @@ def run_sim(args) -> int:
         rc = rc or p.returncode
         rows.append([cam, p.returncode, summary.get("frames", 0), summary.get("fps", 0.0), summary.get("reads", 0), summary.get("acked", 0), summary.get("outbox_waiting", 0)])
     wall = time.monotonic() - t0
-    print_table(f"alpr-edge sim: {args.cameras} cameras, {wall:.1f} s", ["camera", "exit", "frames", "fps", "reads", "acked", "outbox"], rows)
+    print_table(f"alpr-edge sim: {len(procs)} cameras, {wall:.1f} s", ["camera", "exit", "frames", "fps", "reads", "acked", "outbox"], rows)
     if args.json:
         print_json_last({
-            "cameras": args.cameras,
+            "cameras": len(procs),
             "wall_s": round(wall, 2),
             "reads": sum(r.get("reads", 0) for r in results.values()),
             "acked": sum(r.get("acked", 0) for r in results.values()),
