@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -386,3 +387,42 @@ def test_gate_refuses_to_start_on_a_bad_registry_policy_or_login(mosquitto, tmp_
     for args, code, message in cases:
         r = subprocess.run(base + args, capture_output=True, text=True, timeout=60)
         assert r.returncode == code and message in r.stderr, (args, r.returncode, r.stderr[-1000:])
+
+
+class _FailingAudit(SQLiteAuditStore):
+    def append(self, records, done_keys=()):
+        raise sqlite3.OperationalError("disk I/O error")
+
+
+def test_gate_fails_closed_when_the_audit_log_cannot_be_written(mosquitto, tmp_path):
+    """No audit, no forward and no acknowledgement: the next gate gets the reads and shares them."""
+    agencies = Agencies(mosquitto)
+    cam = transport.connect(url(mosquitto, "cam-1"), "t-cam-1")
+    broken = _FailingAudit(tmp_path / "broken.db")
+    gate = Gate(mosquitto.registry, load_policy(), url(mosquitto, "gate"), broken, GateConfig(gate_id="g1")).start()
+    try:
+        reads = [make_read() for _ in range(20)]
+        publish(cam, "alpr/raw/cam-1", [r.to_json() for r in reads])
+        deadline = time.monotonic() + 10
+        while gate.error is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert isinstance(gate.error, sqlite3.OperationalError)
+        time.sleep(0.3)
+        for a in ALLOWED_AGENCIES | REFUSED_AGENCIES:
+            assert agencies.cols[a].count() == 0 and agencies.leaks(a) == 0, a
+        gate.stop()
+        good = SQLiteAuditStore(tmp_path / "audit.db")
+        gate = Gate(mosquitto.registry, load_policy(), url(mosquitto, "gate"), good, GateConfig(gate_id="g1")).start()
+        ids = {r.read_id for r in reads}
+        for a in ALLOWED_AGENCIES:
+            assert agencies.wait_ids(a, ids), a
+        time.sleep(0.3)
+        for a in ALLOWED_AGENCIES:
+            assert sorted(agencies.read_ids(a)) == sorted(ids)
+        for a in REFUSED_AGENCIES:
+            assert agencies.leaks(a) == 0
+        assert good.verify().records == 20
+    finally:
+        gate.stop()
+        transport.close(cam)
+        agencies.stop()
