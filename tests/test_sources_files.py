@@ -132,3 +132,20 @@ def test_video_ground_truth_next_to_it(tmp_path):
     assert frames[1].labels[0].plate == "ABC123" and frames[1].labels[0].track == 4
     assert frames[1].labels[0].box == (1, 1, 11, 6)
     assert list(VideoFileSource(tmp_path / "video.avi", ground_truth=False))[1].labels is None
+
+
+def test_live_reader_drops_oldest_when_the_pipeline_lags():
+    from datetime import datetime, timezone
+
+    from edge.sources.base import Frame
+
+    frames = (Frame(i, np.zeros((2, 2, 3), np.uint8), i / 10, datetime.now(timezone.utc)) for i in range(50))
+    reader = ReaderThread(frames, maxsize=4, drop_oldest=True)
+    import time
+
+    time.sleep(0.3)  # the "camera" runs on while nobody reads
+    got = []
+    while (f := reader.get(timeout=5)) is not None:
+        got.append(f.index)
+    assert reader.dropped > 0 and got[-1] == 49 and got == sorted(got)
+    assert len(got) + reader.dropped == 50
