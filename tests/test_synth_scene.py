@@ -135,7 +135,8 @@ def test_cli_writes_video_and_ground_truth(tmp_path, capsys):
     scen = tmp_path / "s.yaml"
     scen.write_text(yaml.safe_dump({**SMALL, "duration_s": 2.0}))
     out = tmp_path / "out"
-    assert main(["synth", "scene", str(scen), "--out", str(out), "--format", "avi", "--json"]) == 0
+    assert main(["synth", "scene", str(scen), "--out", str(out), "--format", "avi", "--frames-every", "3",
+                 "--json"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["frames"] == 10 and Path(summary["video"]).is_file()
     lines = (out / "ground_truth.jsonl").read_text().splitlines()
@@ -194,3 +195,23 @@ def test_long_shutter_blurs_moving_plates():
         return float(np.mean(grads))
 
     assert plate_sharpness(1 / 30) < 0.8 * plate_sharpness(1e-5)
+
+
+def test_frames_folder_uses_the_real_frames_label_format(tmp_path):
+    import csv
+
+    from edge.synth.scene import render_scene_to_dir
+
+    s = parse_scenario({**SMALL, "duration_s": 2.0})
+    summary = render_scene_to_dir(s, tmp_path, container="avi", frames_every=2, min_plate_px=10)
+    rows = list(csv.DictReader(open(tmp_path / "frames" / "labels.csv")))
+    assert summary["frame_labels"] == len(rows) > 0
+    assert list(rows[0]) == ["file", "x", "y", "w", "h", "plate"]
+    gt = [json.loads(x) for x in (tmp_path / "ground_truth.jsonl").read_text().splitlines()]
+    for r in rows:
+        frame_no = int(r["file"].rsplit("-", 1)[1].split(".")[0])
+        assert frame_no % 2 == 0 and (tmp_path / "frames" / r["file"]).is_file()
+        w, h = int(r["w"]), int(r["h"])
+        assert abs(w - 2 * h) <= 1  # 2:1 boxes like the real labels
+        match = [p for p in gt[frame_no]["plates"] if p["plate"] == r["plate"]]
+        assert match and abs(match[0]["box"][0] - int(r["x"])) <= 1

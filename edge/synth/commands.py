@@ -34,6 +34,10 @@ def register(sub) -> None:
     sc.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     sc.add_argument("--duration", type=float, default=None, help="override the scenario's duration (seconds)")
     sc.add_argument("--format", choices=["mp4", "avi"], default="mp4", help="video container (default mp4)")
+    sc.add_argument("--frames-every", type=int, default=0, metavar="K",
+                    help="also write every K-th frame as JPEG + labels.csv (file,x,y,w,h,plate) into OUT/frames")
+    sc.add_argument("--min-plate-px", type=float, default=12.0,
+                    help="label plates at least this wide in OUT/frames/labels.csv (default 12)")
     sc.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
     sc.set_defaults(func=_scene)
 
@@ -137,7 +141,10 @@ def _scene(args: argparse.Namespace) -> int:
         raise SystemExit(f"synth scene: {err}") from None
     if args.duration is not None:
         scenario = scenario.model_copy(update={"duration_s": float(args.duration)})
-    summary = render_scene_to_dir(scenario, args.out, seed=args.seed, container=args.format)
+    if args.frames_every < 0:
+        raise SystemExit("synth scene: --frames-every must be >= 0")
+    summary = render_scene_to_dir(scenario, args.out, seed=args.seed, container=args.format,
+                                  frames_every=args.frames_every, min_plate_px=args.min_plate_px)
 
     from edge.bench.report import print_json_last, print_table
 

@@ -1016,8 +1016,20 @@ def iter_scene_frames(scenario: Scenario | str | Path, seed: int | None = None) 
     yield from SceneRenderer(scenario, seed)
 
 
-def render_scene_to_dir(scenario: Scenario, out: str | Path, seed: int | None = None, container: str = "mp4") -> dict:
-    """Write `video.mp4` (or .avi), `ground_truth.jsonl` (one line per frame) and `scenario.json` into `out`."""
+def render_scene_to_dir(
+    scenario: Scenario,
+    out: str | Path,
+    seed: int | None = None,
+    container: str = "mp4",
+    frames_every: int = 0,
+    min_plate_px: float = 12.0,
+) -> dict:
+    """Write `video.mp4` (or .avi), `ground_truth.jsonl` (one line per frame) and `scenario.json` into `out`.
+
+    With `frames_every` = K > 0, every K-th frame is also written to `out/frames/` as a JPEG with a
+    `labels.csv` (`file,x,y,w,h,plate`, the real frames folder's format: 2:1 boxes, one row per plate
+    at least `min_plate_px` wide), so the detector benches and training can read it.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -1031,17 +1043,35 @@ def render_scene_to_dir(scenario: Scenario, out: str | Path, seed: int | None = 
         raise RuntimeError(f"OpenCV cannot write {video} (codec {'mp4v' if container == 'mp4' else 'MJPG'})")
     sightings, seen = 0, set()
     render_s = 0.0
+    label_rows: list[tuple] = []
+    if frames_every > 0:
+        (out / "frames").mkdir(exist_ok=True)
     with open(out / "ground_truth.jsonl", "w") as gt:
         for i in range(r.frames):
             a = time.perf_counter()
             frame, truths = r.render_frame(i)
             render_s += time.perf_counter() - a
             writer.write(frame)
+            if frames_every > 0 and i % frames_every == 0:
+                name = f"{scenario.name}-{r.seed}-{i:06d}.jpg"
+                cv2.imwrite(str(out / "frames" / name), frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
+                for tr in truths:
+                    if tr.width_px >= min_plate_px:
+                        x0, y0, x1, y1 = tr.box
+                        label_rows.append((name, int(round(x0)), int(round(y0)), int(round(x1 - x0)),
+                                           int(round(y1 - y0)), tr.plate))
             sightings += len(truths)
             seen.update(tr.vehicle_id for tr in truths)
             gt.write(json.dumps({"frame": i, "t": round(i / scenario.camera.fps, 4),
                                  "plates": [tr.to_dict() for tr in truths]}) + "\n")
     writer.release()
+    if frames_every > 0:
+        import csv
+
+        with open(out / "frames" / "labels.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["file", "x", "y", "w", "h", "plate"])
+            w.writerows(label_rows)
     (out / "scenario.json").write_text(json.dumps({"seed": r.seed, **scenario.model_dump(mode="json")}, indent=2))
     return {
         "scenario": scenario.name,
@@ -1056,4 +1086,6 @@ def render_scene_to_dir(scenario: Scenario, out: str | Path, seed: int | None = 
         "render_fps": round(r.frames / max(render_s, 1e-9), 2),
         "video": str(video),
         "ground_truth": str(out / "ground_truth.jsonl"),
+        "frames_dir": str(out / "frames") if frames_every > 0 else None,
+        "frame_labels": len(label_rows),
     }
