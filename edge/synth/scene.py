@@ -286,7 +286,7 @@ def _layout(s: Scenario) -> _Layout:
     return _Layout(lo, hi, centers, dirs)
 
 
-def _warp_image(frame: np.ndarray, img: np.ndarray, corners: np.ndarray, cam: PinholeCamera | None = None) -> None:
+def _warp_image(frame: np.ndarray, img: np.ndarray, corners: np.ndarray) -> None:
     """Warp a BGR image onto projected corners (TL, TR, BR, BL) of `frame`, in place."""
     h, w = frame.shape[:2]
     c = np.asarray(corners, np.float32)
@@ -320,7 +320,6 @@ def _facade_image(rng: np.random.Generator, shop: str | None) -> np.ndarray:
     h, w = 256, 384
     base = rng.uniform(60, 200, 3)
     img = np.zeros((h, w, 3), np.float32) + base.astype(np.float32)
-    img += _noise_texture(rng, 256, (8, 64), (6, 4))[:, :, None][:, :1].repeat(w, 1) * 0  # keep cheap
     win = np.array([90, 70, 50], np.float32) + rng.uniform(-20, 20, 3).astype(np.float32)
     for y in range(24, h - 90, 56):
         for x in range(16, w - 40, 52):
