@@ -1,0 +1,159 @@
+"""Faults on the real path (Mosquitto with persistence, the gate process, camera outboxes): nothing lost,
+nothing shared twice or with a refused agency, and a broken audit store stops the gate instead of
+letting an unaudited read through.
+
+Every wait polls a condition against a generous deadline: the machine may be busy.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ALLOWED_AGENCIES, REFUSED_AGENCIES, TEST_REGISTRY
+from edge.policy.audit import SQLiteAuditStore
+from edge.policy.gate import Gate, GateConfig
+from edge.policy.policy import load_policy
+from edge.schema import ReadEvent, new_read_id
+from edge.transport import mqtt as transport
+
+
+def make_read(camera_id="cam-1", agency_id="sac-pd") -> ReadEvent:
+    return ReadEvent(read_id=new_read_id(), camera_id=camera_id, agency_id=agency_id,
+                     captured_at=datetime.now(timezone.utc), plate="7ABC123", confidence=0.9,
+                     char_confidence=[0.9] * 7, box={"x": 1, "y": 2, "w": 30, "h": 10})
+
+
+def url(broker, who):
+    return transport.parse_broker_url(broker.url(who))
+
+
+def wait_until(cond, timeout=30.0, step=0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+class AgencyLogins:
+    """Each agency logged in with a persistent session, on its own topic and on '#'."""
+
+    def __init__(self, broker):
+        self.logins = {}
+        for a in ALLOWED_AGENCIES | REFUSED_AGENCIES:
+            for sub in (f"alpr/share/{a}/#", "#"):
+                msgs: list = []
+                client = transport.connect(url(broker, a), f"rel-{a}-{'own' if '#' != sub else 'all'}",
+                                           clean_start=False, session_expiry_s=600, subscriptions=[(sub, 1)],
+                                           on_message=lambda c, u, m, msgs=msgs: msgs.append((m.topic, m.payload)))
+                self.logins[(a, sub)] = (client, msgs)
+
+    def ids(self, agency) -> list[str]:
+        _c, msgs = self.logins[(agency, f"alpr/share/{agency}/#")]
+        return [json.loads(p)["read"]["read_id"] for _t, p in list(msgs)]
+
+    def leaks(self) -> int:
+        n = 0
+        for (a, _sub), (_c, msgs) in self.logins.items():
+            for topic, _p in list(msgs):
+                if a in REFUSED_AGENCIES or topic != f"alpr/share/{a}/reads":
+                    n += 1
+        return n
+
+    def close(self):
+        for c, _m in self.logins.values():
+            transport.close(c)
+
+
+# -- MQTT wrapper ------------------------------------------------------------------------------------
+
+def test_a_publish_made_while_the_broker_is_down_is_acknowledged_after_it_returns(mosquitto):
+    """Regression: wait_published raised RuntimeError for it (paho keeps rc NO_CONN), which crashed
+    a gate that published forwards at the moment the broker went away."""
+    agency = transport.connect(url(mosquitto, "sac-pd"), "rel-sac-pd", clean_start=False, session_expiry_s=600,
+                               subscriptions=[("alpr/share/sac-pd/#", 1)])
+    got: list = []
+    agency.on_message = lambda c, u, m: got.append(m.payload)
+    gate = transport.connect(url(mosquitto, "gate"), "rel-gate-pub", clean_start=False, session_expiry_s=600)
+    try:
+        mosquitto.stop()
+        assert wait_until(lambda: not gate.is_connected(), 10)
+        info = gate.publish("alpr/share/sac-pd/reads", b"while-down", qos=1)
+        assert info.rc == 4  # MQTT_ERR_NO_CONN: paho queued it
+        mosquitto.start()
+        assert transport.wait_published([info], timeout=30)
+        assert wait_until(lambda: got == [b"while-down"], 20), got
+    finally:
+        transport.close(gate)
+        transport.close(agency)
+
+
+# -- the gate process -------------------------------------------------------------------------------
+
+def write_registry(tmp_path: Path) -> Path:
+    p = tmp_path / "registry.yaml"
+    p.write_text(yaml.safe_dump(TEST_REGISTRY))
+    return p
+
+
+def start_gate(broker, tmp_path, *extra, gate_id="g1") -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "edge.cli", "gate", "--registry", str(write_registry(tmp_path)),
+           "--broker", broker.url(), "--secrets", str(broker.directory / "secrets"),
+           "--audit", str(tmp_path / "audit.db"), "--gate-id", gate_id, "--batch-ms", "10", *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    assert line.startswith(f"gate {gate_id}:"), line + proc.stderr.read()
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    return proc
+
+
+def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_reads_published_after_a_broker_restart_wait_for_the_gate(mosquitto, tmp_path):
+    """The gate is away while the broker restarts; a camera publishes before the gate is back.
+
+    Mosquitto 2.0 does not restore a *shared* subscription ($share/...) from its persistence file, so
+    with one the camera's read (PUBACKed, deleted from its outbox) was dropped: the gate's default is
+    a plain subscription, which the broker restores and queues for.
+    """
+    gate = start_gate(mosquitto, tmp_path)
+    agencies = AgencyLogins(mosquitto)
+    try:
+        first = make_read()
+        cam = transport.connect(url(mosquitto, "cam-1"), "rel-cam-1")
+        transport.wait_published([cam.publish("alpr/raw/cam-1", first.to_json(), qos=1)])
+        assert wait_until(lambda: first.read_id in agencies.ids("sac-pd"))
+        stop(gate)
+        mosquitto.restart()
+        assert wait_until(cam.is_connected, 30)
+        later = [make_read() for _ in range(5)]
+        assert transport.wait_published([cam.publish("alpr/raw/cam-1", r.to_json(), qos=1) for r in later], 30)
+        transport.close(cam)
+        gate = start_gate(mosquitto, tmp_path)
+        want = {r.read_id for r in later} | {first.read_id}
+        for a in ALLOWED_AGENCIES:
+            assert wait_until(lambda: want <= set(agencies.ids(a)), 30), f"{a}: lost {want - set(agencies.ids(a))}"
+        assert agencies.leaks() == 0
+    finally:
+        stop(gate)
+        agencies.close()
