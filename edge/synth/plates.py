@@ -151,8 +151,8 @@ def _lerp(region: np.ndarray, color: np.ndarray, alpha: np.ndarray) -> None:
     cv2.blendLinear(region, _solid(np.asarray(color, np.float32).tobytes(), h, w), 1.0 - alpha, alpha, dst=region)
 
 
-@lru_cache(maxsize=4096)
-def _solid(color: bytes, h: int, w: int) -> np.ndarray:
+@lru_cache(maxsize=512)
+def _solid(color: bytes, h: int, w: int) -> np.ndarray:  # bounded: up to ~64 KB each
     out = np.empty((h, w, 3), np.float32)
     out[:] = np.frombuffer(color, np.float32)
     out.flags.writeable = False
