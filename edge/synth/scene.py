@@ -1038,8 +1038,11 @@ def render_scene_to_dir(
     video = out / f"video.{container}"
     fourcc = cv2.VideoWriter_fourcc(*("mp4v" if container == "mp4" else "MJPG"))
     writer = cv2.VideoWriter(str(video), fourcc, float(scenario.camera.fps), (W, H))
+    if not writer.isOpened() and container == "mp4":  # an OpenCV build without an MP4 muxer: Motion-JPEG AVI
+        video = out / "video.avi"
+        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), float(scenario.camera.fps), (W, H))
     if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {video} (codec {'mp4v' if container == 'mp4' else 'MJPG'})")
+        raise RuntimeError(f"OpenCV cannot write {video}")
     sightings, seen = 0, set()
     render_s = 0.0
     label_rows: list[tuple] = []
