@@ -215,3 +215,13 @@ def test_frames_folder_uses_the_real_frames_label_format(tmp_path):
         assert abs(w - 2 * h) <= 1  # 2:1 boxes like the real labels
         match = [p for p in gt[frame_no]["plates"] if p["plate"] == r["plate"]]
         assert match and abs(match[0]["box"][0] - int(r["x"])) <= 1
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_example_scenarios_render_at_low_resolution(path):
+    s = load_scenario(path)
+    small = s.model_copy(update={"camera": s.camera.model_copy(update={"width": 480, "height": 270}),
+                                 "duration_s": min(s.duration_s, 6.0)})
+    r = SceneRenderer(small)
+    sightings = sum(len(r.render_frame(i)[1]) for i in range(0, r.frames, max(1, r.frames // 8)))
+    assert sightings > 0, "an example scenario should show plates"
