@@ -4,7 +4,7 @@ Three entry points:
 
 * `render_plates(n, rng, size=(64, 128), states=None, degrade=True) -> PlateBatch`: labelled plate
   crops at OCR input size, a tight-ish crop around the whole plate with jitter, like the real crops
-  (whole plate visible, roughly 2:1). This is the OCR training source.
+  (whole plate visible, roughly 2:1), with where each plate's corners landed. The OCR training source.
 * `render_plate_images(n, rng, height=120, states=None)`: clean, un-warped full plates
   (BGR, height x 2*height) with their text and state, for compositing into scenes.
 * `composite_plate(background, plate, corners)`: warps a plate onto four corners of a frame
