@@ -55,6 +55,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.add_argument("--synth-pool", type=int, default=3000, help="synthetic plates kept in memory, refreshed while training")
     p.add_argument("--synth-refresh", type=int, default=6, help="new synthetic plates rendered per batch")
+    p.add_argument("--synth-stacked", type=float, default=0.0,
+                   help="chance of small stacked side characters on any synthetic plate (left out of the label)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="start from the (EMA) weights of another run's checkpoint, with a fresh schedule")
     args = p.parse_args(argv)
     if not 0.0 <= args.synth_fraction <= 1.0:
         p.error("--synth-fraction must be within [0, 1]")
@@ -66,12 +70,32 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 class SynthSource:
-    """Synthetic plates from edge/synth, rendered at the augmentation work size."""
+    """Synthetic plates from edge/synth, rendered at the augmentation work size.
 
-    def __init__(self, work_hw: tuple[int, int]):
-        from edge.synth.plates import render_plates  # the synth area's renderer
+    stacked: chance that any state's serial gets two small stacked characters in front. The real
+    crop labels leave such side characters out (Idaho's "6C" over/under reads "8862"; Vermont's
+    vertical "TRK" is not in "19012"), so here the label leaves them out too, whatever the
+    renderer's own convention: the model learns to skip them, as the labels it is measured on do.
+    """
 
-        self._render = render_plates
+    def __init__(self, work_hw: tuple[int, int], stacked: float = 0.0):
+        import dataclasses
+
+        from edge.synth import plates
+
+        original = getattr(plates.random_serial, "original", plates.random_serial)
+
+        def serial_as_labelled(style, rng):
+            if stacked > 0 and style.stacked < stacked:
+                style = dataclasses.replace(style, stacked=stacked)
+            layout, text = original(style, rng)
+            if layout.startswith("^"):  # '^xy': x over y, drawn small before the serial
+                text = "".join(ch for ch in layout[3:] if ch.isalnum())
+            return layout, text
+
+        serial_as_labelled.original = original
+        plates.random_serial = serial_as_labelled  # this (training) process only
+        self._render = plates.render_plates
         self.work_hw = work_hw
 
     def render(self, n: int, rng: np.random.Generator):
@@ -97,7 +121,7 @@ def batch_stream(args, start_step: int, worker_seed: int):
     # a "00000" plate): those teach the model nothing right, so they are left out of training.
     keep = [i for i, t in enumerate(real.texts) if len(t) >= 2]
     need_synth = args.synth_fraction > 0 or args.synth_only_steps > 0
-    synth = SynthSource(work_hw) if need_synth else None
+    synth = SynthSource(work_hw, args.synth_stacked) if need_synth else None
     pool_imgs, pool_texts = [], []
     if synth is not None:
         t0 = time.perf_counter()
@@ -256,13 +280,14 @@ class Ema:
     def __init__(self, model, decay: float = 0.998):
         self.model = copy.deepcopy(model).eval()
         self.decay = decay
+        self.warm = False  # a fresh model's average starts short; an initialized one need not
         for p in self.model.parameters():
             p.requires_grad_(False)
 
     def update(self, model, step: int) -> None:
         import torch
 
-        d = min(self.decay, (1 + step) / (10 + step))
+        d = self.decay if self.warm else min(self.decay, (1 + step) / (10 + step))
         with torch.no_grad():
             for e, m in zip(self.model.state_dict().values(), model.state_dict().values()):
                 if e.dtype.is_floating_point:
@@ -297,6 +322,12 @@ def train(args) -> dict:
         log.info("resumed from %s at step %d (%.1f min trained)", ckpt_path, step, trained_s / 60)
     elif args.resume:
         log.info("--resume: no %s yet, starting fresh", ckpt_path)
+    if step == 0 and args.init is not None:
+        ck = torch.load(args.init, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["ema"])
+        ema.model.load_state_dict(ck["ema"])
+        ema.warm = True
+        log.info("initialized from %s (step %d of that run)", args.init, ck["step"])
 
     val = load_crops(args.crops, "val")
     train_set = load_crops(args.crops, "train")
