@@ -195,7 +195,10 @@ class SQLiteAuditStore(AuditStore):
                     c.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, h))
                 c.execute("COMMIT")
             except BaseException:
-                c.execute("ROLLBACK")
+                # SQLite has already rolled back on some errors (SQLITE_FULL): a second ROLLBACK
+                # would raise "no transaction is active" and hide the real cause.
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
                 raise
         return AppendResult(head_seq + 1, len(rows), existing)
 
