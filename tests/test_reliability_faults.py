@@ -157,3 +157,62 @@ def test_reads_published_after_a_broker_restart_wait_for_the_gate(mosquitto, tmp
     finally:
         stop(gate)
         agencies.close()
+
+
+# -- audit store full or read-only: the gate stops, forwards nothing unaudited, loses nothing --------
+
+def _break_store(store: SQLiteAuditStore, how: str) -> None:
+    if how == "disk-full":
+        # SQLite's page limit fails exactly like a full disk (SQLITE_FULL), without filling one.
+        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+        store.conn.execute(f"PRAGMA max_page_count = {pages + 1}")
+    else:
+        # Writes fail like on a file system remounted read-only (SQLITE_READONLY); as root a chmod
+        # would not stop anything.
+        store.conn.execute("PRAGMA query_only = 1")
+
+
+@pytest.mark.parametrize("how, message", [("disk-full", "full"), ("read-only", "readonly")])
+def test_a_broken_audit_store_stops_the_gate_and_nothing_unaudited_is_forwarded(mosquitto, tmp_path, caplog, how, message):
+    agencies = AgencyLogins(mosquitto)
+    cam = transport.connect(url(mosquitto, "cam-1"), "rel-cam-1")
+    store = SQLiteAuditStore(tmp_path / "audit.db")
+    cfg = GateConfig(gate_id="g-full", shared_group=None, batch_wait_s=0.01, status_every_s=0)
+    gate = Gate(mosquitto.registry, load_policy(), url(mosquitto, "gate"), store, cfg).start()
+    try:
+        before = [make_read() for _ in range(10)]
+        transport.wait_published([cam.publish("alpr/raw/cam-1", r.to_json(), qos=1) for r in before])
+        assert wait_until(lambda: {r.read_id for r in before} <= set(agencies.ids("sac-pd")))
+        _break_store(store, how)
+        after = [make_read() for _ in range(300)]
+        for r in after:
+            cam.publish("alpr/raw/cam-1", r.to_json(), qos=1)
+            if gate.error is not None:
+                break
+        assert wait_until(lambda: gate.error is not None, 30), "the gate kept going without an audit store"
+        assert message in str(gate.error)
+        assert any("stopped on error" in rec.message for rec in caplog.records)
+        time.sleep(0.5)
+        audited = {r["read_id"] for r in store.records()}
+        for a in ALLOWED_AGENCIES:
+            forwarded = set(agencies.ids(a))
+            assert forwarded <= audited, f"{a} got reads that are not in the audit log"
+        assert agencies.leaks() == 0
+    finally:
+        gate.stop()
+        store.close()
+    # A gate with a working store (same persistent session) gets every read that was not acknowledged.
+    published = {r.read_id for r in before + after}
+    store2 = SQLiteAuditStore(tmp_path / "audit2.db")
+    gate2 = Gate(mosquitto.registry, load_policy(), url(mosquitto, "gate"), store2, cfg).start()
+    try:
+        transport.wait_published([cam.publish("alpr/raw/cam-1", r.to_json(), qos=1) for r in after], 30)
+        for a in ALLOWED_AGENCIES:
+            assert wait_until(lambda: published <= set(agencies.ids(a)), 60), \
+                f"{a}: lost {len(published - set(agencies.ids(a)))}"
+        assert agencies.leaks() == 0
+    finally:
+        gate2.stop()
+        store2.close()
+        transport.close(cam)
+        agencies.close()
