@@ -40,6 +40,7 @@ REJECT_UNKNOWN_CAMERA = "refuse:unknown-camera"
 REJECT_CAMERA_MISMATCH = "refuse:camera-topic-mismatch"
 REJECT_OWNER_MISMATCH = "refuse:agency-mismatch"
 REJECT_BAD_TOPIC = "refuse:bad-topic"
+REJECT_CLOCK_SKEW = "refuse:clock-skew"
 FORWARD_SCHEMA_VERSION = 1  # edge.schema.ForwardedRead
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
@@ -58,6 +59,9 @@ class GateConfig:
     batch_wait_s: float = 0.01  # bounds transactions (and fsyncs) to 100/s at low rates
     receive_maximum: int = 1000
     status_every_s: float = 5.0  # retained counters on alpr/gate/status/<gate id>; 0: never
+    # A read captured further in the future than this is refused (and audited): a camera clock that
+    # far ahead makes every time-based search and retention decision about the read wrong.
+    max_clock_skew_s: float = 300.0
 
 
 @dataclass
@@ -148,7 +152,8 @@ class Gate:
             for owner, allowed in self.table.allowed_by_owner.items()
         }
         self._rejected_json: dict[str, str] = {}
-        for rule in (REJECT_MALFORMED, REJECT_UNKNOWN_CAMERA, REJECT_CAMERA_MISMATCH, REJECT_OWNER_MISMATCH, REJECT_BAD_TOPIC):
+        for rule in (REJECT_MALFORMED, REJECT_UNKNOWN_CAMERA, REJECT_CAMERA_MISMATCH, REJECT_OWNER_MISMATCH, REJECT_BAD_TOPIC,
+                     REJECT_CLOCK_SKEW):
             self._rejected_json[rule] = json.dumps(
                 [[a.id, "refuse", rule, a.purpose, a.username] for a in agencies], separators=(",", ":"))
 
@@ -159,7 +164,8 @@ class Gate:
         gid = self.config.gate_id
 
         def reject(rule: str, detail: str, key=None, ev=None, owner=None) -> _Pending:
-            log.warning("gate %s refused a message on %s: %s: %s", gid, topic[:100], rule, detail[:200])
+            # %r: topics come from cameras and may hold newlines (forged log lines otherwise)
+            log.warning("gate %s refused a message on %r: %s: %s", gid, topic[:100], rule, detail[:200])
             rec = AuditRecord(now, gid, key, ev.read_id if ev else None, ev.camera_id if ev else None, owner,
                               ev.plate if ev else None, ev.captured_at.isoformat() if ev else None, topic[:200],
                               label, "rejected", self._rejected_json[rule], f"{rule}: {detail}"[:500])
@@ -183,6 +189,10 @@ class Gate:
         if ev.agency_id != camera.agency:
             return reject(REJECT_OWNER_MISMATCH, f"read says agency {ev.agency_id!r}, registry says {camera.agency!r}",
                           key, ev, camera.agency)
+        skew = (ev.captured_at - datetime.now(timezone.utc)).total_seconds()
+        if skew > self.config.max_clock_skew_s:
+            return reject(REJECT_CLOCK_SKEW, f"captured_at {ev.captured_at.isoformat()} is {skew:.0f} s ahead of the "
+                          f"gate's clock (limit {self.config.max_clock_skew_s:g} s)", key, ev, camera.agency)
         owner = camera.agency
         read_json = ev.to_json()  # re-serialized from the validated model: nothing unvalidated passes
         rec = AuditRecord(now, gid, key, ev.read_id, ev.camera_id, owner, ev.plate, ev.captured_at.isoformat(),
