@@ -93,10 +93,12 @@ def load_policy(path_or_name: str | os.PathLike = DEFAULT_POLICY) -> Policy:
             if not ref.is_file():
                 raise PolicyError(f"no policy file {source!r} and no shipped policy of that name")
             text = ref.read_text(encoding="utf-8")
-    except OSError as err:
+    except (OSError, UnicodeDecodeError) as err:  # not UTF-8 text: still the loader's own error
         raise PolicyError(f"cannot read policy {source}: {err}") from None
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise PolicyError(f"policy {source} is nested too deeply") from None
     except yaml.YAMLError as err:
         raise PolicyError(f"policy {source} is not valid YAML: {err}") from None
     return parse_policy(data, source)

@@ -122,8 +122,10 @@ def load_registry(path: str | os.PathLike) -> Registry:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
+    except (OSError, UnicodeDecodeError) as err:  # not UTF-8 text: still the loader's own error
         raise RegistryError(f"cannot read registry {path}: {err}") from None
+    except RecursionError:
+        raise RegistryError(f"registry {path} is nested too deeply") from None
     except yaml.YAMLError as err:
         raise RegistryError(f"registry {path} is not valid YAML: {err}") from None
     return parse_registry(data, source=str(path))
