@@ -24,9 +24,9 @@ SMALL = {
     "seed": 4,
     "duration_s": 3.0,
     "camera": {"width": 640, "height": 360, "fps": 5, "mount_height_m": 3.0, "distance_to_lane_m": 3.0,
-               "horizontal_angle_deg": 12, "vertical_angle_deg": 9, "hfov_deg": 28, "shutter_s": 0.00001,
+               "horizontal_angle_deg": 12, "vertical_angle_deg": 8, "hfov_deg": 24, "shutter_s": 0.00001,
                "timestamp_overlay": False},
-    "traffic": {"vehicles_per_minute": 60, "speed_kmh": [30, 40], "lanes": 2, "direction": "both"},
+    "traffic": {"vehicles_per_minute": 120, "speed_kmh": [40, 50], "lanes": 2, "direction": "both"},
     "scene": {"kind": "city", "clutter": 0.3},
     "weather": {"noise_sigma": 0},
 }
@@ -96,8 +96,13 @@ def test_ground_truth_is_where_the_plate_really_is():
             assert abs(yi0 + ys.min() - y0) <= 2.5 and abs(yi0 + ys.max() - y1) <= 2.5, (i, tr)
             assert len(tr.plate) >= 2 and tr.plate.isalnum() and tr.state
             checked += 1
-        # and no visible plate is missing from the truth (beyond a few hidden/tiny fringes)
-        assert (m & ~claimed).sum() <= 30, i
+        # and no visible plate is missing from the truth (beyond tiny fringes of hidden ones); plates cut
+        # by the frame edge are reported only when at least half of them is inside
+        n, lab, stats, _ = cv2.connectedComponentsWithStats((m & ~claimed).astype(np.uint8), connectivity=8)
+        H, W = m.shape
+        inner = [k for k in range(1, n) if stats[k, 0] > 0 and stats[k, 1] > 0
+                 and stats[k, 0] + stats[k, 2] < W and stats[k, 1] + stats[k, 3] < H]
+        assert sum(stats[k, cv2.CC_STAT_AREA] for k in inner) <= 30, i
     assert checked >= 3
 
 
@@ -220,8 +225,7 @@ def test_frames_folder_uses_the_real_frames_label_format(tmp_path):
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_scenarios_render_at_low_resolution(path):
     s = load_scenario(path)
-    small = s.model_copy(update={"camera": s.camera.model_copy(update={"width": 480, "height": 270}),
-                                 "duration_s": min(s.duration_s, 6.0)})
+    small = s.model_copy(update={"camera": s.camera.model_copy(update={"width": 480, "height": 270})})
     r = SceneRenderer(small)
-    sightings = sum(len(r.render_frame(i)[1]) for i in range(0, r.frames, max(1, r.frames // 8)))
+    sightings = sum(len(r.render_frame(i)[1]) for i in range(0, r.frames, max(1, r.frames // 10)))
     assert sightings > 0, "an example scenario should show plates"

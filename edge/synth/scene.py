@@ -574,6 +574,10 @@ class Vehicle:
         return stop_at + self.direction * self.speed * (dt - t_arrive - stop_s)
 
 
+_KINDS = ("car", "suv", "hatch", "pickup", "van")
+_KIND_CUM = np.cumsum([0.42, 0.28, 0.12, 0.11, 0.07])[:-1]
+_DIMS = {"car": (4.6, 1.8, 1.45), "suv": (4.8, 1.9, 1.75), "hatch": (4.2, 1.78, 1.5), "pickup": (5.6, 2.0, 1.9),
+         "van": (5.2, 2.0, 2.1), "truck": (7.5, 2.4, 3.2)}
 _PAINTS = [(30, 30, 30), (230, 230, 230), (180, 180, 185), (120, 120, 125), (40, 40, 160), (140, 60, 20), (30, 60, 30),
            (200, 200, 200), (20, 20, 90), (60, 90, 140), (20, 20, 20), (170, 150, 130)]
 
@@ -586,10 +590,11 @@ def plan_traffic(s: Scenario, rng: np.random.Generator, plate_height: int) -> li
     if t.vehicles_per_minute <= 0:
         return vehicles
     rate = t.vehicles_per_minute / 60.0 / t.lanes
-    y_far = 120.0
     vid = 0
     for lane, (xc, direction) in enumerate(zip(lay.lane_centers, lay.lane_dirs)):
         lane_speed = rng.uniform(*t.speed_kmh) / 3.6
+        # enter about 12 s away (40-120 m): slow traffic does not crawl in from far beyond the view
+        y_far = float(np.clip(lane_speed * 12.0, 40.0, 120.0))
         y_start = y_far if direction < 0 else -10.0
         travel_s = (y_far + 10.0) / lane_speed + (t.stop_s if t.stop_at_m is not None else 0.0)
         tcur = -travel_s * rng.uniform(0.2, 0.9)  # start mid-stream: some vehicles are already in view
@@ -598,9 +603,11 @@ def plan_traffic(s: Scenario, rng: np.random.Generator, plate_height: int) -> li
             tcur += rng.exponential(1.0 / rate)
             if tcur > s.duration_s:
                 break
-            kind = "truck" if rng.random() < t.truck_share else ("suv" if rng.random() < 0.35 else ("van" if rng.random() < 0.1 else "car"))
-            length, width, height = {"car": (4.5, 1.8, 1.45), "suv": (4.8, 1.9, 1.75), "van": (5.2, 2.0, 2.1),
-                                     "truck": (7.5, 2.4, 3.2)}[kind]
+            if rng.random() < t.truck_share:
+                kind = "truck"
+            else:  # US light-vehicle mix, roughly
+                kind = _KINDS[int(np.searchsorted(_KIND_CUM, rng.random(), side="right"))]
+            length, width, height = _DIMS[kind]
             length *= rng.uniform(0.92, 1.08)
             speed = lane_speed * rng.uniform(0.97, 1.03)
             gap = (length + 8.0) / speed + (t.stop_s if t.stop_at_m is not None else 0.0)
@@ -645,7 +652,8 @@ class PlateTruth:
     corners: 4 x [x, y] pixels, top-left, top-right, bottom-right, bottom-left of the plate.
     box: [x1, y1, x2, y2] axis-aligned with w = 2h around the plate (the real frame labels' convention).
     tight_box: [x1, y1, x2, y2] bounding box of the corners.
-    visibility: fraction of the plate not hidden by a nearer vehicle (only >= 0.5 are reported).
+    visibility: fraction of the plate inside the frame and not hidden by a nearer vehicle (sampled on a
+        4 x 3 grid); only plates with visibility >= 0.5 are reported.
     """
 
     frame: int
@@ -822,13 +830,16 @@ class SceneRenderer:
         elif v.kind == "van":
             boxes.append((x0, x1, y0, y1, 0.3, v.height, "van"))
         else:
-            body_h = 0.95 if v.kind == "car" else 1.1
-            boxes.append((x0, x1, y0, y1, 0.28, body_h, "body"))
+            body_h = {"car": 0.95, "hatch": 0.95, "suv": 1.1, "pickup": 1.15}.get(v.kind, 1.0)
+            boxes.append((x0, x1, y0, y1, 0.28 if v.kind in ("car", "hatch") else 0.4, body_h, "body"))
             inset = 0.12
-            if toward:
-                cy0, cy1 = y0 + 0.32 * v.length, y0 + 0.85 * v.length
-            else:
-                cy0, cy1 = y0 + 0.12 * v.length, y0 + 0.62 * v.length
+            # cabin span along the vehicle, as fractions of its length from the front (hood first)
+            front_frac = {"car": (0.30, 0.78), "hatch": (0.30, 0.97), "suv": (0.28, 0.97), "pickup": (0.28, 0.58)}[v.kind]
+            a, b = front_frac
+            if toward:  # the face toward the camera is the front
+                cy0, cy1 = y0 + a * v.length, y0 + b * v.length
+            else:  # the rear faces the camera: mirror the spans
+                cy0, cy1 = y0 + (1 - b) * v.length, y0 + (1 - a) * v.length
             boxes.append((x0 + inset, x1 - inset, cy0, cy1, body_h, v.height, "cabin"))
         # screen rectangle of everything (plus the shadow on the road)
         allpts = []
