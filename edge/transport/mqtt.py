@@ -52,23 +52,39 @@ class BrokerURL:
         return f"{scheme}://{user}{self.host}:{self.port}"
 
 
+def _without_password(url: str) -> str:
+    """The URL as error messages may show it: a password in it is replaced by ***."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return parts._replace(netloc=netloc).geturl()
+    except ValueError:
+        return "<unparseable URL>"
+
+
 def parse_broker_url(url: str) -> BrokerURL:
-    parts = urlsplit(url)
+    shown = _without_password(url)  # errors end up in logs and terminals: never echo the password
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:  # e.g. an unclosed IPv6 bracket
+        raise BrokerURLError(f"broker URL {shown!r}: {err}") from None
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise BrokerURLError(f"broker URL {url!r}: scheme must be mqtt:// or mqtts://")
+        raise BrokerURLError(f"broker URL {shown!r}: scheme must be mqtt:// or mqtts://")
     tls = parts.scheme in ("mqtts", "ssl")
     if not parts.hostname:
-        raise BrokerURLError(f"broker URL {url!r}: no host")
+        raise BrokerURLError(f"broker URL {shown!r}: no host")
     try:
         port = parts.port or (8883 if tls else 1883)
     except ValueError:
-        raise BrokerURLError(f"broker URL {url!r}: bad port") from None
+        raise BrokerURLError(f"broker URL {shown!r}: bad port") from None
     if parts.path not in ("", "/"):
-        raise BrokerURLError(f"broker URL {url!r}: unexpected path {parts.path!r}")
+        raise BrokerURLError(f"broker URL {shown!r}: unexpected path {parts.path!r}")
     query = parse_qs(parts.query)
     unknown = set(query) - {"ca", "insecure"}
     if unknown:
-        raise BrokerURLError(f"broker URL {url!r}: unknown option(s) {sorted(unknown)}")
+        raise BrokerURLError(f"broker URL {shown!r}: unknown option(s) {sorted(unknown)}")
     return BrokerURL(
         host=parts.hostname,
         port=port,
