@@ -174,6 +174,11 @@ class Secrets:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(_secrets.token_urlsafe(24) + "\n")
+        mode = path.stat().st_mode
+        if mode & 0o007:
+            # Like ssh with a private key: a password any local user can read is not a secret.
+            raise RegistryError(f"{principal.username}: credentials file {path} is accessible to every user "
+                                f"(mode {mode & 0o777:o}): chmod 600 it")
         value = path.read_text(encoding="utf-8").strip()
         if not value:
             raise RegistryError(f"{principal.username}: credentials file {path} is empty")
