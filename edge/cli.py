@@ -14,6 +14,7 @@ import sys
 
 COMMAND_MODULES = [
     "edge.policy.commands",  # broker-config, gate, audit, verify-acl
+    "edge.policy.tls",  # tls-certs
     "edge.synth.commands",  # synth plates, synth scene
     "edge.node.commands",  # run, sim
     "edge.demo.commands",  # demo
