@@ -355,26 +355,29 @@ def random_serial(style: StateStyle, rng: np.random.Generator) -> tuple[str, str
 
     A leading '^xy' in the layout marks two small stacked characters x over y (part of the text).
     """
-    if rng.random() < 0.07:  # vanity plate
-        n = int(rng.integers(2, 8))
-        chars = "".join(rng.choice(list(PLATE_CHARS), n))
-        if n >= 5 and rng.random() < 0.3:
-            k = int(rng.integers(2, n - 1))
+    u = rng.random(16)  # one draw per plate: the serial is built from these
+    if u[0] < 0.07:  # vanity plate
+        n = 2 + int(u[1] * 6)
+        chars = "".join(PLATE_CHARS[int(v * len(PLATE_CHARS))] for v in u[4 : 4 + n])
+        if n >= 5 and u[2] < 0.3:
+            k = 2 + int(u[3] * (n - 3))
             return chars[:k] + " " + chars[k:], chars
         return chars, chars
-    fmt = style.formats[int(rng.integers(len(style.formats)))]
+    fmt = style.formats[int(u[1] * len(style.formats))]
     out = []
-    for f in fmt:
+    for f, v in zip(fmt, u[4:]):
         if f == "D":
-            out.append(DIGITS[int(rng.integers(10))])
+            out.append(DIGITS[int(v * 10)])
         elif f == "L":
-            out.append(SERIAL_LETTERS[int(rng.integers(len(SERIAL_LETTERS)))])
+            out.append(SERIAL_LETTERS[int(v * len(SERIAL_LETTERS))])
         else:
             out.append(f)
     layout = "".join(out)
-    if style.stacked and rng.random() < style.stacked:
-        stack = DIGITS[int(rng.integers(1, 10))] + SERIAL_LETTERS[int(rng.integers(len(SERIAL_LETTERS)))]
-        layout = "^" + stack + layout.lstrip()
+    if style.stacked and u[2] < style.stacked:
+        # a county or class code printed small, one character over the other, in place of the first group
+        stack = DIGITS[1 + int(u[3] * 9)] + SERIAL_LETTERS[int(u[15] * len(SERIAL_LETTERS))]
+        rest = layout.split(" ", 1)[1] if " " in layout else layout[2:]
+        layout = "^" + stack + rest
     text = "".join(ch for ch in layout if ch.isalnum())
     return layout, text
 
@@ -383,6 +386,7 @@ def random_serial(style: StateStyle, rng: np.random.Generator) -> tuple[str, str
 
 _STICKER_COLORS = np.array([[40, 40, 220], [30, 200, 250], [60, 170, 60], [200, 110, 30], [200, 200, 200],
                             [40, 120, 250], [170, 60, 170], [250, 250, 250]], np.float32)
+_STICKER_LIGHT = [bool(c.mean() > 110) for c in _STICKER_COLORS]
 
 
 def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator, extras: bool = True) -> np.ndarray:
@@ -497,7 +501,7 @@ def _draw_extras(img: np.ndarray, style: StateStyle, rng: np.random.Generator) -
             label = f"{int(v[4] * 997) % 30:02d}"
             tm = atlas_text(label, "bold", max(3, int(sh * 0.6)), max_w=max(2, sw - 2))
             _blend(img, tm, sx + (sw - tm.shape[1]) // 2, sy + (sh - tm.shape[0]) // 2,
-                   _BLACK if col.mean() > 110 else _WHITE)
+                   _BLACK if _STICKER_LIGHT[ci] else _WHITE)
     if u[10] < 0.7:
         r = max(1, int(h * 0.035))
         metal = 90 + 110 * float(u[11])

@@ -590,6 +590,9 @@ def plan_traffic(s: Scenario, rng: np.random.Generator, plate_height: int) -> li
     if t.vehicles_per_minute <= 0:
         return vehicles
     rate = t.vehicles_per_minute / 60.0 / t.lanes
+    # plates and decals come from a stream per vehicle: arrivals stay the same when the plate renderer
+    # changes how many random numbers it draws
+    look_seed = int(rng.integers(2**63))
     vid = 0
     for lane, (xc, direction) in enumerate(zip(lay.lane_centers, lay.lane_dirs)):
         lane_speed = rng.uniform(*t.speed_kmh) / 3.6
@@ -625,13 +628,12 @@ def plan_traffic(s: Scenario, rng: np.random.Generator, plate_height: int) -> li
             else:
                 state = pool[int(rng.integers(len(pool)))]
             show_plate = direction > 0 or rng.random() < t.front_plate_share
-            img, text, st = render_plate_images(1, rng, height=plate_height, states=[state])[0]
-            sticker = None
-            if direction > 0 and rng.random() < t.bumper_sticker_share:
-                sticker = _sign_image(_STICKERS[int(rng.integers(len(_STICKERS)))], rng, h=40)
-            fleet = None
-            if kind in ("truck", "van") and rng.random() < 0.6:
-                fleet = _sign_image(_FLEET[int(rng.integers(len(_FLEET)))], rng, h=48)
+            has_sticker = direction > 0 and rng.random() < t.bumper_sticker_share
+            has_fleet = kind in ("truck", "van") and rng.random() < 0.6
+            look = np.random.default_rng([look_seed, vid])
+            img, text, st = render_plate_images(1, look, height=plate_height, states=[state])[0]
+            sticker = _sign_image(_STICKERS[int(look.integers(len(_STICKERS)))], look, h=40) if has_sticker else None
+            fleet = _sign_image(_FLEET[int(look.integers(len(_FLEET)))], look, h=48) if has_fleet else None
             paint = _PAINTS[int(rng.integers(len(_PAINTS)))]
             color = tuple(float(np.clip(c * rng.uniform(0.85, 1.15), 0, 255)) for c in paint)
             plate_z = (0.45 if direction < 0 else 0.62) * (1.35 if kind == "truck" else 1.0) + rng.uniform(-0.05, 0.05)
@@ -653,7 +655,7 @@ class PlateTruth:
     box: [x1, y1, x2, y2] axis-aligned with w = 2h around the plate (the real frame labels' convention).
     tight_box: [x1, y1, x2, y2] bounding box of the corners.
     visibility: fraction of the plate inside the frame and not hidden by a nearer vehicle (sampled on a
-        4 x 3 grid); only plates with visibility >= 0.5 are reported.
+        4 x 3 grid); only plates with visibility >= 0.5 and their centre in the frame are reported.
     """
 
     frame: int
@@ -785,7 +787,8 @@ class SceneRenderer:
         truths = []
         for v, corners, speed in truths_raw:
             vis = self._visibility(ids, corners, v.vid + 1)
-            if vis < 0.5:
+            cx, cy = corners.mean(axis=0)
+            if vis < 0.5 or not (0 <= cx < W and 0 <= cy < H):  # mostly hidden or mostly out of the frame
                 continue
             lo, hi = corners.min(axis=0), corners.max(axis=0)
             truths.append(PlateTruth(
@@ -806,7 +809,7 @@ class SceneRenderer:
         pts = [(tl + (tr - tl) * u) * (1 - w) + (bl + (br - bl) * u) * w for u in a for w in b]
         hits = 0
         for x, y in pts:
-            xi, yi = int(x), int(y)
+            xi, yi = int(math.floor(x)), int(math.floor(y))
             if 0 <= xi < W and 0 <= yi < H and ids[yi, xi] == own:
                 hits += 1
         return hits / len(pts)
