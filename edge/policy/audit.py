@@ -93,6 +93,11 @@ class AuditStore:
         prev = GENESIS
         expected_seq = 1
         n = 0
+        # Records whose read data retention removed (edge.policy.retention): their stored hash still
+        # links the chain; their remains are checked against the retention record that lists them.
+        redacted = self.redactions()
+        kept: dict[int, list] = {}
+        runs: dict[int, str] = {}
         for row in rows:
             seq, values, prev_hash, h = row[0], row[1:-2], row[-2], row[-1]
             n += 1
@@ -100,12 +105,20 @@ class AuditStore:
                 problems.append(f"record {seq}: expected sequence {expected_seq} (record removed or reordered)")
             if prev_hash != prev:
                 problems.append(f"record {seq}: previous-hash link broken (record before it removed, inserted or reordered)")
-            if record_hash(prev_hash, seq, values) != h:
+            if seq in redacted:
+                kept.setdefault(redacted[seq], []).append([seq, *values])
+            elif record_hash(prev_hash, seq, values) != h:
                 problems.append(f"record {seq}: content does not match its hash (edited)")
+            elif values[_OUTCOME] == "retention":
+                runs[seq] = values[_DETAIL]
             prev = h
             expected_seq = seq + 1
             if len(problems) > 50:
                 break
+        if redacted or runs:
+            from edge.policy.retention import redaction_problems
+
+            problems.extend(redaction_problems(redacted, kept, runs))
         head_seq, head_hash = self.head()
         if not problems and (head_seq != n or head_hash != prev):
             problems.append(f"chain ends at record {n} but the head says {head_seq} (records removed at the end)")
@@ -113,6 +126,10 @@ class AuditStore:
 
     def head(self) -> tuple[int, str]:
         raise NotImplementedError
+
+    def redactions(self) -> dict[int, int]:
+        """seq of each record emptied by retention -> seq of the retention record that did it."""
+        return {}
 
     def _iter_rows(self):
         raise NotImplementedError
@@ -140,6 +157,8 @@ def _decide_batch(records: Sequence[AuditRecord], existing: dict[str, tuple[str,
 
 
 _COLUMNS = "seq, " + ", ".join(_FIELDS) + ", prev_hash, hash"
+_OUTCOME = _FIELDS.index("outcome")
+_DETAIL = _FIELDS.index("detail")
 
 
 class SQLiteAuditStore(AuditStore):
@@ -205,6 +224,15 @@ class SQLiteAuditStore(AuditStore):
     def head(self) -> tuple[int, str]:
         with self._lock:
             return tuple(self.conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone())
+
+    def redactions(self) -> dict[int, int]:
+        c = sqlite3.connect(self.path, timeout=30)
+        try:
+            if not c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_redacted'").fetchone():
+                return {}
+            return dict(c.execute("SELECT seq, run_seq FROM audit_redacted").fetchall())
+        finally:
+            c.close()
 
     def _iter_rows(self):
         c = sqlite3.connect(self.path, timeout=30)
@@ -283,6 +311,13 @@ class PostgresAuditStore(AuditStore):
             self.conn.commit()
             return tuple(row)
 
+    def redactions(self) -> dict[int, int]:
+        with self._lock:
+            exists = self.conn.execute("SELECT to_regclass(%s)", (f"{self.t}audit_redacted",)).fetchone()[0]
+            rows = self.conn.execute(f"SELECT seq, run_seq FROM {self.t}audit_redacted").fetchall() if exists else []
+            self.conn.commit()
+        return dict(rows)
+
     def _iter_rows(self):
         with self._lock:
             rows = self.conn.execute(f"SELECT {_COLUMNS} FROM {self.t}audit ORDER BY seq").fetchall()
@@ -300,7 +335,7 @@ class PostgresAuditStore(AuditStore):
     def drop(self) -> None:
         """Remove this store's tables (benches and tests on a shared database)."""
         with self._lock, self.conn.transaction():
-            for t in ("audit", "audit_head", "forwarded"):
+            for t in ("audit", "audit_head", "forwarded", "audit_redacted"):
                 self.conn.execute(f"DROP TABLE IF EXISTS {self.t}{t}")
 
     def close(self) -> None:
