@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = [
     "edge.policy.commands",  # broker-config, gate, audit, verify-acl
     "edge.policy.tls",  # tls-certs
+    "edge.policy.retention",  # retention
     "edge.synth.commands",  # synth plates, synth scene
     "edge.node.commands",  # run, sim
     "edge.demo.commands",  # demo
