@@ -57,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--synth-refresh", type=int, default=6, help="new synthetic plates rendered per batch")
     p.add_argument("--synth-stacked", type=float, default=0.0,
                    help="chance of small stacked side characters on any synthetic plate (left out of the label)")
+    p.add_argument("--invert", type=float, default=0.0,
+                   help="chance of inverting a training crop (light-on-dark plates are rare in the data)")
     p.add_argument("--init", type=Path, default=None,
                    help="start from the (EMA) weights of another run's checkpoint, with a fresh schedule")
     args = p.parse_args(argv)
@@ -150,6 +152,9 @@ def batch_stream(args, start_step: int, worker_seed: int):
             imgs.append(augment(real.images[k], rng, out_hw, strength=1.0) if rng.random() < 0.9 else real.images[k])
             texts.append(real.texts[k])
             states.append(state_index.get(real.states[k], -100))
+        if args.invert > 0:  # light characters on a dark plate (Indiana, Oregon specials, ...)
+            for k in np.flatnonzero(rng.random(len(imgs)) < args.invert):
+                imgs[k] = 255 - imgs[k]
         x = preprocess(imgs, INPUT_HEIGHT, INPUT_WIDTH)
         targets, lengths = encode_texts(texts, ALPHABET)
         yield x, targets, lengths, np.array(states, np.int64), step
