@@ -49,6 +49,13 @@ GATE_ID = "soak-gate"
 ALLOWED = ("ca-pd", "ca-so")  # local agencies in California: receive every read
 REFUSED = ("nv-pd", "fed", "task-force")  # out of state, federal, state task force for the federal one
 READ_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+# Mosquitto writes its persistence file every 30 s by default: a SIGKILLed broker forgets the QoS 1
+# messages it acknowledged since (queued for the gate or an agency). Saving after every change
+# closes that gap at the cost of one small file write per message.
+SAVE_EVERY_CHANGE_CONF = {"conf.d/35-save-every-change.conf": (
+    "# Write the persistence file after every change (queued message, subscription), not only\n"
+    "# every 30 s: a broker killed with SIGKILL otherwise forgets what it acknowledged since.\n"
+    "autosave_on_changes true\nautosave_interval 1\n")}
 
 
 def register(sub) -> None:
@@ -60,6 +67,9 @@ def register(sub) -> None:
     p.add_argument("--broker-restart-at", type=float, action="append", default=[], metavar="S",
                    help="stop Mosquitto S seconds into the run and start it again (repeatable)")
     p.add_argument("--broker-kill", action="store_true", help="stop Mosquitto with SIGKILL instead of SIGTERM")
+    p.add_argument("--broker-save-every-change", action="store_true",
+                   help="Mosquitto writes its persistence file after every change (autosave_on_changes), not every "
+                        "30 s: what a broker that may be SIGKILLed needs")
     p.add_argument("--gate-kill-at", type=float, action="append", default=[], metavar="S",
                    help="SIGKILL the gate S seconds into the run and restart it (repeatable)")
     p.add_argument("--edge-kill-at", type=float, action="append", default=[], metavar="S",
@@ -78,6 +88,7 @@ class SoakConfig:
     rate: float = 1.0
     broker_restart_at: list[float] = field(default_factory=list)
     broker_kill: bool = False
+    broker_save_every_change: bool = False
     gate_kill_at: list[float] = field(default_factory=list)
     edge_kill_at: list[float] = field(default_factory=list)
     outage_s: float = 3.0
@@ -273,7 +284,8 @@ class Soak:
         from edge.transport.mosquitto import MosquittoBroker
 
         if self.broker is None:
-            self.broker = MosquittoBroker(self.registry, self.wd / "broker")
+            extra = SAVE_EVERY_CHANGE_CONF if self.cfg.broker_save_every_change else None
+            self.broker = MosquittoBroker(self.registry, self.wd / "broker", extra_conf=extra)
         self.broker.start(timeout=self.cfg.start_timeout_s)
 
     def start_gate(self) -> None:
@@ -624,6 +636,7 @@ def _soak_cli(args) -> int:
 
     cfg = SoakConfig(cameras=args.cameras, seconds=args.minutes * 60, rate=args.rate,
                      broker_restart_at=args.broker_restart_at, broker_kill=args.broker_kill,
+                     broker_save_every_change=args.broker_save_every_change,
                      gate_kill_at=args.gate_kill_at, edge_kill_at=args.edge_kill_at, outage_s=args.outage_s,
                      camera_procs=args.camera_procs)
     if cfg.cameras < 1 or cfg.rate <= 0 or cfg.seconds <= 0:
