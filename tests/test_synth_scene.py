@@ -229,3 +229,29 @@ def test_example_scenarios_render_at_low_resolution(path):
     r = SceneRenderer(small)
     sightings = sum(len(r.render_frame(i)[1]) for i in range(0, r.frames, max(1, r.frames // 10)))
     assert sightings > 0, "an example scenario should show plates"
+
+
+def _scenario_data():
+    from hypothesis import strategies as st
+
+    leaf = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                     st.text(max_size=8), st.lists(st.integers(-5, 300), max_size=3))
+    keys = st.sampled_from(["camera", "traffic", "lighting", "weather", "scene", "fps", "width", "speed_kmh",
+                            "states", "mode", "ir", "duration_s", "seed", "hfov_deg", "lanes", "kind", "bogus"])
+    return st.recursive(leaf, lambda inner: st.dictionaries(keys, inner, max_size=4), max_leaves=12)
+
+
+def test_any_scenario_data_is_accepted_or_refused_with_scenario_error():
+    from hypothesis import given, settings
+
+    @settings(max_examples=150, deadline=None)
+    @given(_scenario_data())
+    def check(data):
+        try:
+            s = parse_scenario(data)
+        except ScenarioError as err:
+            assert str(err).startswith("scenario")
+        else:
+            assert s.camera.focal_px > 0 and s.duration_s > 0
+
+    check()
