@@ -216,3 +216,36 @@ def test_a_broken_audit_store_stops_the_gate_and_nothing_unaudited_is_forwarded(
         store2.close()
         transport.close(cam)
         agencies.close()
+
+
+# -- camera outbox full or read-only: intake stops, nothing dropped, intake resumes ------------------
+
+@pytest.mark.parametrize("how, message", [("disk-full", "full"), ("read-only", "readonly")])
+def test_an_unwritable_outbox_holds_the_camera_and_resumes_without_dropping(tmp_path, caplog, how, message):
+    from edge.node.sink import OutboxSink
+    from edge.transport.outbox import Outbox
+
+    ob = Outbox(tmp_path / "o.db")
+    sink = OutboxSink(ob, "alpr/raw/cam-1", retry_s=0.02, warn_every_s=0.1)
+    sink.emit(make_read())
+    if how == "disk-full":
+        pages = ob._db.execute("PRAGMA page_count").fetchone()[0]  # noqa: SLF001
+        ob._db.execute(f"PRAGMA max_page_count = {pages}")  # noqa: SLF001
+    else:
+        ob._db.execute("PRAGMA query_only = 1")  # noqa: SLF001 - like a file system remounted read-only
+    blocked = [make_read() for _ in range(400)]  # enough to fill the pages the file still has
+    done = threading.Event()
+    t = threading.Thread(target=lambda: ([sink.emit(r) for r in blocked], done.set()), daemon=True)
+    t.start()
+    assert wait_until(lambda: message in caplog.text, 10), caplog.text
+    assert "stops taking new frames" in caplog.text and not done.is_set()
+    stored_while_blocked = len(ob)
+    time.sleep(0.3)
+    assert len(ob) == stored_while_blocked < 401  # held, not dropping: nothing more stored, nothing lost
+    # Space freed / file system writable again: the camera goes on by itself, every read stored in order.
+    if how == "disk-full":
+        ob._db.execute("PRAGMA max_page_count = 1073741823")  # noqa: SLF001
+    else:
+        ob._db.execute("PRAGMA query_only = 0")  # noqa: SLF001
+    assert done.wait(10)
+    assert ob.read_ids()[1:] == [r.read_id for r in blocked] and sink.stored == 401
