@@ -1,51 +1,130 @@
-"""CLI: `alpr-edge demo`: the policy gate end to end, on an embedded broker unless --broker is given."""
+"""CLI: `alpr-edge demo`: cameras -> edge pipeline -> gate -> agencies, on an embedded broker unless
+--broker is given. By default two cameras play synthetic footage through the real detector and OCR;
+--source plays your own footage instead; --synthetic-reads skips vision and publishes made-up reads."""
 
 from __future__ import annotations
 
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="cameras -> gate -> agencies on an embedded broker (or --broker URL): who gets what")
-    p.add_argument("--reads", type=int, default=60, help="synthetic reads to publish (default %(default)s)")
+    p.add_argument("--source", action="append", metavar="SRC",
+                   help="footage for the next camera of the registry (video file, image folder, stream URL or "
+                        "synthetic:<scenario>); repeat for more cameras. Default: two synthetic scenes")
+    p.add_argument("--synthetic-reads", type=int, metavar="N",
+                   help="no vision: publish N made-up read events instead of running cameras")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--detector-model", help="ONNX detector (default: models/detector.onnx)")
+    p.add_argument("--ocr-model", help="ONNX OCR (default: models/ocr.onnx)")
     p.add_argument("--broker", help="use this Mosquitto (configured by `broker-config demo`) instead of the embedded broker")
     p.add_argument("--secrets", help="with --broker: the secrets directory broker-config wrote")
     p.add_argument("--registry", help="registry YAML (default: the packaged demo registry)")
     p.add_argument("--policy", default="ca-sb34", help="policy file or shipped name (default %(default)s)")
     p.add_argument("--audit", help="keep the audit log in this SQLite file (default: a temp file)")
+    p.add_argument("--out", help="folder for crops and outboxes (default: a temp folder)")
     p.add_argument("--no-forgeries", action="store_true", help="do not publish the forged and malformed messages")
-    p.add_argument("--html", help="also write the self-contained HTML report here")
+    p.add_argument("--report", "--html", dest="report", metavar="OUT.html",
+                   help="also write the self-contained HTML report here")
     p.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
     p.set_defaults(func=_demo)
 
 
+def _progress_thread(cams, stop):
+    """Live per-camera progress on stderr (stdout stays clean for the table and the JSON line)."""
+    import threading
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[reads]} reads"),
+                        TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+    tasks = [progress.add_task(f"{r.camera_id:<12}", total=r.total, reads=0) for r in cams.runs]
+
+    def loop():
+        with progress:
+            while not stop.wait(0.25):
+                for t, r in zip(tasks, cams.runs):
+                    progress.update(t, completed=r.progress(), reads=r.reads)
+            for t, r in zip(tasks, cams.runs):
+                progress.update(t, completed=r.progress(), reads=r.reads)
+
+    th = threading.Thread(target=loop, daemon=True)
+    th.start()
+    return th
+
+
 def _demo(args) -> int:
     import sys
+    import tempfile
+    import threading
+    from pathlib import Path
 
     from edge.bench.report import print_json_last, print_table
     from edge.demo.run import demo_registry, run_demo, synthetic_reads, write_html
-    from edge.policy.policy import load_policy
-    from edge.policy.registry import Secrets, load_registry
+    from edge.policy.policy import PolicyError, load_policy
+    from edge.policy.registry import RegistryError, Secrets, load_registry
 
-    registry = load_registry(args.registry) if args.registry else demo_registry()
+    try:
+        registry = load_registry(args.registry) if args.registry else demo_registry()
+        policy = load_policy(args.policy)
+    except (RegistryError, PolicyError) as err:
+        print(f"alpr-edge demo: {err}", file=sys.stderr)
+        return 2
     if args.broker and not args.secrets:
         print("error: --broker needs --secrets DIR (from `alpr-edge broker-config demo --out DIR`: DIR/secrets)",
               file=sys.stderr)
         return 2
     secrets = Secrets(args.secrets) if args.secrets else None
-    result = run_demo(synthetic_reads(registry, args.reads, args.seed), registry, load_policy(args.policy),
-                      broker_url=args.broker, secrets=secrets, audit_path=args.audit,
-                      with_forgeries=not args.no_forgeries)
+
+    cams = None
+    if args.synthetic_reads is not None:
+        reads = synthetic_reads(registry, args.synthetic_reads, args.seed)
+    else:
+        from edge.demo.cameras import DEFAULT_SOURCES, DemoCameras
+        from edge.sources import SourceError
+
+        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="alpr-demo-"))
+        try:
+            cams = DemoCameras(registry.cameras, args.source or DEFAULT_SOURCES, out, args.detector_model,
+                               args.ocr_model, seed=args.seed)
+        except (SourceError, ValueError, FileNotFoundError, ImportError) as err:
+            print(f"alpr-edge demo: cannot start the cameras: {err}", file=sys.stderr)
+            return 2
+        for r in cams.runs:
+            print(f"camera {r.camera_id} ({r.agency_id}): {r.source}", file=sys.stderr)
+        cams.start()
+        reads = iter(cams)
+    stop = threading.Event()
+    shower = _progress_thread(cams, stop) if cams is not None else None
+    try:
+        result = run_demo(reads, registry, policy, broker_url=args.broker, secrets=secrets, audit_path=args.audit,
+                          with_forgeries=not args.no_forgeries)
+    finally:
+        stop.set()
+        if cams is not None:
+            cams.stop()
+        if shower is not None:
+            shower.join(timeout=2)
+    camera_errors = [f"{r.camera_id}: {r.error}" for r in (cams.runs if cams else []) if r.error]
+
     rows = [(a_id, a["kind"], a["jurisdiction"], a["purpose"] + (f" (for {a['on_behalf_of']})" if a["on_behalf_of"] else ""),
              a["forwarded"], a["refused"], a["received"], ", ".join(a["rules"]))
             for a_id, a in result.agencies.items()]
     print_table(f"alpr-edge demo: policy {result.policy}, {result.reads_published} reads, broker {result.broker}",
                 ["agency", "kind", "state", "purpose", "forwarded", "refused", "received (own login)", "rule"], rows)
+    if cams is not None:
+        print_table("cameras", ["camera", "agency", "source", "frames", "reads", "fps", "error"],
+                    [(r.camera_id, r.agency_id, r.source, r.progress(), r.reads,
+                      round((r.metrics or {}).get("fps", 0.0), 1), r.error or "") for r in cams.runs])
     print(f"forged/malformed messages published: {result.forged_published}, refused by the gate: "
           f"{sum(result.rules.values())} ({', '.join(f'{k} x{v}' for k, v in sorted(result.rules.items())) or '-'})")
     print(f"leaks: {result.leaks}   audit: {result.audit_detail}")
-    if args.html:
-        write_html(result, args.html)
-        print(f"report: {args.html}")
+    if args.report:
+        write_html(result, args.report, cams.sample_frames() if cams is not None else None)
+        print(f"report: {args.report}")
     if args.json:
-        print_json_last(result.as_json())
-    return 0 if result.leaks == 0 and result.audit_verified else 1
+        obj = result.as_json()
+        if cams is not None:
+            obj["cameras"] = {r.camera_id: {"source": r.source, "frames": r.progress(), "reads": r.reads, "error": r.error}
+                              for r in cams.runs}
+        print_json_last(obj)
+    return 0 if result.leaks == 0 and result.audit_verified and not camera_errors else 1

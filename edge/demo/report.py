@@ -131,8 +131,9 @@ def render_html(report: DemoReport) -> str:
     esc = html.escape
     rows = []
     for a in report.agencies:
-        outcome = "receives reads" if a.forwarded and not a.refused else ("refused" if a.refused and not a.forwarded else "mixed")
-        cls = "ok" if outcome == "receives reads" else "bad"
+        # Refusals of an allowed agency are the forged/malformed messages the gate refused for everyone.
+        outcome = "receives reads" if a.forwarded else "refused"
+        cls = "ok" if a.forwarded else "bad"
         received = "" if a.received is None else str(a.received)
         rows.append(
             "<tr>"

@@ -215,7 +215,7 @@ def _timeline(audit) -> list[tuple]:
     return out
 
 
-def write_html(result: DemoResult, path: str) -> None:
+def write_html(result: DemoResult, path: str, samples: list | None = None) -> None:
     from edge.demo.report import AgencyRow, DemoReport, TimelineEvent, write_report
 
     rows = [AgencyRow(a_id, a["name"], a["kind"], a["jurisdiction"], a["forwarded"], a["refused"], tuple(a["rules"]),
@@ -225,7 +225,7 @@ def write_html(result: DemoResult, path: str) -> None:
         title="alpr-edge policy demo", policy=result.policy, started_at=result.started_at,
         finished_at=result.finished_at, broker=result.broker, reads_published=result.reads_published,
         leaks=result.leaks, audit_verified=result.audit_verified, audit_records=result.audit_records,
-        audit_detail=result.audit_detail, agencies=rows, timeline=timeline,
+        audit_detail=result.audit_detail, agencies=rows, timeline=timeline, samples=list(samples or []),
     ), path)
 
 
