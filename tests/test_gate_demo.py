@@ -37,7 +37,7 @@ def check_demo_result(result: dict, reads: int):
 
 def test_demo_cli_embedded(tmp_path):
     html = tmp_path / "demo.html"
-    r = subprocess.run([sys.executable, "-m", "edge.cli", "demo", "--reads", "40", "--json", "--html", str(html)],
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "demo", "--synthetic-reads", "40", "--json", "--html", str(html)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
@@ -49,7 +49,7 @@ def test_demo_cli_embedded(tmp_path):
 
 def test_demo_on_mosquitto(mosquitto_factory, tmp_path):
     broker = mosquitto_factory(registry=demo_registry(), name="demo-broker")
-    r = subprocess.run([sys.executable, "-m", "edge.cli", "demo", "--reads", "40", "--json", "--broker", broker.url(),
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "demo", "--synthetic-reads", "40", "--json", "--broker", broker.url(),
                         "--secrets", str(broker.directory / "secrets"), "--audit", str(tmp_path / "audit.db")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
