@@ -904,11 +904,16 @@ def _photometric(images: np.ndarray, rng: np.random.Generator, d: Degradation, n
     """Lighting, infrared night look, glare, dirt and sensor noise for the whole batch, in place."""
     n, h, w, _ = images.shape
     # colour cast, contrast and brightness for everybody
-    gain = rng.uniform(0.8, 1.2, (n, 1, 1, 1)).astype(np.float32) * rng.uniform(0.92, 1.08, (n, 1, 1, 3)).astype(np.float32)
-    bias = rng.uniform(-15, 15, (n, 1, 1, 1)).astype(np.float32)
+    gain = rng.uniform(0.78, 1.12, (n, 1, 1, 1)).astype(np.float32) * rng.uniform(0.92, 1.08, (n, 1, 1, 3)).astype(np.float32)
+    bias = rng.uniform(-10, 15, (n, 1, 1, 1)).astype(np.float32)
     flat = images.reshape(n, h, w * 3)
     flat *= np.tile(gain.reshape(n, 1, 3), (1, 1, w))
     flat += bias.reshape(n, 1, 1)
+    # camera colour processing: more saturated than the flat artwork (real crops are)
+    sat = rng.uniform(1.0, 1.5, n)
+    for i in range(n):  # OpenCV per image: numpy broadcasting over the colour axis is the slow path
+        grey = cv2.cvtColor(cv2.cvtColor(images[i], cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+        cv2.addWeighted(images[i], float(sat[i]), grey, float(1.0 - sat[i]), 0.0, dst=images[i])
     if d.dirt_p and dirt is not None:
         brown = np.array([40, 60, 80], np.float32)
         for i in np.nonzero(rng.random(n) < d.dirt_p)[0]:
