@@ -23,7 +23,9 @@ and what each agency login received.
 - p99_ms: capture (the read's captured_at) to agency receipt, every delivery
 - p99_ms_outside_outage: the same without reads in transit during an outage window; a window runs
   from the fault to the moment the last read captured before recovery was delivered (backlog drained)
-- mem_growth_mb_per_h: RSS slope (least squares) per process since its last (re)start, summed
+- mem_growth_mb_per_h: RSS slope (least squares) per process since its last (re)start (after a
+  warm-up), summed over broker, gate and camera processes (not the harness, which keeps every
+  message it counts)
 """
 
 from __future__ import annotations
@@ -590,7 +592,7 @@ class Soak:
             mem[name] = {"rss_mb_first": round(samples[0][1], 1), "rss_mb_last": round(samples[-1][1], 1),
                          "growth_mb_per_h": None if slope is None else round(slope, 2),
                          "span_s": round(seg[-1][0] - seg[0][0], 1)}
-            if slope is not None:
+            if slope is not None and name != "harness":  # the harness keeps every message it counts, by design
                 growth_total += slope
                 growth_known = True
         duration = produce_end - self.t0_wall
