@@ -64,6 +64,7 @@ def run_bench(
         names = {"train": train, "val": val}[split]
     if not names:
         raise ValueError(f"{folder}: no labelled frames in split {split!r}")
+    cv2.setNumThreads(1)  # the letterbox resize counts in the one-core budget too
     det = OnnxPlateDetector(model, threshold=threshold, threads=1)
     if save_false_alarms:
         save_false_alarms = Path(save_false_alarms)

@@ -264,8 +264,9 @@ class TileSampler:
         """A random plate-like quad inside the tile, not overlapping earlier objects."""
         rng, T = self.rng, self.tile
         for _ in range(10):
-            if small_bias:  # log-uniform 16..160 px: most real plates are 25-60 px at run time
-                w = math.exp(rng.uniform(math.log(16), math.log(160)))
+            if small_bias:  # log-uniform 16..230 px: most real plates are 25-60 px at run time,
+                # close-ups reach ~220 px (a plate filling a quarter of the frame width)
+                w = math.exp(rng.uniform(math.log(16), math.log(230)))
             else:
                 w = math.exp(rng.uniform(math.log(14), math.log(200)))
             h = w / aspect * rng.uniform(0.85, 1.15)

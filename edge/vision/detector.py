@@ -181,6 +181,10 @@ class OnnxPlateDetector(Detector):
             raise ValueError(f"{path}: ONNX metadata lacks {err.args[0]!r} (not an alpr-edge detector?)") from None
         self.channel_order = meta.get("channel_order", "BGR")
         self.threshold = float(threshold if threshold is not None else meta.get("threshold", 0.3))
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+        if not 0.0 < nms_iou <= 1.0:
+            raise ValueError(f"nms_iou must be in (0, 1], got {nms_iou}")
         self.nms_iou = float(nms_iou)
         self.input_name = self.session.get_inputs()[0].name
         self.model_path = path
