@@ -884,7 +884,8 @@ class SceneRenderer:
                            cv2.LINE_AA, 2)
         shadow = cv2.resize(cv2.GaussianBlur(shadow, (0, 0), max(0.5, qw / 60)), (rw, rh), interpolation=cv2.INTER_LINEAR)
         roi = frame[ry0:ry1, rx0:rx1]
-        roi[:] = (roi.astype(np.float32) * (1 - 0.55 * shadow[..., None].astype(np.float32) / 255)).astype(np.uint8)
+        keep = cv2.cvtColor(255 - (shadow.astype(np.uint16) * 140 // 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+        cv2.multiply(roi, keep, dst=roi, scale=1 / 255)  # uint8 OpenCV arithmetic: big ROIs stay cheap
 
         # wheels (drawn first, the body covers their top)
         side_x = x0 if C[0] < x0 else (x1 if C[0] > x1 else None)
@@ -989,8 +990,7 @@ class SceneRenderer:
                 layer = cv2.filter2D(layer, -1, k)
                 mask = cv2.filter2D(mask, -1, k)
         # premultiplied blend: roi = roi * (1 - mask) + layer
-        m = mask.astype(np.float32) * (1 / 255)
-        roi[:] = np.clip(roi.astype(np.float32) * (1 - m) + layer.astype(np.float32), 0, 255).astype(np.uint8)
+        cv2.add(cv2.multiply(roi, cv2.bitwise_not(mask), scale=1 / 255), layer, dst=roi)
         ids_roi = ids[ry0:ry1, rx0:rx1]
         ids_roi[mask[..., 0] > 127] = v.vid + 1
         return truth
