@@ -378,6 +378,7 @@ def test_gate_refuses_to_start_on_a_bad_registry_policy_or_login(mosquitto, tmp_
     wrong_pw = tmp_path / "wrong"
     wrong_pw.mkdir()
     (wrong_pw / "alpr-gate.pw").write_text("not-the-password\n")
+    os.chmod(wrong_pw / "alpr-gate.pw", 0o600)  # a secret readable by every user is refused before login
     cases = [
         (["--registry", str(bad_registry)], 2, "agencies.0.kind"),
         (["--registry", str(good), "--policy", str(bad_policy)], 2, "recipients.kinds.0"),
