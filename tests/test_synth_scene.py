@@ -220,6 +220,12 @@ def test_frames_folder_uses_the_real_frames_label_format(tmp_path):
         assert abs(w - 2 * h) <= 1  # 2:1 boxes like the real labels
         match = [p for p in gt[frame_no]["plates"] if p["plate"] == r["plate"]]
         assert match and abs(match[0]["box"][0] - int(r["x"])) <= 1
+    crops = list(csv.DictReader(open(tmp_path / "crops" / "labels.csv")))
+    assert summary["crops"] == len(crops) > 0 and list(crops[0]) == ["file", "state", "plate"]
+    for c in crops:
+        img = cv2.imread(str(tmp_path / "crops" / c["file"]))
+        assert img is not None and 1.5 <= img.shape[1] / img.shape[0] <= 2.5
+        assert c["plate"] in {r["plate"] for r in rows}
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)

@@ -1041,7 +1041,9 @@ def render_scene_to_dir(
 
     With `frames_every` = K > 0, every K-th frame is also written to `out/frames/` as a JPEG with a
     `labels.csv` (`file,x,y,w,h,plate`, the real frames folder's format: 2:1 boxes, one row per plate
-    at least `min_plate_px` wide), so the detector benches and training can read it.
+    at least `min_plate_px` wide), so the detector benches and training can read it; and each of those
+    plates is cut out (its 2:1 box) into `out/crops/` with `labels.csv` (`file,state,plate`, the real
+    crops folder's format) for the OCR bench.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -1060,8 +1062,10 @@ def render_scene_to_dir(
     sightings, seen = 0, set()
     render_s = 0.0
     label_rows: list[tuple] = []
+    crop_rows: list[tuple] = []
     if frames_every > 0:
         (out / "frames").mkdir(exist_ok=True)
+        (out / "crops").mkdir(exist_ok=True)
     with open(out / "ground_truth.jsonl", "w") as gt:
         for i in range(r.frames):
             a = time.perf_counter()
@@ -1076,6 +1080,12 @@ def render_scene_to_dir(
                         x0, y0, x1, y1 = tr.box
                         label_rows.append((name, int(round(x0)), int(round(y0)), int(round(x1 - x0)),
                                            int(round(y1 - y0)), tr.plate))
+                        cx0, cy0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
+                        cx1, cy1 = min(W, int(math.ceil(x1))), min(H, int(math.ceil(y1)))
+                        if tr.visibility == 1.0 and cx1 - cx0 >= 8 and cy1 - cy0 >= 4:
+                            crop_name = f"{tr.state}-{r.seed}-{i:06d}-{tr.vehicle_id}.png"
+                            cv2.imwrite(str(out / "crops" / crop_name), frame[cy0:cy1, cx0:cx1])
+                            crop_rows.append((crop_name, tr.state, tr.plate))
             sightings += len(truths)
             seen.update(tr.vehicle_id for tr in truths)
             gt.write(json.dumps({"frame": i, "t": round(i / scenario.camera.fps, 4),
@@ -1088,6 +1098,10 @@ def render_scene_to_dir(
             w = csv.writer(fh)
             w.writerow(["file", "x", "y", "w", "h", "plate"])
             w.writerows(label_rows)
+        with open(out / "crops" / "labels.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["file", "state", "plate"])
+            w.writerows(crop_rows)
     (out / "scenario.json").write_text(json.dumps({"seed": r.seed, **scenario.model_dump(mode="json")}, indent=2))
     return {
         "scenario": scenario.name,
@@ -1104,4 +1118,5 @@ def render_scene_to_dir(
         "ground_truth": str(out / "ground_truth.jsonl"),
         "frames_dir": str(out / "frames") if frames_every > 0 else None,
         "frame_labels": len(label_rows),
+        "crops": len(crop_rows),
     }
