@@ -196,3 +196,17 @@ def test_batch_corners_are_where_the_plate_lands(monkeypatch):
         x0, x1, y0, y1 = _extent(img)
         lo, hi = np.clip(c.min(axis=0), 0, [127, 63]), np.clip(c.max(axis=0), 0, [127, 63])
         assert abs(x0 - lo[0]) <= 2 and abs(x1 - hi[0]) <= 2 and abs(y0 - lo[1]) <= 2 and abs(y1 - hi[1]) <= 2
+
+
+def test_small_stacked_characters_are_drawn_but_left_out_of_the_label():
+    import dataclasses
+
+    from edge.synth.plates import random_serial
+
+    style = dataclasses.replace(STATES["id"], stacked=1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        layout, text = random_serial(style, rng)
+        if layout.startswith("^"):
+            assert text == "".join(ch for ch in layout[3:] if ch.isalnum())
+            assert layout[1:3].isalnum() and len(text) == sum(ch.isalnum() for ch in layout) - 2

@@ -353,7 +353,9 @@ def _template(code: str, h: int, variant: int) -> tuple[np.ndarray, np.ndarray]:
 def random_serial(style: StateStyle, rng: np.random.Generator) -> tuple[str, str]:
     """(layout, text): layout keeps gaps '-' ' ' '*' for drawing, text is the label (A-Z0-9 only).
 
-    A leading '^xy' in the layout marks two small stacked characters x over y (part of the text).
+    A leading '^xy' in the layout marks two small stacked characters x over y, drawn before the serial
+    but left out of the text: the real crop labels leave such side characters out (Idaho's small "6C"
+    beside "8862" is labelled "8862").
     """
     u = rng.random(16)  # one draw per plate: the serial is built from these
     if u[0] < 0.07:  # vanity plate
@@ -378,7 +380,7 @@ def random_serial(style: StateStyle, rng: np.random.Generator) -> tuple[str, str
         stack = DIGITS[1 + int(u[3] * 9)] + SERIAL_LETTERS[int(u[15] * len(SERIAL_LETTERS))]
         rest = layout.split(" ", 1)[1] if " " in layout else layout[2:]
         layout = "^" + stack + rest
-    text = "".join(ch for ch in layout if ch.isalnum())
+    text = "".join(ch for ch in (layout[3:] if layout.startswith("^") else layout) if ch.isalnum())
     return layout, text
 
 

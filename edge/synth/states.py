@@ -9,7 +9,8 @@ Colours are RGB hex (converted to BGR where used). Serial patterns use:
 
 The plate text (label) is the serial without gaps, dashes or emblems, as in the real crop labels.
 `stacked` is the chance that the serial starts with two small characters stacked vertically
-(county or class codes, e.g. Idaho's "1A" over/under, New Jersey's dealer "RM").
+(county or class codes, e.g. Idaho's "6C" over/under, New Jersey's dealer "RM"); like the real crop
+labels, the plate text leaves them out.
 """
 
 from __future__ import annotations
