@@ -426,9 +426,12 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
 
     ws = widths(atlas)
     stack_w = (max(small[stacked[0]].shape[1], small[stacked[1]].shape[1]) + cap_h * 0.15) if stacked else 0.0
+    # a vertical class word at the left edge (Vermont's "TRK"), never part of the label
+    side = _SIDE_WORDS[int(u[7] / 0.06 * len(_SIDE_WORDS))] if u[7] < 0.06 and not stacked else ""
+    fit = 0.8 if side else 0.88
     total = sum(ws) + stack_w
-    if total > 0.88 * w:
-        width_scale = max(0.4, round(int(width_scale * 0.88 * w / total / 0.04) * 0.04, 2))
+    if total > fit * w:
+        width_scale = max(0.4, round(int(width_scale * fit * w / total / 0.04) * 0.04, 2))
         atlas = glyph_atlas("plate", cap_h, width_scale, weight)
         gap_unit *= 0.6
         ws = widths(atlas)
@@ -448,6 +451,11 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
         put(small[stacked[0]], int(x), y)
         put(small[stacked[1]], int(x), y + cap_h - small_h)
         x += stack_w
+    if side:
+        letter_h = max(3, cap_h // len(side) - 1)
+        letters = glyph_atlas("bold", letter_h, 0.9)
+        for k, ch in enumerate(side):
+            put(letters[ch], int(w * 0.03), y + k * (letter_h + 1))
     emblems = []
     for ch, cw in zip(layout, ws):
         if ch.isalnum():
@@ -481,6 +489,7 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
     return img
 
 
+_SIDE_WORDS = ("TRK", "COM", "VET", "APP", "PSG", "FRM")
 _DEALERS = ("AUTO MALL", "MOTORS", "TOYOTA", "HONDA CITY", "FORD", "AUTO SALES", "CHEVROLET", "NISSAN", "KIA",
             "SUBARU", "CARMAX", "AUTO PLAZA", "DODGE RAM", "HYUNDAI", "BMW", "JEEP", "VOLKSWAGEN", "MAZDA")
 _WHITE = np.array([235, 235, 235], np.float32)
