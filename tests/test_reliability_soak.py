@@ -8,6 +8,7 @@ database, what each agency login received): nothing lost, nothing leaked, every 
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 
@@ -15,13 +16,19 @@ from edge.bench.soak import SoakConfig, run_soak
 
 
 def test_short_soak_with_broker_restart_edge_kill_and_gate_kill(tmp_path):
-    cfg = SoakConfig(cameras=5, seconds=20, rate=1.0, broker_restart_at=[4.0], edge_kill_at=[8.0],
-                     gate_kill_at=[13.0], outage_s=2.0, camera_procs=2, mem_sample_s=2.0)
+    # Random moments (each in its own slot, so that the faults do not overlap); the seed is in any
+    # failure message to replay the run.
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    at = {"broker": rng.uniform(3, 6), "edge": rng.uniform(8, 10), "gate": rng.uniform(12, 15)}
+    cfg = SoakConfig(cameras=5, seconds=20, rate=1.0, broker_restart_at=[at["broker"]], edge_kill_at=[at["edge"]],
+                     gate_kill_at=[at["gate"]], outage_s=2.0, camera_procs=2, mem_sample_s=2.0)
     r = run_soak(cfg, tmp_path / "soak", log=lambda m: None)
-    assert [f["kind"] for f in r["faults"]] == ["broker", "edge", "gate"]
+    r["seed"] = seed
+    assert [f["kind"] for f in r["faults"]] == ["broker", "edge", "gate"], r
     assert r["produced"] >= 50, r  # 5 cameras x ~20 s, minus the killed worker's downtime
-    assert r["lost"] == 0, r["per_agency"]
-    assert r["leaked"] == 0, r["per_agency"]
+    assert r["lost"] == 0, (seed, r["per_agency"])
+    assert r["leaked"] == 0, (seed, r["per_agency"])
     assert r["acknowledged"] == r["produced"]  # every outbox drained
     assert r["audited"] == r["produced"] and r["not_audited"] == 0
     assert r["audit_ok"], r["audit_problems"]
@@ -34,7 +41,7 @@ def test_short_soak_with_broker_restart_edge_kill_and_gate_kill(tmp_path):
     # restart. Never in steady state: each duplicate arrives inside a fault's window (agencies
     # drop them by read id; `per_agency[...]["unique"]` is what they keep).
     for t in r["duplicates_at_s"]:
-        assert any(f["at_s"] <= t <= f["at_s"] + f["window_s"] + 1.0 for f in r["faults"]), (t, r["faults"])
+        assert any(f["at_s"] <= t <= f["at_s"] + f["window_s"] + 1.0 for f in r["faults"]), (seed, t, r["faults"])
     assert r["p99_ms_outside_outage"] is not None and r["deliveries_outside_outage"] > 0
 
 
