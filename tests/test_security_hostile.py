@@ -248,3 +248,55 @@ def test_policy_parser_rejects_anything_with_policy_error(field, value):
         parse_policy(data)
     except PolicyError as err:
         assert str(err)
+
+
+# -- the same on the wire: a camera login throwing oversized packets and topic tricks at Mosquitto ----
+
+def test_oversized_packets_and_topic_tricks_never_reach_an_agency(mosquitto, tmp_path):
+    import time
+
+    from conftest import REFUSED_AGENCIES
+
+    def url(who):
+        return transport.parse_broker_url(mosquitto.url(who))
+
+    store = SQLiteAuditStore(tmp_path / "audit.db")
+    g = Gate(mosquitto.registry, load_policy(), url("gate"), store, GateConfig(status_every_s=0, batch_wait_s=0.01)).start()
+    got: dict[str, list] = {a: [] for a in ("sac-pd", *REFUSED_AGENCIES)}
+    agencies = [transport.connect(url(a), f"h-{a}", subscriptions=[("#", 1)],
+                                  on_message=lambda c, u, m, a=a: got[a].append((m.topic, m.payload))) for a in got]
+    cam = transport.connect(url("cam-1"), "h-cam-1")
+    try:
+        tricks = ["alpr/raw/cam-1/../cam-2", "alpr/raw/cam-2", "alpr/raw/cam-1/x", "alpr/share/ice/reads",
+                  "alpr/share/sac-pd/reads", "alpr/raw/cam-1\u0000x", "alpr/raw/cam-1 ", "$SYS/broker/x"]
+        for t in tricks:
+            try:
+                cam.publish(t, json.dumps(base_read()).encode(), qos=1)
+            except ValueError:
+                pass  # paho refuses some topics itself (NUL): also fine
+        # 200 KB: over Mosquitto's max_packet_size (64 KiB) and the schema's 16 KiB.
+        cam.publish("alpr/raw/cam-1", b"{" + b" " * 200_000 + b"}", qos=1)
+        time.sleep(1.0)
+        # The camera may have been disconnected for the oversized packet; a fresh login works and
+        # a normal read still goes through.
+        transport.close(cam)
+        cam = transport.connect(url("cam-1"), "h-cam-1b")
+        good = base_read(read_id="goodgoodgood0001")
+        transport.wait_published([cam.publish("alpr/raw/cam-1", json.dumps(good).encode(), qos=1)], 20)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not got["sac-pd"]:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert [json.loads(p)["read"]["read_id"] for _t, p in got["sac-pd"]] == ["goodgoodgood0001"]
+        assert all(t == "alpr/share/sac-pd/reads" for t, _p in got["sac-pd"])
+        for a in REFUSED_AGENCIES:
+            assert got[a] == [], a
+        assert g.error is None and store.verify().ok
+        forwarded = [r for r in store.records() if r["outcome"] == "decided"]
+        assert [r["read_id"] for r in forwarded] == ["goodgoodgood0001"]
+    finally:
+        transport.close(cam)
+        for c in agencies:
+            transport.close(c)
+        g.stop()
+        store.close()
