@@ -496,23 +496,43 @@ _WHITE = np.array([235, 235, 235], np.float32)
 _BLACK = np.array([20, 20, 20], np.float32)
 
 
+@lru_cache(maxsize=2048)
+def _sticker(sw: int, sh: int, ci: int, label: str) -> np.ndarray:
+    """A registration sticker (float32 BGR sh x sw) with its month/year digits."""
+    img = np.empty((sh, sw, 3), np.float32)
+    img[:] = _STICKER_COLORS[ci]
+    tm = atlas_text(label, "bold", max(3, int(sh * 0.6)), max_w=max(2, sw - 2))
+    _blend(img, tm, (sw - tm.shape[1]) // 2, (sh - tm.shape[0]) // 2, _BLACK if _STICKER_LIGHT[ci] else _WHITE)
+    img.flags.writeable = False
+    return img
+
+
+@lru_cache(maxsize=1024)
+def _dealer_band(w: int, bh: int, grey: int, ci: int, word: str) -> np.ndarray:
+    """A frame's band (float32 BGR bh x w): grey level or sticker colour `ci` (when grey < 0), maybe a name."""
+    img = np.empty((bh, w, 3), np.float32)
+    img[:] = np.float32(grey) if grey >= 0 else _STICKER_COLORS[ci]
+    if word:
+        tm = atlas_text(word, "bold", max(3, int(bh * 0.55)), max_w=int(w * 0.7))
+        light = (grey if grey >= 0 else float(_STICKER_COLORS[ci].mean())) < 110
+        _blend(img, tm, (w - tm.shape[1]) // 2, (bh - tm.shape[0]) // 2, _WHITE if light else _BLACK)
+    img.flags.writeable = False
+    return img
+
+
 def _draw_extras(img: np.ndarray, style: StateStyle, rng: np.random.Generator) -> None:
-    """Registration stickers, bolts and a dealer frame over the lower line."""
+    """Registration stickers, bolts and a dealer frame over the lower line (cached patches, pasted)."""
     h, w = img.shape[:2]
     u = rng.random(20)  # one draw for all choices below
     for k, corner in enumerate(("left", "right")):
         v = u[5 * k : 5 * k + 5]
         if v[0] < 0.55:
-            sw, sh = int(w * (0.08 + 0.04 * v[1])), int(h * (0.13 + 0.07 * v[2]))
+            sw = int(w * (0.08 + 0.04 * round(v[1] * 3) / 3))
+            sh = int(h * (0.13 + 0.07 * round(v[2] * 3) / 3))
             sx = int(w * 0.02) if corner == "left" else int(w * 0.98) - sw
             sy = int(h * (0.02 + 0.06 * v[3])) if v[3] < 0.7 else int(h * 0.76)
             ci = int(v[4] * len(_STICKER_COLORS))
-            col = _STICKER_COLORS[ci]
-            img[sy : sy + sh, sx : sx + sw] = col
-            label = f"{int(v[4] * 997) % 30:02d}"
-            tm = atlas_text(label, "bold", max(3, int(sh * 0.6)), max_w=max(2, sw - 2))
-            _blend(img, tm, sx + (sw - tm.shape[1]) // 2, sy + (sh - tm.shape[0]) // 2,
-                   _BLACK if _STICKER_LIGHT[ci] else _WHITE)
+            img[sy : sy + sh, sx : sx + sw] = _sticker(sw, sh, ci, f"{int(v[4] * 997) % 30:02d}")
     if u[10] < 0.7:
         r = max(1, int(h * 0.035))
         metal = 90 + 110 * float(u[11])
@@ -521,26 +541,19 @@ def _draw_extras(img: np.ndarray, style: StateStyle, rng: np.random.Generator) -
             cv2.circle(img, c, r, (metal * 0.6,) * 3, -1, cv2.LINE_AA)
             cv2.circle(img, (c[0] - r // 3, c[1] - r // 3), max(1, r // 2), (metal,) * 3, -1, cv2.LINE_AA)
     if u[12] < 0.25:  # dealer frame: a rim that covers the slogan line
-        if u[13] < 0.7:
-            col = np.full(3, 5 + 55 * u[14], np.float32)
-        else:
-            col = _STICKER_COLORS[int(u[14] * len(_STICKER_COLORS))]
+        grey = int(5 + 55 * round(u[14] * 4) / 4) if u[13] < 0.7 else -1
+        ci = int(u[14] * len(_STICKER_COLORS))
+        col = np.full(3, grey, np.float32) if grey >= 0 else _STICKER_COLORS[ci]
         top = int(h * (0.8 + 0.08 * u[15]))
-        img[top:] = col
+        word = _DEALERS[int(u[17] * len(_DEALERS))] if u[16] < 0.6 else ""
+        img[top:] = _dealer_band(w, h - top, grey, ci, word)
         t = max(1, int(h * 0.04))
         img[:, :t] = col
         img[:, w - t :] = col
         img[:t] = col
         if u[19] < 0.35:  # dealer name on the top rim too, over the header
             tb = int(h * 0.13)
-            img[:tb] = col
-            tm = atlas_text(_DEALERS[int(u[19] * 1000) % len(_DEALERS)], "bold", max(3, int(tb * 0.6)), max_w=int(w * 0.6))
-            _blend(img, tm, (w - tm.shape[1]) // 2, (tb - tm.shape[0]) // 2, _WHITE if col.mean() < 110 else _BLACK)
-        if u[16] < 0.6:
-            word = _DEALERS[int(u[17] * len(_DEALERS))]
-            tm = atlas_text(word, "bold", max(3, int((h - top) * 0.55)), max_w=int(w * 0.7))
-            _blend(img, tm, (w - tm.shape[1]) // 2, top + (h - top - tm.shape[0]) // 2,
-                   _WHITE if col.mean() < 110 else _BLACK)
+            img[:tb] = _dealer_band(w, tb, grey, ci, _DEALERS[int(u[19] * 1000) % len(_DEALERS)])
     elif u[18] < 0.3:  # stamped rim
         cv2.rectangle(img, (1, 1), (w - 2, h - 2), tuple(float(v) for v in _hex_bgr(style.ink)), max(1, h // 60))
 
