@@ -565,7 +565,7 @@ def plate_height_for(size: tuple[int, int]) -> int:
 
 
 def warm_up(size: tuple[int, int] = (64, 128), states: Sequence[str] | None = None) -> None:
-    """Fill the template and glyph caches for crops of `size` (one-time cost, ~1 s for all states)."""
+    """Fill the template, glyph and patch caches for crops of `size` (one-time cost, ~1 s for all states)."""
     h = plate_height_for(size)
     _pick_states(1, np.random.default_rng(0), states)  # unknown codes fail here, by name
     for code in [s.lower() for s in states] if states else ALL_STATES:
@@ -575,6 +575,8 @@ def warm_up(size: tuple[int, int] = (64, 128), states: Sequence[str] | None = No
         for ws in np.arange(0.68, 0.90, 0.04):
             for weight in range(-2, 3):
                 glyph_atlas("plate", cap_h, round(float(ws), 2), weight)
+    # and the small caches filled on first use (stickers, frame bands, blend colours)
+    render_plates(512, np.random.default_rng(12345), size=size, states=states)
 
 
 def _pick_states(n: int, rng: np.random.Generator, states: Sequence[str] | None) -> list[str]:
