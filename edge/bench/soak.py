@@ -23,8 +23,8 @@ and what each agency login received.
 - p99_ms: capture (the read's captured_at) to agency receipt, every delivery
 - p99_ms_outside_outage: the same without reads in transit during an outage window; a window runs
   from the fault to the moment the last read captured before recovery was delivered (backlog drained)
-- mem_growth_mb_per_h: RSS slope (least squares) per process since its last (re)start (after a
-  warm-up), summed over broker, gate and camera processes (not the harness, which keeps every
+- mem_growth_mb_per_h: RSS slope (least squares) per process over its longest-lived incarnation
+  (after a warm-up), summed over broker, gate and camera processes (not the harness, which keeps every
   message it counts)
 """
 
@@ -585,8 +585,10 @@ class Soak:
         growth_total = 0.0
         growth_known = False
         for name, samples in self.mem.items():
-            last_pid = samples[-1][2]
-            seg = [(t, v) for t, v, pid in samples if pid == last_pid]
+            # The longest-lived incarnation (a restarted process starts its growth curve again).
+            pids = {pid for _t, _v, pid in samples}
+            longest = max(pids, key=lambda p: sum(1 for _t, _v, q in samples if q == p))
+            seg = [(t, v) for t, v, pid in samples if pid == longest]
             seg = [(t, v) for t, v in seg if t >= seg[0][0] + min(30.0, cfg.seconds / 10)] or seg
             slope = _slope_per_h(seg)
             mem[name] = {"rss_mb_first": round(samples[0][1], 1), "rss_mb_last": round(samples[-1][1], 1),
