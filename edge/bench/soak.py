@@ -79,6 +79,8 @@ def register(sub) -> None:
     p.add_argument("--outage-s", type=float, default=3.0, help="how long a killed component stays down (default %(default)s)")
     p.add_argument("--camera-procs", type=int, default=2, help="camera worker processes (default %(default)s)")
     p.add_argument("--workdir", help="keep every file here (default: a temporary directory, removed)")
+    p.add_argument("--audit", help="postgresql://... DSN for the gate's audit log (tables of the run's own, dropped "
+                                   "after it); default SQLite in the work directory")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_soak_cli)
 
@@ -91,6 +93,7 @@ class SoakConfig:
     broker_restart_at: list[float] = field(default_factory=list)
     broker_kill: bool = False
     broker_save_every_change: bool = False
+    audit_dsn: str | None = None  # postgresql://... for the gate's audit (default: SQLite in the workdir)
     gate_kill_at: list[float] = field(default_factory=list)
     edge_kill_at: list[float] = field(default_factory=list)
     outage_s: float = 3.0
@@ -280,6 +283,14 @@ class Soak:
         self.outages: list[dict] = []
         self.mem: dict[str, list[tuple[float, float, int]]] = {}
         self.events: list[str] = []
+        self.audit_target = str(self.wd / "audit.db")
+        if config.audit_dsn:  # PostgreSQL: tables of this run's own, dropped at the end
+            import uuid
+            from urllib.parse import urlsplit
+
+            self.pg_prefix = f"soak{uuid.uuid4().hex[:8]}_"
+            sep = "&" if urlsplit(config.audit_dsn).query else "?"
+            self.audit_target = f"{config.audit_dsn}{sep}table_prefix={self.pg_prefix}"
 
     # -- components --------------------------------------------------------------------------------------
     def start_broker(self) -> None:
@@ -295,7 +306,7 @@ class Soak:
         n = self.gate_incarnation
         cmd = [sys.executable, "-m", "edge.cli", "gate", "--registry", str(self.registry_path),
                "--broker", self.broker.url(), "--secrets", str(self.broker.directory / "secrets"),
-               "--audit", str(self.wd / "audit.db"), "--gate-id", GATE_ID, "--batch-ms", "20", "--json"]
+               "--audit", self.audit_target, "--gate-id", GATE_ID, "--batch-ms", "20", "--json"]
         out = open(self.wd / f"gate-{n}.out", "wb")
         err_path = self.wd / f"gate-{n}.err"
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE)
@@ -483,6 +494,15 @@ class Soak:
                 pass
         if self.broker is not None:
             self.broker.stop()
+        if self.cfg.audit_dsn:
+            from edge.policy.audit import open_audit
+
+            try:
+                store = open_audit(self.audit_target)
+                store.drop()
+                store.close()
+            except Exception as err:  # noqa: BLE001 - teardown: say so, do not hide the run's result
+                self.log(f"could not drop the soak's audit tables {self.pg_prefix}*: {err}")
 
     # -- counting ----------------------------------------------------------------------------------------
     def produced_ids(self) -> set[str]:
@@ -513,16 +533,12 @@ class Soak:
         return left
 
     def audit_counts(self) -> dict:
-        from edge.policy.audit import SQLiteAuditStore
+        from edge.policy.audit import open_audit
 
-        store = SQLiteAuditStore(self.wd / "audit.db")
+        store = open_audit(self.audit_target)
         try:
             v = store.verify()
-            c = sqlite3.connect(self.wd / "audit.db")
-            try:
-                rows = c.execute("SELECT read_id, outcome FROM audit").fetchall()
-            finally:
-                c.close()
+            rows = [(r["read_id"], r["outcome"]) for r in store.records()]
         finally:
             store.close()
         return {"ok": v.ok, "records": v.records, "problems": v.problems[:5],
@@ -640,7 +656,7 @@ def _soak_cli(args) -> int:
 
     cfg = SoakConfig(cameras=args.cameras, seconds=args.minutes * 60, rate=args.rate,
                      broker_restart_at=args.broker_restart_at, broker_kill=args.broker_kill,
-                     broker_save_every_change=args.broker_save_every_change,
+                     broker_save_every_change=args.broker_save_every_change, audit_dsn=args.audit,
                      gate_kill_at=args.gate_kill_at, edge_kill_at=args.edge_kill_at, outage_s=args.outage_s,
                      camera_procs=args.camera_procs)
     if cfg.cameras < 1 or cfg.rate <= 0 or cfg.seconds <= 0:
