@@ -242,7 +242,11 @@ def run(args) -> int:
 
     import cv2
 
-    engines = args.engine or ["onnx"]
+    engines = []
+    for e in args.engine or ["onnx"]:
+        for name in ENGINES if e == "all" else [e]:
+            if name not in engines:
+                engines.append(name)
     cv2.setNumThreads(1)  # one thread per engine, OpenCV pre-processing included
     files, images, plates, states = load_dir(args.dir, args.split)
     if not images:
@@ -278,8 +282,8 @@ def run(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("ocr", help="plate OCR accuracy and speed on labelled crops (DIR/labels.csv: file,state,plate)")
     p.add_argument("dir", type=Path, help="folder with crops and labels.csv")
-    p.add_argument("--engine", action="append", choices=ENGINES,
-                   help="engine to run (repeatable; default onnx). tesseract/rapidocr need the bench extra")
+    p.add_argument("--engine", action="append", choices=(*ENGINES, "all"),
+                   help="engine to run (repeatable; default onnx; all = every engine). tesseract/rapidocr need the bench extra")
     p.add_argument("--split", choices=("val", "train", "all"), default="all",
                    help="part of the fixed split (edge/training/splits.py) to read; all for other folders")
     p.add_argument("--model", type=Path, default=None, help="ONNX model (default models/ocr.onnx)")
