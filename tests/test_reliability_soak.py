@@ -30,6 +30,7 @@ def test_short_soak_with_broker_restart_edge_kill_and_gate_kill(tmp_path):
     assert r["lost"] == 0, (seed, r["per_agency"])
     assert r["leaked"] == 0, (seed, r["per_agency"])
     assert r["acknowledged"] == r["produced"]  # every outbox drained
+    assert r["unexpected_exits"] == []  # no component died on its own
     assert r["audited"] == r["produced"] and r["not_audited"] == 0
     assert r["audit_ok"], r["audit_problems"]
     assert r["audit_records"] == r["produced"]  # each read audited exactly once despite redeliveries

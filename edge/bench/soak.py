@@ -283,6 +283,7 @@ class Soak:
         self.outages: list[dict] = []
         self.mem: dict[str, list[tuple[float, float, int]]] = {}
         self.events: list[str] = []
+        self.unexpected_exits: list[str] = []
         self.audit_target = str(self.wd / "audit.db")
         if config.audit_dsn:  # PostgreSQL: tables of this run's own, dropped at the end
             import uuid
@@ -393,6 +394,9 @@ class Soak:
             time.sleep(self.cfg.outage_s)
             self.broker.start(timeout=self.cfg.start_timeout_s)
         elif kind == "gate":
+            if self.gate.poll() is not None:  # it died on its own before we could kill it: a finding
+                self.unexpected_exits.append(f"gate exited with {self.gate.returncode} before the kill at "
+                                             f"{start - self.t0_wall:.1f} s")
             self.gate.kill()
             self.gate.wait()
             time.sleep(self.cfg.outage_s)
@@ -626,6 +630,7 @@ class Soak:
             "lost": lost, "leaked": leaked, "duplicates": duplicates, "duplicates_at_s": sorted(dup_at),
             "not_audited": len(produced - audit["decided_ids"]),
             "unlogged": len(unlogged),  # stored by a camera killed before it logged the id: delivered, not lost
+            "unexpected_exits": self.unexpected_exits,
             "audit_ok": audit["ok"], "audit_records": audit["records"], "audit_problems": audit["problems"],
             "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "max_ms": pct(lat, 100),
             "p99_ms_outside_outage": pct(outside, 99), "deliveries_outside_outage": int(len(outside)),
@@ -670,7 +675,7 @@ def _soak_cli(args) -> int:
     print_table(f"bench soak: {cfg.cameras} cameras x {cfg.rate}/s for {cfg.seconds / 60:g} min", ["figure", "value"], rows)
     if args.json:
         print_json_last({**r, "config": asdict(cfg), "machine": machine_info()})
-    ok = r["lost"] == 0 and r["leaked"] == 0 and r["audit_ok"] and r["not_audited"] == 0
+    ok = r["lost"] == 0 and r["leaked"] == 0 and r["audit_ok"] and r["not_audited"] == 0 and not r["unexpected_exits"]
     return 0 if ok else 1
 
 
