@@ -57,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--synth-refresh", type=int, default=6, help="new synthetic plates rendered per batch")
     p.add_argument("--synth-stacked", type=float, default=0.0,
                    help="chance of small stacked side characters on any synthetic plate (left out of the label)")
+    p.add_argument("--frames", type=Path, default=None,
+                   help="also train on plates cut from the TRAIN part of a real frames folder (labels.csv: file,x,y,w,h,plate)")
     p.add_argument("--invert", type=float, default=0.0,
                    help="chance of inverting a training crop (light-on-dark plates are rare in the data)")
     p.add_argument("--init", type=Path, default=None,
@@ -109,7 +111,7 @@ def batch_stream(args, start_step: int, worker_seed: int):
     """Endless (x, targets, target_lengths, state_ids, step) batches starting at start_step."""
     import cv2
 
-    from edge.training.ocr_data import WORK_SCALE, augment, encode_texts, load_crops, photometric
+    from edge.training.ocr_data import WORK_SCALE, augment, encode_texts, load_crops, load_frame_plates
     from edge.training.ocr_model import ALPHABET, INPUT_HEIGHT, INPUT_WIDTH, STATES
     from edge.vision.ocr import preprocess
 
@@ -119,6 +121,13 @@ def batch_stream(args, start_step: int, worker_seed: int):
     work_hw = (INPUT_HEIGHT * WORK_SCALE, INPUT_WIDTH * WORK_SCALE)
     state_index = {s: i for i, s in enumerate(STATES)}
     real = load_crops(args.crops, "train")
+    if args.frames is not None:
+        # plates cut from the TRAIN frames by their labelled box (validation frames never)
+        fp = load_frame_plates(args.frames, "train")
+        real.images += fp.images
+        real.texts += fp.texts
+        real.states += fp.states
+        real.files += fp.files
     # Upstream marks a few unreadable/odd plates with a one-character placeholder label ("0" on
     # a "00000" plate): those teach the model nothing right, so they are left out of training.
     keep = [i for i, t in enumerate(real.texts) if len(t) >= 2]

@@ -62,6 +62,36 @@ def load_crops(root: Path, part: str = "train") -> PlateSet:
     return out
 
 
+def load_frame_plates(root: Path, part: str = "train") -> PlateSet:
+    """Plates cut out of the real frames (`frames/labels.csv`: file,x,y,w,h,plate) by their
+    labelled 2:1 box: the small, low-resolution plates a camera actually delivers. Only `part` of
+    the frames' fixed split is read (train for training)."""
+    path = Path(root) / "labels.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: labels.csv (file,x,y,w,h,plate) not found")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    train, val = split([r["file"] for r in rows])
+    keep = {"train": set(train), "val": set(val), "all": set(train) | set(val)}[part]
+    out = PlateSet([], [], [], [])
+    for r in rows:
+        if r["file"] not in keep:
+            continue
+        frame = cv2.imread(str(Path(root) / r["file"]), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise ValueError(f"{root}/{r['file']}: not a readable image")
+        x, y, w, h = (int(float(r[k])) for k in ("x", "y", "w", "h"))
+        x0, y0 = max(0, x), max(0, y)
+        crop = frame[y0 : y + h, x0 : x + w]
+        if crop.size == 0 or len(r["plate"].strip()) < 2:
+            continue
+        out.images.append(np.ascontiguousarray(crop))
+        out.texts.append(r["plate"].strip().upper())
+        out.states.append("")  # frames carry no state label
+        out.files.append(r["file"])
+    return out
+
+
 def _rand(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(rng.uniform(lo, hi))
 
