@@ -98,21 +98,27 @@ def plate_colour(i: int) -> tuple[int, int, int]:
     return (40 + (i * 53) % 200, 255 - (i * 37) % 120, 120 + (i * 71) % 130)
 
 
-def scripted_scene(n_vehicles: int, width: int = 320, height: int = 180, gap: int = 14, seed: int = 0):
-    """Vehicles crossing left to right one after another; returns (vehicles, frame count, render)."""
+def scripted_scene(
+    n_vehicles: int, width: int = 320, height: int = 180, gap: int = 14, seed: int = 0, speed: float = 12.0,
+    occlude: tuple[int, int] | None = None,
+):
+    """Vehicles crossing left to right one after another; returns (vehicles, frame count, render).
+    occlude=(a, b): frames a..b-1 hide every plate (something passes in front of the camera)."""
     rng = np.random.default_rng(seed)
     alphabet = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
     vehicles = []
     for i in range(n_vehicles):
         plate = "".join(rng.choice(list(alphabet), size=7))
-        vehicles.append(Vehicle(plate, plate_colour(i), i * gap, 60 + 20 * (i % 3), 12.0))
+        vehicles.append(Vehicle(plate, plate_colour(i), i * gap, 60 + 20 * (i % 3), speed))
     plate_w, plate_h = 40, 16
-    n_frames = vehicles[-1].enter_frame + int((width + plate_w) / 12.0) + 4
+    n_frames = vehicles[-1].enter_frame + int((width + plate_w) / speed) + 4
 
     def render(k: int) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int]]]]:
         frame = np.full((height, width, 3), ROAD_GREY, np.uint8)
         frame[::8, :, :] = ROAD_GREY + 10  # some texture
         truth = []
+        if occlude and occlude[0] <= k < occlude[1]:
+            return frame, truth
         for v in vehicles:
             x = int(-plate_w + (k - v.enter_frame) * v.speed)
             if k < v.enter_frame or x >= width or x + plate_w <= 0:

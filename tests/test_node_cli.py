@@ -49,7 +49,7 @@ def test_run_killed_and_restarted_loses_nothing(tmp_path, mosquitto):
     out = tmp_path / "edge"
     db = str(out / "outbox.db")
     common = ["--camera-id", "cam-1", "--agency-id", "sac-pd", "--broker", mosquitto.url("cam-1"),
-              "--vision", "labels", "--output-dir", str(out), "--no-progress", "--metrics-interval", "0.5"]  # fmt: skip
+              "--vision", "labels", "--min-plate-height", "4", "--output-dir", str(out), "--no-progress", "--metrics-interval", "0.5"]  # fmt: skip
     p = subprocess.Popen(alpr("run", "--source", SMALL.format(seed=1, d=40), "--realtime", "--speed", "2", *common),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
@@ -91,7 +91,7 @@ def test_sim_runs_cameras_as_processes(tmp_path, mosquitto):
     r = subprocess.run(
         alpr("sim", "--cameras", "3", "--broker", url, "--passwords", str(pw), "--agency-id", "sac-pd",
              "--source", "synthetic:highway_gantry?duration=6&width=320&height=180",
-             "--output-dir", str(tmp_path / "sim"), "--json", "--", "--vision", "labels"),
+             "--output-dir", str(tmp_path / "sim"), "--json", "--", "--vision", "labels", "--min-plate-height", "4"),
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
@@ -138,7 +138,7 @@ def test_sim_from_the_registry(tmp_path, mosquitto):
         alpr("sim", "--registry", str(reg), "--secrets", str(mosquitto.directory / "secrets"),
              "--broker", f"mqtt://127.0.0.1:{mosquitto.port}",
              "--source", "synthetic:highway_gantry?duration=4&width=320&height=180",
-             "--output-dir", str(tmp_path / "sim"), "--json", "--", "--vision", "labels"),
+             "--output-dir", str(tmp_path / "sim"), "--json", "--", "--vision", "labels", "--min-plate-height", "4"),
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

@@ -31,7 +31,7 @@ def test_status_is_retained_with_metrics(tmp_path, open_broker):
     r = subprocess.run(
         [sys.executable, "-m", "edge.cli", "run", "--source", "synthetic:default?duration=3&width=320&height=180",
          "--camera-id", "cam-7", "--agency-id", "sac-pd", "--broker", f"mqtt://127.0.0.1:{open_broker}",
-         "--vision", "labels", "--output-dir", str(tmp_path / "e"), "--metrics-interval", "0.2", "--realtime", "--speed", "4"],
+         "--vision", "labels", "--min-plate-height", "4", "--output-dir", str(tmp_path / "e"), "--metrics-interval", "0.2", "--realtime", "--speed", "4"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]

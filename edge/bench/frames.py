@@ -32,8 +32,9 @@ def register(sub) -> None:
     v.add_argument("file", help="video file (any FFmpeg codec)")
     v.add_argument("--no-motion-gating", action="store_true", help="process every frame")
     v.add_argument("--max-frames", type=int, default=None)
-    v.add_argument("--vision", choices=["onnx", "labels"], default="onnx",
-                   help="labels: ground truth instead of the models (measures everything but them)")
+    v.add_argument("--vision", choices=["onnx", "labels", "label-boxes"], default="onnx",
+                   help="labels: ground truth instead of the models (measures everything but them); "
+                   "label-boxes: ground-truth boxes, real OCR")
     _common(v)
     v.set_defaults(func=_video)
 

@@ -27,9 +27,10 @@ RUN_FLAGS = {
     "--metrics-interval": ("metrics_interval_s", dict(type=float)),
     "--threads": ("threads", dict(type=int, help="onnxruntime threads per stage")),
     "--batch-frames": ("batch_frames", dict(type=int)),
+    "--min-plate-height": ("min_plate_height", dict(type=float, help="plate boxes shorter than this (px) are tracked, not read")),
     "--ocr-variants": ("ocr_variants", dict(type=int, help="framings of each plate the OCR reads and votes over (1-5)")),
     "--speed": ("speed", dict(type=float, help="real-time pacing multiplier")),
-    "--vision": ("vision", dict(choices=["onnx", "labels"], help="labels: plates from the source's ground truth (network simulation)")),
+    "--vision": ("vision", dict(choices=["onnx", "labels", "label-boxes"], help="labels: plates from the source's ground truth (network simulation); label-boxes: ground-truth boxes, real OCR")),
     "--label-misread-rate": ("label_misread_rate", dict(type=float, help="vision=labels: share of characters misread")),
     "--drain-timeout": ("drain_timeout_s", dict(type=float, help="at the end of a file, wait this long for PUBACKs")),
 }

@@ -36,13 +36,18 @@ class EdgeNodeConfig(BaseModel):
     motion_max_skip: int = Field(0, ge=0)  # >0: process at least every Nth frame anyway
 
     # Vision stages. "labels": plates from the source's ground truth (network simulation only)
-    vision: Literal["onnx", "labels"] = "onnx"
+    # "label-boxes": ground-truth boxes, the real OCR (measures OCR + tracking + vote without the detector)
+    vision: Literal["onnx", "labels", "label-boxes"] = "onnx"
     label_misread_rate: float = Field(0.0, ge=0, le=1)
     detector_model: Path = REPO_MODELS / "detector.onnx"
     ocr_model: Path = REPO_MODELS / "ocr.onnx"
     detector_threshold: float | None = Field(None, ge=0, le=1)  # None: the model's own default
     crop_width: int = Field(192, ge=8, le=1024)
     crop_height: int = Field(96, ge=8, le=512)  # US plates are 2:1; the rectifier pads 6% a side
+    # Plates whose box (2:1, around the plate) is shorter than this are tracked but not read: a few
+    # pixels of plate only give the vote junk. Taller ones count more, up to full_weight_height.
+    min_plate_height: float = Field(12.0, ge=0, le=1000)
+    full_weight_height: float = Field(40.0, gt=0, le=1000)
     ocr_variants: int = Field(1, ge=1, le=5)  # framings of each plate read and voted (1: the plain crop)
     batch_frames: int = Field(4, ge=1, le=64)  # frames detected per batch (OCR batches all their plates)
     threads: int = Field(1, ge=1, le=64)  # onnxruntime intra-op threads per stage
@@ -51,6 +56,10 @@ class EdgeNodeConfig(BaseModel):
     # Tracking and voting
     min_confidence: float = Field(0.2, ge=0, le=1)  # voted plate confidence to publish a read
     track_timeout_s: float = Field(1.0, gt=0, le=60)  # a track ends this long after its last sighting
+    # A track that ends inside the frame (occluded, missed detections) waits this long (media time)
+    # for a continuation: a later track with a similar reading is the same pass, and the two are
+    # voted as one. Tracks that leave through the frame edge are published at once. 0 disables.
+    merge_window_s: float = Field(4.0, ge=0, le=60)
     # A track whose plate was already read within this many seconds (media time) is the same vehicle
     # seen again after an occlusion: merged, not published twice. 0 disables.
     repeat_window_s: float = Field(10.0, ge=0, le=3600)

@@ -22,7 +22,11 @@ _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 class LabelDetector(Detector):
     """Boxes from `Frame.labels`; hands the texts to its LabelOCR in the order the node crops them."""
 
-    def __init__(self) -> None:
+    def __init__(self, min_height: float = 0.0, keep_texts: bool = True) -> None:
+        # Plates the node would not read are not "detected" at all, so the texts handed to the
+        # OCR stay in step with the crops the node makes.
+        self.min_height = float(min_height)
+        self.keep_texts = keep_texts  # False: a real OCR reads the crops (ground-truth boxes only)
         self.pending: deque[str] = deque()
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
@@ -31,13 +35,14 @@ class LabelDetector(Detector):
     def predict_frames(self, frames) -> list[Detections]:
         out = []
         for f in frames:
-            labels = f.labels or []
+            labels = [lab for lab in (f.labels or []) if lab.box[3] - lab.box[1] >= self.min_height]
             if not labels:
                 out.append(Detections.empty())
                 continue
             boxes = np.array([lab.box for lab in labels], np.float32)
             out.append(Detections(boxes, np.ones(len(labels), np.float32), None))
-            self.pending.extend(lab.plate for lab in labels)
+            if self.keep_texts:
+                self.pending.extend(lab.plate for lab in labels)
         return out
 
 

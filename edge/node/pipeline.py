@@ -168,6 +168,7 @@ class _Detected:
     dets: list[Detections]
     crops: list[np.ndarray]
     owners: list[tuple[int, int]]
+    small: list[np.ndarray]  # per frame in todo: detections too small to read (tracked only)
 
 
 class _ReadWorker:
@@ -237,6 +238,7 @@ class EdgeNode:
         self.crop_dir = Path(config.output_dir) if config.save_crops else None
         self._reader: ReaderThread | None = None
         self._recent: dict[str, float] = {}  # plate -> media time of its read's last sighting
+        self._pending: list[Track] = []  # ended inside the frame: waiting for a continuation
 
     # -- main loop ---------------------------------------------------------------------------
     def run(self, progress: Callable[[int], None] | None = None) -> Metrics:
@@ -293,7 +295,7 @@ class EdgeNode:
             self.metrics.frames_dropped = reader.dropped
             self.metrics.source_skipped = self.source.skipped
             # Vehicles still in view when the source ends (or the node is stopped) are reads too.
-            self._finish(self.tracker.flush())
+            self._finish(self.tracker.flush(), final=True)
             self._emit_metrics()
         return self.metrics
 
@@ -302,7 +304,8 @@ class EdgeNode:
         if self.tracker.active:
             last = max(t.last.timestamp for t in self.tracker.active)
             if self.source.live:
-                self._finish(self.tracker.expire(last + self.config.track_timeout_s + 1e-3))
+                now = last + self.config.track_timeout_s + 1e-3
+                self._finish(self.tracker.expire(now), now=now)
 
     def _emit_metrics(self) -> None:
         snap = self.metrics.snapshot({"active_tracks": len(self.tracker)})
@@ -355,15 +358,22 @@ class EdgeNode:
         crops: list[np.ndarray] = []
         owners: list[tuple[int, int]] = []  # (index in todo, detection index)
         V = self.config.ocr_variants
+        min_h = self.config.min_plate_height
+        small: list[np.ndarray] = []  # per frame: which detections are too small to read
         for k, (f, d) in enumerate(zip(todo, dets)):
+            tiny = (d.boxes[:, 3] - d.boxes[:, 1]) < min_h if len(d) else np.zeros(0, bool)
+            small.append(tiny)
+            if tiny.any():
+                d = d[~tiny]
             if len(d):
                 # V crops per plate, variant-major within the frame: [all v0, all v1, ...]
                 variants = [self.cropper(f.image, d if v == 0 else _scaled(d, VARIANT_SCALES[v]), self.out_size) for v in range(V)]
-                for j in range(len(d)):
-                    crops.extend(variants[v][j] for v in range(V))
-                    owners.append((k, j))
+                kept = np.nonzero(~tiny)[0]
+                for jj, j in enumerate(kept):
+                    crops.extend(variants[v][jj] for v in range(V))
+                    owners.append((k, int(j)))
         m.add("crop", time.perf_counter() - t)
-        return _Detected(list(batch), moving, todo, dets, crops, owners)
+        return _Detected(list(batch), moving, todo, dets, crops, owners, small)
 
     def _read_stage(self, d: "_Detected") -> None:
         """OCR over every crop of the batch, tracker, votes, read events (the second half)."""
@@ -384,6 +394,8 @@ class EdgeNode:
                 reading = Reading(texts.texts[n], float(texts.confidence[n]), np.asarray(texts.char_confidence[n]))
             else:
                 reading = _combine_variants(texts, n, V)
+            h = float(det.boxes[j, 3] - det.boxes[j, 1])
+            reading = Reading(reading.text, reading.confidence, reading.char_confidence, min(1.0, (h / self.config.full_weight_height) ** 2))
             region = texts.region[n] if texts.region and n < len(texts.region) else None
             rconf = (
                 float(texts.region_confidence[n])
@@ -405,6 +417,17 @@ class EdgeNode:
                     region_confidence=rconf,
                 )
             )
+        for k, tiny in enumerate(d.small):
+            f, det = todo[k], dets[k]
+            for j in np.nonzero(tiny)[0]:
+                per_frame[k].append(
+                    Observation(
+                        frame_index=f.index, timestamp=f.timestamp, box=np.asarray(det.boxes[j], np.float32),
+                        score=float(det.scores[j]), reading=Reading("", 0.0, np.zeros(0, np.float32), 0.0),
+                        corners=None if det.corners is None else np.asarray(det.corners[j], np.float32),
+                        frame_size=f.size, captured_at=f.captured_at,
+                    )
+                )
         if self.on_frame:
             for f, fd in zip(todo, dets):
                 self.on_frame(f, fd)
@@ -419,15 +442,17 @@ class EdgeNode:
             if self.source.independent:
                 finished += self.tracker.flush()
         m.add("track", time.perf_counter() - t)
-        self._finish(finished)
+        self._finish(finished, now=batch[-1].timestamp)
 
     # -- tracks -> read events ---------------------------------------------------------------------
-    def _finish(self, tracks: Sequence[Track]) -> None:
-        if not tracks:
+    def _finish(self, tracks: Sequence[Track], now: float | None = None, final: bool = False) -> None:
+        """Ended tracks -> read events, after merging the pieces of one pass."""
+        if not tracks and not self._pending:
             return
         t = time.perf_counter()
+        ready = self._merge_pieces(tracks, now, final)
         window = self.config.repeat_window_s
-        for track in tracks:
+        for track in ready:
             event = self.track_to_event(track)
             if event is None:
                 self.metrics.dropped_tracks += 1
@@ -445,6 +470,55 @@ class EdgeNode:
             self.sink.emit(event)
             self.metrics.reads += 1
         self.metrics.add("emit", time.perf_counter() - t)
+
+    def _merge_pieces(self, tracks: Sequence[Track], now: float | None, final: bool) -> list[Track]:
+        W = self.config.merge_window_s
+        if self.source.independent or W <= 0:
+            return list(tracks)
+        ready: list[Track] = []
+        for track in tracks:
+            track.voted = _voted_text(track)
+            if track.voted is None:
+                ready.append(track)  # nothing to read: dropped by track_to_event
+                continue
+            while True:  # pieces chain: A+B may then match an earlier piece C
+                host = None
+                for p in self._pending:
+                    gap = track.first.timestamp - p.last.timestamp
+                    if -0.5 <= gap <= W and _similar(p.voted, track.voted) and (host is None or p.last.timestamp > host.last.timestamp):
+                        host = p
+                if host is None:
+                    break
+                self._pending.remove(host)
+                host.absorb(track)
+                host.voted = _voted_text(host)
+                self.metrics.merged_tracks += 1
+                track = host
+            if self._left_the_frame(track):
+                ready.append(track)
+            else:
+                self._pending.append(track)
+        if final:
+            ready += self._pending
+            self._pending = []
+        elif now is not None and self._pending:
+            keep = []
+            for p in self._pending:
+                waited = now - p.last.timestamp
+                # A track that began after this one ended may still turn out to continue it.
+                successor = any(0 <= a.first.timestamp - p.last.timestamp <= W for a in self.tracker.active)
+                (keep if waited <= W or (successor and waited <= 30.0) else ready).append(p)
+            self._pending = keep
+        return ready
+
+    def _left_the_frame(self, track: Track) -> bool:
+        o = track.last
+        if o.frame_size is None:
+            return True
+        w, h = o.frame_size
+        mx, my = 0.02 * w, 0.02 * h
+        x1, y1, x2, y2 = (float(v) for v in o.box)
+        return x1 <= mx or y1 <= my or x2 >= w - mx or y2 >= h - my
 
     def track_to_event(self, track: Track) -> ReadEvent | None:
         cfg = self.config
@@ -508,6 +582,27 @@ class EdgeNode:
             log.warning("cannot save crop %s: %s", path, err)
             return None
         return rel.as_posix()
+
+
+def _voted_text(track: Track) -> str | None:
+    v = vote(track.readings(), n_alternatives=0)
+    return v.plate if v is not None else None
+
+
+def _similar(a: str | None, b: str | None) -> bool:
+    """Readings close enough to be the same plate misread: edit distance <= 2 (<= 1 for short)."""
+    if not a or not b:
+        return False
+    limit = 1 if min(len(a), len(b)) <= 4 else 2
+    if abs(len(a) - len(b)) > limit:
+        return False
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1] <= limit
 
 
 def _majority_region(track: Track) -> tuple[str, float] | None:

@@ -27,10 +27,16 @@ def load_stages(cfg):
             "%s: vision=labels: plates come from the source's ground truth (network simulation; "
             "these reads say nothing about recognition)", cfg.camera_id
         )
-        det = LabelDetector()
+        det = LabelDetector(min_height=cfg.min_plate_height)
         return det, LabelOCR(det, cfg.label_misread_rate, seed=zlib.crc32(cfg.camera_id.encode()))
-    from edge.vision.detector import OnnxPlateDetector
     from edge.vision.ocr import OnnxPlateOCR
+
+    if cfg.vision == "label-boxes":
+        from edge.node.label_vision import LabelDetector
+
+        return LabelDetector(keep_texts=False), OnnxPlateOCR(cfg.ocr_model, intra_op_threads=cfg.threads)
+
+    from edge.vision.detector import OnnxPlateDetector
 
     detector = OnnxPlateDetector(cfg.detector_model, threshold=cfg.detector_threshold, threads=cfg.threads)
     ocr = OnnxPlateOCR(cfg.ocr_model, intra_op_threads=cfg.threads)

@@ -98,6 +98,7 @@ class Track:
     best: Observation | None = None  # the sighting with the best crop (kept with its pixels)
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))  # px/s per coord
     held_until: float = float("-inf")  # media time up to which static frames vouch for the track
+    voted: str | None = None  # the plate its readings vote for, once it has ended (set by the node)
 
     @property
     def last(self) -> Observation:
@@ -128,6 +129,13 @@ class Track:
                 o.crop = None
         if obs is not self.best:
             obs.crop = None
+
+    def absorb(self, other: "Track") -> None:
+        """Take over the sightings of another (ended) track of the same vehicle, e.g. the part of
+        a pass after an occlusion; the best crop is the better of the two."""
+        self.observations = sorted(self.observations + other.observations, key=lambda o: o.timestamp)
+        if other.best is not None and (self.best is None or _crop_quality(other.best) > _crop_quality(self.best)):
+            self.best = other.best
 
     def readings(self) -> list[Reading]:
         return [o.reading for o in self.observations]

@@ -3,7 +3,7 @@
 A vehicle pass gives the OCR many looks at the same plate; single frames get characters wrong
 (blur, glare, a partial crop). The vote turns those readings into one:
 
-1. Length: the plate length with the largest total plate confidence wins (a reading that dropped
+1. Length: the plate length with the largest total squared plate confidence wins (a reading that dropped
    or added a character cannot be aligned position by position, so it only votes on the length).
 2. Characters: among readings of that length, each position accumulates the character confidence
    every reading gave its character there (one `np.add.at` over an (M, L) index array); the
@@ -35,6 +35,7 @@ class Reading:
     text: str
     confidence: float
     char_confidence: np.ndarray  # (len(text),) float
+    weight: float = 1.0  # how much this look counts (e.g. less for a plate a few pixels tall)
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ def _clean(readings: Sequence[Reading]) -> list[Reading]:
         cc = np.asarray(r.char_confidence, np.float32).reshape(-1)
         if cc.shape[0] != len(t):  # a stage that gives no per-char values: spread the plate's
             cc = np.full(len(t), float(r.confidence) ** (1.0 / len(t)), np.float32)
-        out.append(Reading(t, float(r.confidence), np.clip(cc, 0.0, 1.0)))
+        if r.weight <= 0:
+            continue
+        out.append(Reading(t, float(r.confidence), np.clip(cc, 0.0, 1.0), float(r.weight)))
     return out
 
 
@@ -72,7 +75,9 @@ def vote(
     if not rs:
         return None
     lengths = np.array([len(r.text) for r in rs])
-    weights = np.array([max(r.confidence, 1e-6) for r in rs], np.float64)
+    # Squared confidence: a few confident looks outvote many junk ones (far, blurred plates read
+    # as one or two characters with low confidence would otherwise win the length by numbers).
+    weights = np.array([max(r.confidence, 1e-6) ** 2 * r.weight for r in rs], np.float64)
     uniq = np.unique(lengths)
     length_weight = np.array([weights[lengths == n].sum() for n in uniq])
     length_count = np.array([(lengths == n).sum() for n in uniq])
@@ -86,13 +91,14 @@ def vote(
     cc = np.stack([r.char_confidence for r in same]).astype(np.float64)  # (M, L)
     scores = np.zeros((L, len(ALPHABET)), np.float64)
     pos = np.broadcast_to(np.arange(L), (M, L))
-    np.add.at(scores, (pos, idx), cc)
+    look_w = np.array([r.weight for r in same], np.float64)[:, None]
+    np.add.at(scores, (pos, idx), cc * look_w)
     # Ties at a position (rare with float confidences) go to the lowest alphabet index.
     best = scores.argmax(axis=1)
     share = scores[np.arange(L), best] / np.maximum(scores.sum(axis=1), 1e-12)
     agree = idx == best[None, :]  # (M, L): which readings agree with the winner
     all_wrong = np.prod(np.where(agree, 1.0 - np.clip(cc, 0.0, 0.999999), 1.0), axis=0)
-    mean_conf = scores / M  # (L, 36): mean confidence each character got at each position
+    mean_conf = scores / float(look_w.sum())  # (L, 36): mean confidence each character got at each position
     if independent:
         char_conf = (share * (1.0 - all_wrong)).astype(np.float32)
     else:
