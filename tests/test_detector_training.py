@@ -127,3 +127,22 @@ def test_tile_sampler_boxes_follow_the_2to1_convention():
         np.testing.assert_allclose(w, 2 * h, rtol=1e-4)
         n_boxes += len(t.boxes)
     assert n_boxes > 20
+
+
+def test_tile_sampler_centres_tiles_on_mined_hard_negatives():
+    from edge.training.detector_data import LabelledFrame, TileSampler
+
+    rng = np.random.default_rng(0)
+    image = np.zeros((720, 1280, 3), np.uint8)
+    image[100:140, 1000:1080] = 255  # the "confuser": the only bright thing in the frame
+    frames = [LabelledFrame("f0", image, np.array([[100, 600, 200, 650]], np.float32))]
+    plates = [img for img, _, _ in render_plate_images(2, rng, height=60)]
+    sampler = TileSampler(frames, plates, (768, 448), tile=256, seed=2,
+                          hard_negatives={"f0": np.array([[1000, 100, 1080, 140]], np.float32)}, hard_fraction=1.0)
+    sampler._photometric = lambda img: img  # keep pixel values to find the confuser
+    bright = 0
+    for _ in range(10):
+        tile, boxes, _ = sampler._frame_tile()
+        bright += int((tile > 250).all(axis=2).sum() > 50)
+        assert len(boxes) == 0  # the labelled plate is far away
+    assert bright == 10

@@ -32,6 +32,7 @@ from edge.training.detector_data import (
     TileSampler,
     load_frames,
     load_train_crops,
+    read_labels,
     synthetic_plates,
 )
 
@@ -158,8 +159,10 @@ def detector_loss(pred_heat, pred_reg, heat, reg, reg_w, corner_w, ignore_w):
 class TileStream(torch.utils.data.IterableDataset):
     """Endless batches of rendered tiles and their targets (runs in a DataLoader worker)."""
 
-    def __init__(self, data_root: Path, batch: int, seed: int, synth_count: int = 400) -> None:
+    def __init__(self, data_root: Path, batch: int, seed: int, synth_count: int = 400,
+                 hard_negatives: str = "") -> None:
         self.data_root, self.batch, self.seed, self.synth_count = Path(data_root), batch, seed, synth_count
+        self.hard_negatives = hard_negatives
 
     def __iter__(self):
         torch.set_num_threads(1)
@@ -172,7 +175,12 @@ class TileStream(torch.utils.data.IterableDataset):
         synth = synthetic_plates(self.synth_count, seed=self.seed) if self.synth_count else []
         log.info("tile sources: %d train frames, %d crops, %d frame cuts, %d synthetic plates",
                  len(frames), len(crops), len(cuts), len(synth))
-        sampler = TileSampler(frames, crops + cuts + synth, INPUT_SIZE, TILE, seed=self.seed)
+        hard = None
+        if self.hard_negatives:
+            path = Path(self.hard_negatives)
+            hard = {k: np.asarray(v, np.float32) for k, v in read_labels(path.parent, path.name).items()}
+            log.info("hard negatives: %d boxes in %d frames", sum(len(v) for v in hard.values()), len(hard))
+        sampler = TileSampler(frames, crops + cuts + synth, INPUT_SIZE, TILE, seed=self.seed, hard_negatives=hard)
         while True:
             tiles = [sampler.sample() for _ in range(self.batch)]
             targets = [make_targets(t.boxes, t.corners, t.has_corners, t.ignore, TILE) for t in tiles]
@@ -213,6 +221,10 @@ def train(args) -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, elapsed = 0, 0.0
     history: list[dict] = []
+    if getattr(args, "init", "") and not (args.resume and ckpt_path.is_file()):
+        # fine-tuning: weights from an earlier run, fresh optimiser and schedule
+        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
+        log.info("initialised from %s", args.init)
     if args.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
@@ -223,7 +235,8 @@ def train(args) -> Path:
     data_root = Path(args.data)
     val_frames = load_frames(data_root / "frames", "val")
     train_frames = load_frames(data_root / "frames", "train")
-    stream = TileStream(data_root, args.batch, seed=args.seed + step, synth_count=args.synth)
+    stream = TileStream(data_root, args.batch, seed=args.seed + step, synth_count=args.synth,
+                        hard_negatives=getattr(args, "hard_negatives", ""))
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers)
     model.train()
     last_ckpt = time.monotonic()
@@ -242,6 +255,7 @@ def train(args) -> Path:
             break
         frac = elapsed / budget
         warm = min(1.0, (step + 1) / 100)
+        warm = 1.0 if getattr(args, "init", "") else warm
         lr = args.lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -309,6 +323,32 @@ def export_onnx(ckpt_path: Path, onnx_path: Path, threshold: float = 0.6) -> Pat
     return onnx_path
 
 
+def mine_false_alarms(onnx_path: Path, data_root: Path, threshold: float, csv_path: Path) -> int:
+    """Run a detector on the TRAIN frames; write its predictions matching no label (nor an ignored
+    background plate) as `file,x,y,w,h,plate` rows for `train --hard-negatives`."""
+    import csv
+
+    from edge.bench.detect import match_frame
+    from edge.vision.detector import OnnxPlateDetector, box_iou
+
+    det = OnnxPlateDetector(onnx_path, threshold=threshold)
+    rows = []
+    for fr in load_frames(data_root / "frames", "train"):
+        d = det.predict([fr.image])[0]
+        m = match_frame(d.boxes, fr.boxes, iou_match=0.1)
+        for i in m.false_alarm_idx:
+            b = d.boxes[i]
+            if len(fr.ignore) and box_iou(b[None], fr.ignore).max() > 0.1:
+                continue
+            rows.append([fr.name, round(float(b[0])), round(float(b[1])), round(float(b[2] - b[0])),
+                         round(float(b[3] - b[1])), f"false alarm {d.scores[i]:.2f}"])
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "x", "y", "w", "h", "plate"])
+        w.writerows(rows)
+    return len(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m edge.training.detector", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -325,7 +365,14 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--workers", type=int, default=1, help="DataLoader processes rendering tiles (0: inline)")
     t.add_argument("--synth", type=int, default=400, help="synthetic plates to render (0: none)")
     t.add_argument("--checkpoint-minutes", type=float, default=4.0)
+    t.add_argument("--init", default="", help="start from this checkpoint's weights (fine-tuning; fresh schedule)")
+    t.add_argument("--hard-negatives", default="", help="CSV file,x,y,w,h of mined train false alarms (see `mine`)")
     t.add_argument("--onnx", default="", help="export here when done (e.g. models/detector.onnx)")
+    mn = sub.add_parser("mine", help="write an ONNX model's false alarms on the TRAIN frames as hard negatives")
+    mn.add_argument("--onnx", required=True)
+    mn.add_argument("--data", default=str(DATA_ROOT))
+    mn.add_argument("--threshold", type=float, default=0.35)
+    mn.add_argument("--csv", required=True, help="output file,x,y,w,h,plate CSV")
     e = sub.add_parser("export", help="export OUT/checkpoint.pt to ONNX")
     e.add_argument("--out", default="runs/det")
     e.add_argument("--onnx", default="models/detector.onnx")
@@ -334,6 +381,10 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--threshold", type=float, default=0.6, help="default score threshold stored in the ONNX")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.cmd == "mine":
+        n = mine_false_alarms(Path(args.onnx), Path(args.data), args.threshold, Path(args.csv))
+        log.info("wrote %d hard negatives to %s", n, args.csv)
+        return 0
     if args.cmd == "train":
         ckpt = train(args)
         if args.onnx:

@@ -132,6 +132,8 @@ class TileSampler:
         input_size: tuple[int, int],
         tile: int = 256,
         seed: int = 0,
+        hard_negatives: dict[str, np.ndarray] | None = None,
+        hard_fraction: float = 0.3,
     ) -> None:
         if not frames:
             raise ValueError("no training frames")
@@ -142,6 +144,12 @@ class TileSampler:
         self.input_size = input_size
         self.tile = tile
         self.rng = np.random.default_rng(seed)
+        # mined false alarms of an earlier model on the TRAIN frames: {frame name: (N, 4) xyxy};
+        # a share of frame tiles is centred on one so the confusers (lights, emblems) come often
+        names = {f.name for f in frames}
+        self.hard = [(i, b) for i, f in enumerate(frames) for b in (hard_negatives or {}).get(f.name, [])
+                     if f.name in names]
+        self.hard_fraction = hard_fraction if self.hard else 0.0
 
     # -- public -------------------------------------------------------------------------------
     def sample(self) -> Tile:
@@ -185,14 +193,23 @@ class TileSampler:
     # -- backgrounds ----------------------------------------------------------------------------
     def _frame_tile(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rng, T = self.rng, self.tile
-        fr = self.frames[rng.integers(len(self.frames))]
+        hard_box = None
+        if self.hard_fraction and rng.random() < self.hard_fraction:
+            idx, hard_box = self.hard[rng.integers(len(self.hard))]
+            fr = self.frames[idx]
+        else:
+            fr = self.frames[rng.integers(len(self.frames))]
         h, w = fr.image.shape[:2]
         base = min(self.input_size[0] / w, self.input_size[1] / h)
         # zoom 0.6x..1.6x around the run-time scale: plates from ~15 px to ~250 px wide
         scale = base * math.exp(rng.uniform(math.log(0.6), math.log(1.6)))
         boxes = fr.boxes * scale
         extra_ignore = fr.ignore * scale
-        if rng.random() < 0.7 and len(boxes):
+        if hard_box is not None:
+            b = np.asarray(hard_box, np.float32) * scale
+            x0 = int(round(rng.uniform(b[2] - T + 8, b[0] - 8))) if b[2] - b[0] < T - 16 else int((b[0] + b[2]) / 2 - T / 2)
+            y0 = int(round(rng.uniform(b[3] - T + 8, b[1] - 8))) if b[3] - b[1] < T - 16 else int((b[1] + b[3]) / 2 - T / 2)
+        elif rng.random() < 0.7 and len(boxes):
             b = boxes[rng.integers(len(boxes))]
             cx = rng.uniform(b[2] - T + 8, b[0] - 8) if b[2] - b[0] < T - 16 else (b[0] + b[2]) / 2 - T / 2
             cy = rng.uniform(b[3] - T + 8, b[1] - 8) if b[3] - b[1] < T - 16 else (b[1] + b[3]) / 2 - T / 2
