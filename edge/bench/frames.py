@@ -25,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("folder", help="image folder with labels.csv (file,x,y,w,h,plate) or openalpr .txt labels")
     p.add_argument("--split", choices=["all", "val", "train"], default="all", help="the fixed validation split, or all")
     p.add_argument("--limit", type=int, default=None, help="first N labelled images only")
+    p.add_argument("--vision", choices=["onnx", "label-boxes"], default="onnx",
+                   help="label-boxes: the labelled boxes instead of the detector (the OCR's share of the misses)")
     _common(p)
     p.set_defaults(func=_frames)
 
@@ -99,7 +101,7 @@ def _frames(args) -> int:
         names = [n for n in names if is_validation(n) == (args.split == "val")]
     if args.limit:
         names = names[: args.limit]
-    cfg = _config(args, str(folder))
+    cfg = _config(args, str(folder), vision=args.vision)
     detector, ocr = _stages(cfg)
     source = FolderSource(folder, names=names)
     sink = MemorySink()
