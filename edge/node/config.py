@@ -48,13 +48,18 @@ class EdgeNodeConfig(BaseModel):
     # pixels of plate only give the vote junk. Taller ones count more, up to full_weight_height.
     min_plate_height: float = Field(12.0, ge=0, le=1000)
     full_weight_height: float = Field(40.0, gt=0, le=1000)
-    ocr_variants: int = Field(1, ge=1, le=5)  # framings of each plate read and voted (1: the plain crop)
+    # Framings of each plate read and voted (1: the plain crop). None: 3 for photos (one look at
+    # each plate), 1 for video (the vote across frames does the same job for free).
+    ocr_variants: int | None = Field(None, ge=1, le=5)
     batch_frames: int = Field(4, ge=1, le=64)  # frames detected per batch (OCR batches all their plates)
     threads: int = Field(1, ge=1, le=64)  # onnxruntime intra-op threads per stage
     overlap_stages: bool = True  # detector of the next batch runs while the OCR reads this one
 
     # Tracking and voting
     min_confidence: float = Field(0.2, ge=0, le=1)  # voted plate confidence to publish a read
+    # Shorter readings are not published: a lone character is nearly always a far or cut-off plate
+    # (single-character vanity plates exist but are rare; set 1 to accept them).
+    min_plate_chars: int = Field(2, ge=1, le=10)
     track_timeout_s: float = Field(1.0, gt=0, le=60)  # a track ends this long after its last sighting
     # A track that ends inside the frame (occluded, missed detections) waits this long (media time)
     # for a continuation: a later track with a similar reading is the same pass, and the two are

@@ -235,6 +235,7 @@ class EdgeNode:
         self.metrics = Metrics()
         self.stop_event = threading.Event()
         self.out_size = (config.crop_width, config.crop_height)
+        self.ocr_variants = config.ocr_variants or (3 if source.independent else 1)
         self.crop_dir = Path(config.output_dir) if config.save_crops else None
         self._reader: ReaderThread | None = None
         self._recent: dict[str, float] = {}  # plate -> media time of its read's last sighting
@@ -357,7 +358,7 @@ class EdgeNode:
         t = time.perf_counter()
         crops: list[np.ndarray] = []
         owners: list[tuple[int, int]] = []  # (index in todo, detection index)
-        V = self.config.ocr_variants
+        V = self.ocr_variants
         min_h = self.config.min_plate_height
         small: list[np.ndarray] = []  # per frame: which detections are too small to read
         for k, (f, d) in enumerate(zip(todo, dets)):
@@ -383,7 +384,7 @@ class EdgeNode:
         texts = self.ocr.predict(crops) if crops else None
         m.add("ocr", time.perf_counter() - t)
         m.plates += len(owners)
-        V = self.config.ocr_variants
+        V = self.ocr_variants
 
         t = time.perf_counter()
         per_frame: list[list[Observation]] = [[] for _ in todo]
@@ -526,7 +527,7 @@ class EdgeNode:
         if len(track.observations) < min_frames:
             return None
         v = vote(track.readings(), n_alternatives=cfg.alternatives)
-        if v is None or len(v.plate) > 10 or v.confidence < cfg.min_confidence:
+        if v is None or not cfg.min_plate_chars <= len(v.plate) <= 10 or v.confidence < cfg.min_confidence:
             return None
         best = track.best
         # The best sighting whose own reading agrees with the vote shows the plate as published.
