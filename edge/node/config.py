@@ -42,6 +42,8 @@ class EdgeNodeConfig(BaseModel):
     detector_model: Path = REPO_MODELS / "detector.onnx"
     ocr_model: Path = REPO_MODELS / "ocr.onnx"
     detector_threshold: float | None = Field(None, ge=0, le=1)  # None: the model's own default
+    # Detector over cols x rows overlapping tiles (small plates in large frames), e.g. "2x2"; cost x tiles.
+    detect_tiles: str = Field("1x1", pattern=r"^[1-4]x[1-4]$")
     crop_width: int = Field(192, ge=8, le=1024)
     crop_height: int = Field(96, ge=8, le=512)  # US plates are 2:1; the rectifier pads 6% a side
     # Plates whose box (2:1, around the plate) is shorter than this are tracked but not read: a few

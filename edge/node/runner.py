@@ -39,6 +39,11 @@ def load_stages(cfg):
     from edge.vision.detector import OnnxPlateDetector
 
     detector = OnnxPlateDetector(cfg.detector_model, threshold=cfg.detector_threshold, threads=cfg.threads)
+    if cfg.detect_tiles != "1x1":
+        from edge.node.tiling import TiledDetector
+
+        cols, rows = (int(v) for v in cfg.detect_tiles.split("x"))
+        detector = TiledDetector(detector, cols, rows)
     ocr = OnnxPlateOCR(cfg.ocr_model, intra_op_threads=cfg.threads)
     return detector, ocr
 
