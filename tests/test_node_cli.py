@@ -69,7 +69,8 @@ def test_run_killed_and_restarted_loses_nothing(tmp_path, mosquitto):
         assert summary["outbox_waiting"] == 0 and summary["acked"] >= len(pending)
         got = col.wait_for(len(before_outage) + len(pending))
         assert set(pending) <= got, "reads stored before the kill were lost"
-        assert before_outage.isdisjoint(pending)
+        # (A read can be both delivered and still pending: its PUBACK was lost when the broker went
+        # down. QoS 1 re-sends it; the gate drops the repeat by read id.)
         received = col.read_ids()
         dupes = {i for i in received if received.count(i) > 1}
         assert dupes <= set(pending), f"acknowledged reads were sent again: {dupes - set(pending)}"

@@ -135,9 +135,11 @@ def run_node(args) -> int:
         source.close()
     waiting = len(outbox)
     if publisher is not None:
-        if not stop.is_set() and waiting:
-            log.info("waiting up to %.0f s for the broker to acknowledge %d reads", cfg.drain_timeout_s, waiting)
-            publisher.wait_drained(cfg.drain_timeout_s)
+        if waiting and publisher.connected:
+            # Asked to stop: a short grace period only (what is left goes out on the next start).
+            limit = min(cfg.drain_timeout_s, 2.0) if stop.is_set() else cfg.drain_timeout_s
+            log.info("waiting up to %.0f s for the broker to acknowledge %d reads", limit, waiting)
+            publisher.wait_drained(limit)
         if publisher.connected:
             snap = metrics.snapshot({"state": "stopped", "camera_id": cfg.camera_id, "outbox_depth": len(outbox)})
             publisher.publish_status(cfg.status_topic, json.dumps(snap).encode())
