@@ -44,7 +44,7 @@ def _scene(seed, centre, width, roll_deg=0.0, h=720, w=1280):
 @pytest.fixture(scope="module")
 def detector():
     assert DEFAULT_MODEL.is_file(), "models/detector.onnx is part of the repository"
-    # The stored threshold (0.6) is calibrated on real frames; these flat generated scenes score
+    # The stored threshold (0.59) is calibrated on real frames; these flat generated scenes score
     # 0.3-0.65 for a clear plate, so the tests check finding and placing at 0.3 and that a scene
     # without plates stays quiet at that same lower threshold.
     return OnnxPlateDetector(threshold=0.3)
