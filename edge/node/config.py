@@ -44,8 +44,10 @@ class EdgeNodeConfig(BaseModel):
     detector_threshold: float | None = Field(None, ge=0, le=1)  # None: the model's own default
     # Detector over cols x rows overlapping tiles (small plates in large frames), e.g. "2x2"; cost x tiles.
     detect_tiles: str = Field("1x1", pattern=r"^[1-4]x[1-4]$")
-    crop_width: int = Field(192, ge=8, le=1024)
-    crop_height: int = Field(96, ge=8, le=512)  # US plates are 2:1; the rectifier pads 6% a side
+    # Plate crop size (width, height) handed to the OCR. None: the OCR model's own input size (a crop
+    # warped straight to it reads best: 12/17 validation frames vs 9/17 at 192x96 resized by the OCR).
+    crop_width: int | None = Field(None, ge=8, le=1024)
+    crop_height: int | None = Field(None, ge=8, le=512)
     # Plates whose box (2:1, around the plate) is shorter than this are tracked but not read: a few
     # pixels of plate only give the vote junk. Taller ones count more, up to full_weight_height.
     min_plate_height: float = Field(12.0, ge=0, le=1000)

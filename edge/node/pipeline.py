@@ -234,7 +234,10 @@ class EdgeNode:
         self.tracker = IouTracker(config.track_iou, config.track_timeout_s, config.max_track_s)
         self.metrics = Metrics()
         self.stop_event = threading.Event()
-        self.out_size = (config.crop_width, config.crop_height)
+        ocr_size = (getattr(ocr, "width", None), getattr(ocr, "height", None))
+        if not all(isinstance(v, int) and v > 0 for v in ocr_size):
+            ocr_size = (192, 96)  # US plates are 2:1
+        self.out_size = (config.crop_width or ocr_size[0], config.crop_height or ocr_size[1])
         self.ocr_variants = config.ocr_variants or (3 if source.independent else 1)
         self.crop_dir = Path(config.output_dir) if config.save_crops else None
         self._reader: ReaderThread | None = None
