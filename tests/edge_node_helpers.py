@@ -31,6 +31,7 @@ class Collector:
         b = parse_broker_url(url)
         self.messages: list[dict] = []
         self.topics: list[str] = []
+        self.dups: list[bool] = []  # the broker re-delivering to us (our PUBACK was lost), not a new publish
         self.lock = threading.Lock()
         self.connected = threading.Event()
         c = mqtt.Client(
@@ -49,6 +50,7 @@ class Collector:
         def on_message(client, userdata, msg):
             with self.lock:
                 self.topics.append(msg.topic)
+                self.dups.append(bool(msg.dup))
                 try:
                     self.messages.append(json.loads(msg.payload))
                 except ValueError:
@@ -62,9 +64,10 @@ class Collector:
         assert self.connected.wait(10), "collector could not connect"
         time.sleep(0.2)  # SUBACK
 
-    def read_ids(self) -> list[str]:
+    def read_ids(self, fresh_only: bool = False) -> list[str]:
+        """Read ids received; fresh_only: leave out the broker's own re-deliveries (DUP set)."""
         with self.lock:
-            return [m["read_id"] for m in self.messages if "read_id" in m]
+            return [m["read_id"] for m, d in zip(self.messages, self.dups) if "read_id" in m and not (fresh_only and d)]
 
     def wait_for(self, n_unique: int, timeout: float = 20) -> set[str]:
         end = time.monotonic() + timeout
