@@ -141,15 +141,20 @@ def describe_validation_error(err: ValidationError) -> tuple[str, str | None]:
 
 def parse_read(payload: bytes | str, max_bytes: int = MAX_READ_BYTES) -> ReadEvent:
     """Validate an untrusted wire payload. Raises SchemaError naming the problem."""
+    return _parse_bounded(ReadEvent, "read event", payload, max_bytes)
+
+
+def _parse_bounded(model, what: str, payload: bytes | str, max_bytes: int):
+    """Size check before any parsing, then strict validation; errors name the field."""
     if isinstance(payload, str):
         payload = payload.encode("utf-8", "surrogatepass")
     if len(payload) > max_bytes:
         raise SchemaError(f"payload is {len(payload)} bytes, over the {max_bytes}-byte limit", "<size>")
     try:
-        return ReadEvent.model_validate_json(payload)
+        return model.model_validate_json(payload)
     except ValidationError as err:
         msg, field = describe_validation_error(err)
-        raise SchemaError(f"invalid read event: {msg}", field) from None
+        raise SchemaError(f"invalid {what}: {msg}", field) from None
 
 
 class ForwardedRead(_Strict):
@@ -165,12 +170,4 @@ class ForwardedRead(_Strict):
 
 def parse_forwarded(payload: bytes | str, max_bytes: int = MAX_READ_BYTES + 1024) -> ForwardedRead:
     """Validate a message an agency received from the gate. Raises SchemaError naming the problem."""
-    if isinstance(payload, str):
-        payload = payload.encode("utf-8", "surrogatepass")
-    if len(payload) > max_bytes:
-        raise SchemaError(f"payload is {len(payload)} bytes, over the {max_bytes}-byte limit", "<size>")
-    try:
-        return ForwardedRead.model_validate_json(payload)
-    except ValidationError as err:
-        msg, field = describe_validation_error(err)
-        raise SchemaError(f"invalid forwarded read: {msg}", field) from None
+    return _parse_bounded(ForwardedRead, "forwarded read", payload, max_bytes)

@@ -25,17 +25,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from edge.vision.vote import edit_distance  # noqa: F401  (re-exported for the bench and tests)
+
 ENGINES = ("onnx", "tesseract", "rapidocr")
 
 
-def edit_distance(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 def score_reads(preds: Sequence[str], labels: Sequence[str]) -> dict:

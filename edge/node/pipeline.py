@@ -29,7 +29,7 @@ from edge.sources.base import Frame, FrameSource, ReaderThread, paced
 from edge.vision.base import Detections, Detector, PlateOCR
 from edge.vision.motion import MotionGate
 from edge.vision.tracker import IouTracker, Observation, Track
-from edge.vision.vote import Reading, vote
+from edge.vision.vote import Reading, edit_distance, vote
 
 log = logging.getLogger(__name__)
 
@@ -600,13 +600,7 @@ def _similar(a: str | None, b: str | None) -> bool:
     limit = 1 if min(len(a), len(b)) <= 4 else 2
     if abs(len(a) - len(b)) > limit:
         return False
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1] <= limit
+    return edit_distance(a, b) <= limit
 
 
 def _majority_region(track: Track) -> tuple[str, float] | None:

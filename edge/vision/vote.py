@@ -140,3 +140,14 @@ def _beam_alternatives(mean_conf: np.ndarray, plate: str, beam: int, n: int) -> 
         nxt.sort(key=lambda x: -x[0])
         cands = nxt[: beam + 1]
     return [(t, s) for s, t in cands if t != plate][:n]
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance between two plate strings."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
