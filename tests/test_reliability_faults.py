@@ -191,7 +191,8 @@ def test_a_broken_audit_store_stops_the_gate_and_nothing_unaudited_is_forwarded(
                 break
         assert wait_until(lambda: gate.error is not None, 30), "the gate kept going without an audit store"
         assert message in str(gate.error)
-        assert any("stopped on error" in rec.message for rec in caplog.records)
+        # gate.error is set just before the gate thread logs it: wait for the line, don't race it
+        assert wait_until(lambda: any("stopped on error" in rec.message for rec in caplog.records), 10)
         time.sleep(0.5)
         audited = {r["read_id"] for r in store.records()}
         for a in ALLOWED_AGENCIES:
