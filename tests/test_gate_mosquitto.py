@@ -427,3 +427,42 @@ def test_gate_fails_closed_when_the_audit_log_cannot_be_written(mosquitto, tmp_p
         gate.stop()
         transport.close(cam)
         agencies.stop()
+
+
+def test_qos2_forwards_stay_under_the_brokers_receive_maximum(test_registry, tmp_path):
+    """Mosquitto announces Receive Maximum (its max_inflight_messages) and refuses QoS 2 publishes
+    beyond it; paho does not enforce it. A gate batching 500 reads x 2 agencies x 2 batches in
+    flight hung here until it sized its batches from the CONNACK."""
+    from edge.transport.mosquitto import MosquittoBroker
+
+    broker = MosquittoBroker(test_registry, tmp_path / "small-window",
+                             extra_conf={"conf.d/60-small-window.conf": "max_inflight_messages 16\n"}).start()
+    audit = SQLiteAuditStore(tmp_path / "audit.db")
+    gate = Gate(broker.registry, load_policy(), url(broker, "gate"), audit,
+                GateConfig(batch_size=500, batch_wait_s=0.05, forward_qos=2)).start()
+    agencies = Agencies(broker)
+    cam = transport.connect(url(broker, "cam-1"), "t-cam-1-window")
+    try:
+        assert gate._client.server_receive_maximum == 16
+        assert gate.batch_limit() == (16 - 8) // (2 * len(ALLOWED_AGENCIES))
+        reads = [make_read() for _ in range(300)]
+        publish(cam, "alpr/raw/cam-1", [r.to_json() for r in reads])
+        ids = {r.read_id for r in reads}
+        for a in ALLOWED_AGENCIES:
+            assert agencies.wait_ids(a, ids, timeout=60), a
+        time.sleep(0.3)
+        for a in ALLOWED_AGENCIES:
+            assert len(agencies.read_ids(a)) == len(ids), a  # each once
+        for a in ALLOWED_AGENCIES | REFUSED_AGENCIES:
+            assert agencies.leaks(a) == 0, a
+    finally:
+        transport.close(cam)
+        agencies.stop()
+        gate.stop()
+        audit.close()
+        broker.stop()
+
+
+def test_gate_config_refuses_a_forward_qos_other_than_1_or_2():
+    with pytest.raises(ValueError, match="forward_qos"):
+        GateConfig(forward_qos=0)

@@ -51,6 +51,8 @@ def register(sub) -> None:
     p.add_argument("--latency-reads", type=int, default=1000, help="reads in the paced latency phase")
     p.add_argument("--latency-rate", type=float, default=500.0, help="reads/s in the latency phase")
     p.add_argument("--audit", help="audit target (default: a SQLite file in a temp dir; or postgresql://...)")
+    p.add_argument("--forward-qos", type=int, choices=(1, 2), default=2,
+                   help="QoS of the gate's forwards and of the agencies' subscriptions (default %(default)s, the gate's)")
     p.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
     p.set_defaults(func=_run)
 
@@ -104,7 +106,8 @@ def _wait(pred, timeout: float) -> bool:
 
 
 def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float = 500.0,
-              audit: str | None = None, workdir: str | None = None, gate_args: tuple[str, ...] = ()) -> dict:
+              audit: str | None = None, workdir: str | None = None, gate_args: tuple[str, ...] = (),
+              forward_qos: int = 2) -> dict:
     import yaml
 
     from edge.policy.audit import open_audit
@@ -146,7 +149,8 @@ def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float
         # 2. The gate, a separate process.
         cmd = [sys.executable, "-m", "edge.cli", "gate", "--registry", str(tmp / "registry.yaml"),
                "--broker", broker.url(), "--secrets", str(broker.directory / "secrets"),
-               "--audit", audit_target, "--gate-id", "bench-gate", "--json", *gate_args]
+               "--audit", audit_target, "--gate-id", "bench-gate", "--json", "--forward-qos", str(forward_qos),
+               *gate_args]
         gate = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = gate.stderr.readline()
         if not first.startswith("gate bench-gate:"):
@@ -160,12 +164,12 @@ def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float
             c.expect_topic = f"alpr/share/{a}/reads"
             counters[a] = c
             clients.append(transport.connect(login(a), f"bench-{a}", on_message=c.on_message,
-                                             subscriptions=[(f"alpr/share/{a}/#", 1)], receive_maximum=1000))
+                                             subscriptions=[(f"alpr/share/{a}/#", forward_qos)], receive_maximum=1000))
             w = _Counter()
             counters[f"{a}#"] = w
             if a in refused:  # '#' for the refused only: doubling the allowed traffic would load this process
                 clients.append(transport.connect(login(a), f"bench-{a}-wild", on_message=w.on_message,
-                                                 subscriptions=[("#", 1)], receive_maximum=1000))
+                                                 subscriptions=[("#", forward_qos)], receive_maximum=1000))
         try:
             # 3. Throughput.
             loads = _payloads(reads, "t")
@@ -223,6 +227,7 @@ def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float
             "ratio_to_baseline": round(reads_per_s / baseline_per_s, 3),
             "agencies": len(allowed) + len(refused),
             "allowed_agencies": len(allowed),
+            "forward_qos": forward_qos,
             "gate": gate_stats,
             # CPU the gate process used, startup included: what the gate costs, whatever else runs here
             "gate_cpu_s": gate_stats.get("cpu_s"),
@@ -238,9 +243,10 @@ def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float
 def _run(args) -> int:
     from edge.bench.report import machine_info, print_json_last, print_table
 
-    r = run_bench(args.reads, args.latency_reads, args.latency_rate, args.audit)
+    r = run_bench(args.reads, args.latency_reads, args.latency_rate, args.audit, forward_qos=args.forward_qos)
     print_table(
-        "bench gate: 1 gate process, 5 agencies (2 allowed), QoS 1 in and out, audit on, Mosquitto on loopback",
+        f"bench gate: 1 gate process, 5 agencies (2 allowed), QoS 1 in, QoS {r['forward_qos']} out, audit on, "
+        "Mosquitto on loopback",
         ["what", "value"],
         [("broker baseline (plain QoS 1 pub -> sub), msgs/s", r["broker_baseline_per_s"]),
          ("gate throughput, reads/s", r["reads_per_s"]),

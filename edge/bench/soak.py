@@ -209,7 +209,8 @@ def _worker_main(config_path: str) -> int:
 # -- the harness -----------------------------------------------------------------------------------------
 
 class _AgencyLogin:
-    """One agency login with a persistent session (a broker restart must not drop its queued reads)."""
+    """One agency login with a persistent session (a broker restart must not drop its queued reads),
+    subscribed at QoS 2 like the gate's forwards: the broker delivers each read once."""
 
     def __init__(self, broker_url, agency: str, topic: str, client_id: str):
         from edge.transport import mqtt as transport
@@ -219,7 +220,7 @@ class _AgencyLogin:
         self.lock = threading.Lock()
         self.messages: list[tuple[float, str, bytes]] = []
         self.client = transport.connect(broker_url, client_id, clean_start=False, session_expiry_s=3600,
-                                        on_message=self._on_message, subscriptions=[(topic, 1)], timeout=30)
+                                        on_message=self._on_message, subscriptions=[(topic, 2)], timeout=30)
 
     def _on_message(self, client, userdata, msg) -> None:
         t = time.time()

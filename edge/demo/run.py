@@ -139,7 +139,7 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
                     GateConfig(gate_id="demo-gate", protocol=protocol, shared_group=shared, batch_wait_s=0.01)).start()
         for a in registry.agencies:
             collectors[a.id] = transport.Collector(login(a), [f"{SHARE_PREFIX}/{a.id}/#"], client_id=f"demo-{a.id}",
-                                                   protocol=protocol).start()
+                                                   protocol=protocol, qos=2).start()
             # Every agency also tries '#': Mosquitto grants it and filters each delivery, amqtt refuses it.
             wild[a.id] = transport.Collector(login(a), ["#"], client_id=f"demo-{a.id}-wild", protocol=protocol).start()
         for cam in registry.cameras:

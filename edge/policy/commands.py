@@ -37,6 +37,9 @@ def register(sub) -> None:
                    help="MQTT 3.1.1 (Mosquitto still honours $share/ with --shared-group)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--batch-ms", type=float, default=10.0, help="longest wait to fill a batch (default %(default)s)")
+    p.add_argument("--forward-qos", type=int, choices=(1, 2), default=2,
+                   help="QoS of the forwards to agencies (default %(default)s: exactly once per hop, so a broker "
+                        "restart does not deliver a read twice; 1 saves a round trip)")
     p.add_argument("--run-for", type=float, help="stop after this many seconds (default: until SIGTERM/SIGINT)")
     p.add_argument("--stats-every", type=float, default=0.0, help="log counters every N seconds")
     p.add_argument("--json", action="store_true", help="print the final counters as one JSON line")
@@ -133,7 +136,7 @@ def _gate(args) -> int:
     config = GateConfig(
         gate_id=args.gate_id, protocol=transport.MQTT_V311 if args.mqtt311 else transport.MQTT_V5,
         shared_group=args.shared_group or None,
-        batch_size=args.batch_size, batch_wait_s=args.batch_ms / 1000,
+        batch_size=args.batch_size, batch_wait_s=args.batch_ms / 1000, forward_qos=args.forward_qos,
     )
     audit = open_audit(args.audit)
     gate = Gate(registry, policy, broker, audit, config)

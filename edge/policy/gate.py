@@ -5,7 +5,7 @@ agency_id must match the registry (a camera cannot speak for another, nor claim 
 Then the precomputed decision table gives the allowed recipients of the operating agency's reads.
 Nothing in the payload can widen that: recipients come from the registry and the policy only.
 
-Delivery (QoS 1 in and out, persistent session, manual acknowledgement):
+Delivery (QoS 1 in, QoS 2 out by default, persistent session, manual acknowledgement):
   1. decide a batch, 2. audit it in one transaction (which also tells which reads were audited
   before: redeliveries), 3. publish the forwards, 4. wait for their PUBACKs, 5. acknowledge the raw
   messages, 6. note in the next transaction that those reads' forwards are done.
@@ -62,6 +62,15 @@ class GateConfig:
     # A read captured further in the future than this is refused (and audited): a camera clock that
     # far ahead makes every time-based search and retention decision about the read wrong.
     max_clock_skew_s: float = 300.0
+    # QoS of the forwards. 2 (exactly once per hop): a broker restart between storing a forward and
+    # the gate receiving its acknowledgement makes a QoS 1 resend a second delivery to the agency;
+    # under QoS 2 the broker keeps the packet id in the gate's persistent session and drops the
+    # resend. 1 trades that for one round trip less per forward.
+    forward_qos: int = 2
+
+    def __post_init__(self) -> None:
+        if self.forward_qos not in (1, 2):
+            raise ValueError(f"forward_qos: must be 1 or 2, got {self.forward_qos!r}")
 
 
 @dataclass
@@ -147,6 +156,8 @@ class Gate:
                 ).encode())
                 for a_id in self.table.allowed_by_owner[owner]
             ]
+        # Most forwards one read can produce (a redelivered read forwards at most as many again).
+        self._max_forwards_per_read = max((len(v) for v in self._forward_prefix.values()), default=0)
         self._refused_by_owner = {
             owner: tuple(a for a in self.table.recipients if a not in allowed)
             for owner, allowed in self.table.allowed_by_owner.items()
@@ -246,6 +257,13 @@ class Gate:
         if not online:
             transport.wait_published([info], timeout=2.0)
 
+    def batch_limit(self) -> int:
+        """Reads per batch: the configured size, cut so that the forwards of the two batches in flight
+        stay under the broker's Receive Maximum (a few slots kept for the status message)."""
+        recv_max = getattr(self._client, "server_receive_maximum", 65535) or 65535
+        per_read = max(1, self._max_forwards_per_read)
+        return max(1, min(self.config.batch_size, (recv_max - 8) // (2 * per_read)))
+
     def _next_batch(self) -> list[tuple]:
         cfg = self.config
         try:
@@ -253,8 +271,9 @@ class Gate:
         except queue.Empty:
             return []
         batch = [first]
+        limit = self.batch_limit()
         deadline = time.monotonic() + cfg.batch_wait_s
-        while len(batch) < cfg.batch_size:
+        while len(batch) < limit:
             try:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
@@ -340,14 +359,15 @@ class Gate:
                     f.forwarded.update(self.table.allowed_by_owner[p.owner])
                     f.refused.update(self._refused_by_owner[p.owner])
             for topic, payload in forwards:
-                infos.append(client.publish(topic, payload, qos=1))
+                infos.append(client.publish(topic, payload, qos=self.config.forward_qos))
             if forwards and k is not None:
                 done_keys.append(k)
         self._inflight_keys |= seen
         return f
 
     def _finish_batch(self, f: "_InFlight", patient_s: float = 0.0) -> bool:
-        """Every forward acknowledged by the broker before any raw read is acknowledged."""
+        """Every forward acknowledged by the broker (PUBACK, or PUBCOMP under QoS 2) before any raw
+        read is acknowledged."""
         deadline = time.monotonic() + patient_s
         while not transport.wait_published(f.infos, timeout=1.0):
             if self._stop.is_set() and time.monotonic() > deadline:

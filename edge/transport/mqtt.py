@@ -118,7 +118,8 @@ def connect(
     `max_inflight` 0 (no limit on unacknowledged outgoing QoS 1 messages) is also the fast path:
     with a limit, paho rescans every queued message on each PUBACK (quadratic under load).
     Subscriptions are made again on every reconnect (a broker restart with a clean session would
-    otherwise leave the client deaf). `client.suback_codes[topic]` holds the latest SUBACK codes.
+    otherwise leave the client deaf). `client.suback_codes[topic]` holds the latest SUBACK codes,
+    `client.server_receive_maximum` the broker's Receive Maximum from the latest CONNACK.
     """
     client = mqtt.Client(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
@@ -147,6 +148,7 @@ def connect(
     connected = threading.Event()
     result: dict[str, object] = {}
     client.suback_codes = {}  # type: ignore[attr-defined]
+    client.server_receive_maximum = 65535  # type: ignore[attr-defined]  (updated by every CONNACK)
     pending_subs: dict[int, str] = {}
     subs_done = threading.Event()
     if not subs:
@@ -154,6 +156,10 @@ def connect(
 
     def _on_connect(c, userdata, flags, reason_code, properties):
         result["rc"] = reason_code
+        # MQTT 5: how many QoS 1/2 publishes this broker accepts unacknowledged from us. paho does not
+        # enforce it; Mosquitto refuses a QoS 2 publish beyond it (quota exceeded) and paho never
+        # completes that message. Senders that pipeline (the gate) stay under it themselves.
+        c.server_receive_maximum = getattr(properties, "ReceiveMaximum", None) or 65535
         if not reason_code.is_failure and subs:
             mid = c.subscribe(subs)[1]
             pending_subs[mid] = ",".join(t for t, _ in subs)
