@@ -146,3 +146,36 @@ def test_tile_sampler_centres_tiles_on_mined_hard_negatives():
         bright += int((tile > 250).all(axis=2).sum() > 50)
         assert len(boxes) == 0  # the labelled plate is far away
     assert bright == 10
+
+
+def test_shipped_onnx_weights_load_back_into_torch_exactly():
+    """`train --init models/detector.onnx --freeze-bn` fine-tunes the shipped model when its run's
+    checkpoint is gone: the folded weights must give the same outputs in torch as in onnxruntime."""
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    from edge.training.detector import INPUT_SIZE, PlateNet, load_onnx_weights, train_mode
+
+    path = Path(__file__).resolve().parents[1] / "models" / "detector.onnx"
+    model = PlateNet()
+    load_onnx_weights(model, path)
+    model.eval()
+    x = np.random.default_rng(0).integers(0, 255, (1, INPUT_SIZE[1], INPUT_SIZE[0], 3), dtype=np.uint8)
+    heat, reg = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"image": x})
+    with torch.no_grad():
+        th, tr = model(torch.from_numpy(x))
+    assert np.abs(th.numpy() - heat).max() < 1e-4
+    assert np.abs(tr.numpy() - reg).max() < 1e-3
+    train_mode(model, freeze_bn=True)
+    assert model.training and not any(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_loading_onnx_weights_of_another_architecture_is_refused(tmp_path):
+    from edge.training.detector import PlateNet, load_onnx_weights
+
+    small = PlateNet(widths=(8, 16, 32, 48, 64)).eval()
+    torch.onnx.export(small, torch.zeros(1, 64, 64, 3, dtype=torch.uint8), str(tmp_path / "small.onnx"),
+                      input_names=["image"], output_names=["heat", "reg"], opset_version=17, dynamo=False)
+    with pytest.raises(ValueError, match="not this architecture"):
+        load_onnx_weights(PlateNet(), tmp_path / "small.onnx")

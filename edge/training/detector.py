@@ -92,6 +92,58 @@ class PlateNet(nn.Module):
         return torch.sigmoid(self.heat(f)), self.reg(f)
 
 
+def load_onnx_weights(model: PlateNet, onnx_path: Path) -> None:
+    """Initialise `model` from an exported detector (whose BatchNorms the exporter folded into the
+    convolutions): each conv gets the folded weights, each BatchNorm becomes the identity plus the
+    folded bias (weight 1, mean 0, var 1 - eps). Exact in eval mode; train with `--freeze-bn` (batch
+    statistics would change the function). Lets a shipped model be fine-tuned when its run's
+    checkpoint is gone."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(onnx_path))
+    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+    convs = [(n.input[1], n.input[2] if len(n.input) > 2 else None) for n in m.graph.node if n.op_type == "Conv"]
+    pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d | None]] = []
+    mods = list(model.modules())
+    for i, mod in enumerate(mods):
+        if isinstance(mod, nn.Conv2d):
+            bn = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d) else None
+            pairs.append((mod, bn))
+    # Graph order is forward order; module order differs only for the heads and laterals (named).
+    named = {id(model.lat32): "lat32", id(model.lat16): "lat16", id(model.heat): "heat", id(model.reg): "reg"}
+    anon = [(w, b) for w, b in convs if not w.split(".")[0] in named.values()]
+    it = iter(anon)
+    with torch.no_grad():
+        for conv, bn in pairs:
+            name = named.get(id(conv))
+            w, b = (f"{name}.weight", f"{name}.bias") if name else next(it)
+            weight = torch.from_numpy(inits[w].copy())
+            if weight.shape != conv.weight.shape:
+                raise ValueError(f"{onnx_path}: conv {w} has shape {tuple(weight.shape)}, model wants "
+                                 f"{tuple(conv.weight.shape)}: not this architecture")
+            conv.weight.copy_(weight)
+            bias = torch.from_numpy(inits[b].copy()) if b else torch.zeros(conv.out_channels)
+            if bn is not None:
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(bias)
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+            elif conv.bias is not None:
+                conv.bias.copy_(bias)
+    if next(it, None) is not None:
+        raise ValueError(f"{onnx_path}: more convolutions than the model has: not this architecture")
+
+
+def train_mode(model: nn.Module, freeze_bn: bool) -> None:
+    """model.train(), with BatchNorms kept on their running statistics when fine-tuning."""
+    model.train()
+    if freeze_bn:
+        for mod in model.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.eval()
+
+
 # -- targets and loss -------------------------------------------------------------------------
 def make_targets(boxes, corners, has_corners, ignore, size: int, stride: int = STRIDE):
     """Heatmap, regression targets and weights for one tile (numpy, vectorized per object).
@@ -207,7 +259,6 @@ def evaluate_frames(model: PlateNet, frames, threshold: float = 0.3) -> dict:
         found += m.found
         n += len(fr.boxes)
         fp += m.false_alarms
-    model.train()
     return {"recall": found / max(n, 1), "fp_per_frame": fp / max(len(frames), 1), "n": n}
 
 
@@ -222,8 +273,13 @@ def train(args) -> Path:
     step, elapsed = 0, 0.0
     history: list[dict] = []
     if getattr(args, "init", "") and not (args.resume and ckpt_path.is_file()):
-        # fine-tuning: weights from an earlier run, fresh optimiser and schedule
-        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
+        # fine-tuning: weights from an earlier run (checkpoint or exported ONNX), fresh optimiser and schedule
+        if str(args.init).endswith(".onnx"):
+            if not getattr(args, "freeze_bn", False):
+                raise SystemExit("--init with an .onnx model needs --freeze-bn (its BatchNorms are folded)")
+            load_onnx_weights(model, Path(args.init))
+        else:
+            model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=False)["model"])
         log.info("initialised from %s", args.init)
     if args.resume and ckpt_path.is_file():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -238,7 +294,8 @@ def train(args) -> Path:
     stream = TileStream(data_root, args.batch, seed=args.seed + step, synth_count=args.synth,
                         hard_negatives=getattr(args, "hard_negatives", ""))
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers)
-    model.train()
+    freeze_bn = getattr(args, "freeze_bn", False)
+    train_mode(model, freeze_bn)
     last_ckpt = time.monotonic()
     t_start = time.monotonic() - elapsed
     running: dict[str, float] = {}
@@ -275,6 +332,7 @@ def train(args) -> Path:
         if time.monotonic() - last_ckpt > args.checkpoint_minutes * 60:
             val = evaluate_frames(model, val_frames)
             history.append({"step": step, "minutes": round(elapsed / 60, 1), **running, "val": val})
+            train_mode(model, freeze_bn)
             log.info("step %d val recall %.3f fp/frame %.3f", step, val["recall"], val["fp_per_frame"])
             save()
             last_ckpt = time.monotonic()
@@ -365,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--workers", type=int, default=1, help="DataLoader processes rendering tiles (0: inline)")
     t.add_argument("--synth", type=int, default=400, help="synthetic plates to render (0: none)")
     t.add_argument("--checkpoint-minutes", type=float, default=4.0)
-    t.add_argument("--init", default="", help="start from this checkpoint's weights (fine-tuning; fresh schedule)")
+    t.add_argument("--init", default="", help="start from this checkpoint's (or exported .onnx model's) weights (fine-tuning; fresh schedule)")
+    t.add_argument("--freeze-bn", action="store_true",
+                   help="keep BatchNorm statistics fixed (fine-tuning; required with an --init .onnx)")
     t.add_argument("--hard-negatives", default="", help="CSV file,x,y,w,h of mined train false alarms (see `mine`)")
     t.add_argument("--onnx", default="", help="export here when done (e.g. models/detector.onnx)")
     mn = sub.add_parser("mine", help="write an ONNX model's false alarms on the TRAIN frames as hard negatives")
