@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "edge.policy.retention",  # retention
     "edge.synth.commands",  # synth plates, synth scene
     "edge.node.commands",  # run, sim
+    "edge.agency.commands",  # agency receive
     "edge.demo.commands",  # demo
     "edge.bench.commands",  # bench gate|ocr|detect|frames|video|soak
 ]

@@ -1,0 +1,79 @@
+"""CLI: `agency receive`: an agency's receiver (QoS 2, persistent session, reads stored once)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+
+
+def register(sub) -> None:
+    p = sub.add_parser("agency", help="the agency side: receive the reads the gate shares with one agency")
+    asub = p.add_subparsers(dest="agency_cmd", metavar="ACTION")
+    r = asub.add_parser("receive", help="subscribe as AGENCY and store each shared read once (SQLite inbox)")
+    r.add_argument("agency", help="the agency id, as in the registry")
+    r.add_argument("--registry", required=True, help="registry YAML ('demo': the demo's registry)")
+    r.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL (default %(default)s)")
+    r.add_argument("--secrets", help="directory of `file:` credentials (default: secrets/ next to the registry)")
+    r.add_argument("--inbox", default=None, help="SQLite file (default: AGENCY-inbox.db)")
+    r.add_argument("--mqtt311", action="store_true")
+    r.add_argument("--run-for", type=float, help="stop after this many seconds (default: until SIGTERM/SIGINT)")
+    r.add_argument("--print", action="store_true", dest="print_reads", help="print each stored read as a JSON line")
+    r.add_argument("--json", action="store_true", help="print the final counters as one JSON line")
+    r.set_defaults(func=_receive)
+    p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])
+
+
+def _receive(args) -> int:
+    from edge.agency.receiver import AgencyInbox, AgencyReceiver
+    from edge.policy.commands import _load_registry, _secrets
+    from edge.policy.registry import RegistryError
+    from edge.transport import mqtt as transport
+
+    try:
+        registry = _load_registry(args.registry)
+        agency = registry.agency(args.agency)
+        if agency is None:
+            known = ", ".join(a.id for a in registry.agencies)
+            raise RegistryError(f"agency {args.agency!r} is not in the registry (known: {known})")
+        broker = transport.parse_broker_url(args.broker)
+        if broker.username is None:
+            broker = broker.with_login(agency.username, _secrets(args).password(agency))
+        inbox = AgencyInbox(args.inbox or f"{agency.id}-inbox.db")
+    except (RegistryError, transport.BrokerURLError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    receiver = AgencyReceiver(agency.id, broker, inbox,
+                              protocol=transport.MQTT_V311 if args.mqtt311 else transport.MQTT_V5)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        receiver.start()
+    except transport.MQTTError as err:
+        print(f"error: {err}", file=sys.stderr)
+        inbox.close()
+        return 1
+    print(f"agency {agency.id}: receiving {receiver.topic} from {broker.redacted()} into {inbox.path}",
+          file=sys.stderr, flush=True)
+    deadline = time.monotonic() + args.run_for if args.run_for else None
+    printed = 0
+    while not stop.is_set() and receiver.error is None:
+        stop.wait(0.2)
+        if args.print_reads:
+            ids = inbox.read_ids()
+            for rid in ids[printed:]:
+                print(json.dumps({"agency": agency.id, "read_id": rid}), flush=True)
+            printed = len(ids)
+        if deadline and time.monotonic() > deadline:
+            break
+    receiver.stop()
+    inbox.close()
+    if args.json:
+        print(json.dumps({"agency": agency.id, **receiver.snapshot()}))
+    if receiver.error is not None:
+        print(f"error: receiver stopped: {receiver.error}", file=sys.stderr)
+        return 1
+    return 0
