@@ -37,12 +37,15 @@ def test_short_soak_with_broker_restart_edge_kill_and_gate_kill(tmp_path):
     assert r["forwarded"] == 2 * r["produced"]  # both in-state agencies, nobody else
     for a in ("nv-pd", "fed", "task-force"):
         assert r["per_agency"][a]["received"] == 0
-    # QoS 1 is at-least-once: a forward can reach an agency twice when the gate is killed after
-    # forwarding a batch and before recording it done, or when a PUBACK is lost with a broker
-    # restart. Never in steady state: each duplicate arrives inside a fault's window (agencies
-    # drop them by read id; `per_agency[...]["unique"]` is what they keep).
+    # Forwards are QoS 2 (a broker restart does not deliver twice), but a gate killed after
+    # forwarding a batch and before recording it done forwards it again as new packets. Never in
+    # steady state: each duplicate delivery arrives inside a fault's window...
     for t in r["duplicates_at_s"]:
         assert any(f["at_s"] <= t <= f["at_s"] + f["window_s"] + 1.0 for f in r["faults"]), (seed, t, r["faults"])
+    # ...and the agencies' inboxes (`alpr-edge agency receive`) hold every read exactly once.
+    assert r["inbox_lost"] == 0 and r["inbox_duplicates"] == 0, (seed, r["per_agency"])
+    for a in ("ca-pd", "ca-so"):
+        assert r["per_agency"][a]["inbox"]["rows"] == r["produced"], (seed, r["per_agency"][a])
     assert r["p99_ms_outside_outage"] is not None and r["deliveries_outside_outage"] > 0
 
 
@@ -52,7 +55,8 @@ def test_soak_cli_prints_json_last(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
-    for key in ("reads_per_s", "p99_ms", "p99_ms_outside_outage", "lost", "leaked", "duplicates", "mem_growth_mb_per_h"):
+    for key in ("reads_per_s", "p99_ms", "p99_ms_outside_outage", "lost", "leaked", "duplicates", "inbox_lost",
+                "inbox_duplicates", "mem_growth_mb_per_h"):
         assert key in out
     assert out["lost"] == 0 and out["leaked"] == 0 and out["produced"] > 0
     assert "soak" in r.stdout  # the table

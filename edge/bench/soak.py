@@ -5,6 +5,8 @@ What runs (all on loopback, every process real):
     camera workers (processes)     Mosquitto (persistence,       policy gate          agency logins
     N cameras, each its own    ->  logins + ACL from the     ->  (`alpr-edge gate`,  ->  (own topic and '#',
     SQLite outbox + MQTT login      registry, free port)          SQLite audit)         persistent sessions)
+                                                                                       + agency receivers
+                                                                                         (SQLite inboxes)
 
 Each simulated camera produces synthetic read events at `--rate` reads/s (captured_at = now) and
 puts them in its outbox; a read counts as *produced* once the outbox has it on disk (the camera
@@ -19,7 +21,11 @@ and what each agency login received.
 
 - lost: produced reads an allowed agency never received (summed over allowed agencies)
 - leaked: messages a refused agency received on any topic, or an allowed agency on another's topic
-- duplicates: deliveries of a read id an agency had already received
+- duplicates: deliveries of a read id an agency had already received (the agency logins subscribe
+  at QoS 2, like the gate's forwards, so a broker restart does not deliver twice)
+- inbox_lost / inbox_duplicates: the same counted in each allowed agency's inbox, filled by the
+  receiver an agency deploys (`alpr-edge agency receive`: QoS 1 acknowledged after its commit, keyed
+  by read id): what the agency ends up holding
 - p99_ms: capture (the read's captured_at) to agency receipt, every delivery
 - p99_ms_outside_outage: the same without reads in transit during an outage window; a window runs
   from the fault to the moment the last read captured before recovery was delivered (backlog drained)
@@ -281,6 +287,7 @@ class Soak:
         self.workers: list[dict] = []
         self.agencies: dict[str, _AgencyLogin] = {}
         self.wild: dict[str, _AgencyLogin] = {}
+        self.receivers: dict = {}  # allowed agency -> AgencyReceiver (its SQLite inbox)
         self.outages: list[dict] = []
         self.mem: dict[str, list[tuple[float, float, int]]] = {}
         self.events: list[str] = []
@@ -367,6 +374,13 @@ class Soak:
             url = transport.parse_broker_url(self.broker.url(a))
             self.agencies[a] = _AgencyLogin(url, a, f"alpr/share/{a}/#", f"soak-{a}")
             self.wild[a] = _AgencyLogin(url, a, "#", f"soak-{a}-wild")
+        # What an agency deploys (`alpr-edge agency receive`): its inbox must end with each read once.
+        from edge.agency.receiver import AgencyInbox, AgencyReceiver
+
+        for a in ALLOWED:
+            url = transport.parse_broker_url(self.broker.url(a))
+            self.receivers[a] = AgencyReceiver(a, url, AgencyInbox(self.wd / f"inbox-{a}.db"),
+                                               client_id=f"soak-{a}-inbox").start()
 
     def sample_memory(self, t: float) -> None:
         procs = {"broker": self.broker.process, "gate": self.gate, "harness": None}
@@ -472,7 +486,8 @@ class Soak:
         # Wait (with a deadline) until every allowed agency has every produced read.
         deadline = time.monotonic() + cfg.drain_timeout_s
         while time.monotonic() < deadline:
-            if all(produced <= self._ids(a) for a in ALLOWED):
+            if all(produced <= self._ids(a) for a in ALLOWED) and all(
+                    r.inbox.count() >= len(produced) for r in self.receivers.values()):
                 break
             time.sleep(0.2)
         time.sleep(1.0)  # late duplicates or leaks would arrive now
@@ -495,6 +510,12 @@ class Soak:
         for a in [*self.agencies.values(), *self.wild.values()]:
             try:
                 a.close()
+            except Exception:  # noqa: BLE001 - best effort at teardown
+                pass
+        for r in self.receivers.values():
+            try:
+                r.stop()
+                r.inbox.close()
             except Exception:  # noqa: BLE001 - best effort at teardown
                 pass
         if self.broker is not None:
@@ -557,6 +578,7 @@ class Soak:
         deliveries = []  # (captured, received) per delivery to an allowed agency
         per_agency = {}
         lost = leaked = duplicates = 0
+        inbox_lost = inbox_dup = 0
         unlogged: set[str] = set()
         dup_at: list[float] = []  # when duplicates arrived (s into the run): which fault caused them
         trace = open(self.wd / "deliveries.tsv", "w")  # agency, received, captured, read id: for post-mortems
@@ -579,6 +601,13 @@ class Soak:
             unlogged |= set(seen) - produced
             per_agency[a] = {"received": sum(seen.values()), "unique": len(seen), "lost": len(missing),
                              "duplicates": dup}
+            rx = self.receivers.get(a)
+            if rx is not None:  # the agency's inbox: rows, reads missing from it, deliveries it stored once
+                ids = rx.inbox.read_ids()
+                per_agency[a]["inbox"] = {"rows": len(ids), "unique": len(set(ids)), "missing": len(produced - set(ids)),
+                                          **{k: v for k, v in rx.snapshot().items() if k != "stored"}}
+                inbox_lost += len(produced - set(ids))
+                inbox_dup += len(ids) - len(set(ids))
             lost += len(missing)
             duplicates += dup
             leaked += sum(1 for _t, topic, _p in self.wild[a].snapshot() if topic != f"alpr/share/{a}/reads")
@@ -629,6 +658,8 @@ class Soak:
             "forwarded": sum(per_agency[a]["unique"] for a in ALLOWED),
             "reads_per_s": round(unique_delivered / duration, 2) if duration > 0 else None,
             "lost": lost, "leaked": leaked, "duplicates": duplicates, "duplicates_at_s": sorted(dup_at),
+            # The same, counted in each allowed agency's inbox (`alpr-edge agency receive`).
+            "inbox_lost": inbox_lost, "inbox_duplicates": inbox_dup,
             "not_audited": len(produced - audit["decided_ids"]),
             "unlogged": len(unlogged),  # stored by a camera killed before it logged the id: delivered, not lost
             "unexpected_exits": self.unexpected_exits,
@@ -670,13 +701,15 @@ def _soak_cli(args) -> int:
         return 2
     r = run_soak(cfg, args.workdir, log=lambda m: print(m, file=sys.stderr, flush=True))
     rows = [(k, r[k]) for k in ("cameras", "seconds", "produced", "acknowledged", "audited", "forwarded",
-                                "reads_per_s", "lost", "leaked", "duplicates", "not_audited", "audit_ok",
+                                "reads_per_s", "lost", "leaked", "duplicates", "inbox_lost", "inbox_duplicates",
+                                "not_audited", "audit_ok",
                                 "p50_ms", "p99_ms", "p99_ms_outside_outage", "max_ms", "mem_growth_mb_per_h")]
     rows += [(f"fault {f['kind']} at {f['at_s']} s", f"window {f.get('window_s')} s") for f in r["faults"]]
     print_table(f"bench soak: {cfg.cameras} cameras x {cfg.rate}/s for {cfg.seconds / 60:g} min", ["figure", "value"], rows)
     if args.json:
         print_json_last({**r, "config": asdict(cfg), "machine": machine_info()})
-    ok = r["lost"] == 0 and r["leaked"] == 0 and r["audit_ok"] and r["not_audited"] == 0 and not r["unexpected_exits"]
+    ok = (r["lost"] == 0 and r["leaked"] == 0 and r["audit_ok"] and r["not_audited"] == 0 and not r["unexpected_exits"]
+          and r["inbox_lost"] == 0 and r["inbox_duplicates"] == 0)
     return 0 if ok else 1
 
 
