@@ -110,7 +110,7 @@ def _demo(args) -> int:
              a["forwarded"], a["refused"], a["received"], ", ".join(a["rules"]))
             for a_id, a in result.agencies.items()]
     print_table(f"alpr-edge demo: policy {result.policy}, {result.reads_published} reads, broker {result.broker}",
-                ["agency", "kind", "state", "purpose", "forwarded", "refused", "received (own login)", "rule"], rows)
+                ["agency", "kind", "state", "purpose", "forwarded", "refused", "stored by agency (own login)", "rule"], rows)
     if cams is not None:
         print_table("cameras", ["camera", "agency", "source", "frames", "reads", "fps", "error"],
                     [(r.camera_id, r.agency_id, r.source, r.progress(), r.reads,

@@ -26,7 +26,7 @@ class AgencyRow:
     forwarded: int
     refused: int
     rules: tuple[str, ...]  # the rule(s) that decided, e.g. ("allow:in-state-public",)
-    received: int | None = None  # counted by a separate subscriber with the agency's own login
+    received: int | None = None  # what the agency's receiver stored (its own login, `agency receive`)
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ leaks to refused agencies: <span class="{leak_cls}">{report.leaks}</span> &middo
 audit chain: <span class="{audit_cls}">{audit_word}</span> ({report.audit_records} records)</p>
 <h2>Decisions per agency</h2>
 <table id="decisions"><thead><tr><th>agency</th><th>name</th><th>kind</th><th>jurisdiction</th><th>forwarded</th>
-<th>refused</th><th>received (own login)</th><th>outcome</th><th>rule that decided</th></tr></thead>
+<th>refused</th><th>stored by the agency (own login)</th><th>outcome</th><th>rule that decided</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
 <h2>Sample frames</h2>
 <div class="frames">{''.join(figures) or '<p>No frames sampled.</p>'}</div>

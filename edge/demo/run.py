@@ -29,6 +29,7 @@ from edge.policy.gate import Gate, GateConfig
 from edge.policy.policy import Policy, compile_decisions, load_policy
 from edge.policy.registry import Registry, Secrets, parse_registry, random_secrets
 from edge.schema import Direction, ReadEvent, new_read_id
+from edge.agency.receiver import AgencyInbox, AgencyReceiver
 from edge.transport import mqtt as transport
 
 LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
@@ -131,15 +132,16 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
     audit_file = audit_path or str(Path(tempfile.mkdtemp(prefix="alpr-demo-")) / "audit.db")
     audit = open_audit(audit_file)
     gate = None
-    collectors: dict[str, transport.Collector] = {}
+    collectors: dict[str, AgencyReceiver] = {}  # what each agency runs: `alpr-edge agency receive`
     wild: dict[str, transport.Collector] = {}
     cam_clients: dict[str, object] = {}
     try:
         gate = Gate(registry, policy, login(registry.gate), audit,
                     GateConfig(gate_id="demo-gate", protocol=protocol, shared_group=shared, batch_wait_s=0.01)).start()
         for a in registry.agencies:
-            collectors[a.id] = transport.Collector(login(a), [f"{SHARE_PREFIX}/{a.id}/#"], client_id=f"demo-{a.id}",
-                                                   protocol=protocol, qos=2).start()
+            inbox = AgencyInbox(Path(audit_file).with_name(f"inbox-{a.id}.db"))
+            collectors[a.id] = AgencyReceiver(a.id, login(a), inbox, client_id=f"demo-{a.id}",
+                                              protocol=protocol).start()
             # Every agency also tries '#': Mosquitto grants it and filters each delivery, amqtt refuses it.
             wild[a.id] = transport.Collector(login(a), ["#"], client_id=f"demo-{a.id}-wild", protocol=protocol).start()
         for cam in registry.cameras:
@@ -164,7 +166,7 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
             for a_id in table.allowed_by_owner.get(ev.agency_id, ()):
                 expected[a_id] += 1
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and any(collectors[a].count() < n for a, n in expected.items()):
+        while time.monotonic() < deadline and any(collectors[a].inbox.count() < n for a, n in expected.items()):
             time.sleep(0.02)
         time.sleep(settle_s)
 
@@ -173,8 +175,8 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
         leaks = 0
         allowed_anywhere = {a for allowed in table.allowed_by_owner.values() for a in allowed}
         for a in registry.agencies:
-            got = collectors[a.id].snapshot()
-            ids = [json.loads(p).get("read", {}).get("read_id") for _t, p in got]
+            ids = collectors[a.id].inbox.read_ids()  # validated, addressed to this agency, each once
+            got = ids + [None] * collectors[a.id].snapshot()["rejected"]  # anything else that arrived counts too
             # A leak: anything a refused agency receives, or a read an allowed one should not have got.
             bad = [i for i in ids if i not in published or a.id not in table.allowed_by_owner.get(published[i].agency_id, ())]
             bad_wild = [t for t, _p in wild[a.id].snapshot()
@@ -194,6 +196,8 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
     finally:
         for c in [*collectors.values(), *wild.values()]:
             c.stop()
+        for r in collectors.values():
+            r.inbox.close()
         for c in cam_clients.values():
             transport.close(c)
         if gate is not None:
