@@ -23,13 +23,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from edge.agency.receiver import AgencyInbox, AgencyReceiver
 from edge.policy.audit import open_audit
 from edge.policy.brokerconf import SHARE_PREFIX, raw_topic
 from edge.policy.gate import Gate, GateConfig
 from edge.policy.policy import Policy, compile_decisions, load_policy
 from edge.policy.registry import Registry, Secrets, parse_registry, random_secrets
 from edge.schema import Direction, ReadEvent, new_read_id
-from edge.agency.receiver import AgencyInbox, AgencyReceiver
 from edge.transport import mqtt as transport
 
 LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
