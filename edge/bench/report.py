@@ -11,10 +11,33 @@ from rich.console import Console
 from rich.table import Table
 
 
+def cpu_int8_path() -> str:
+    """Which int8 dot-product instructions this x86 CPU offers (what onnxruntime's kernels use)."""
+    try:
+        flags = set(open("/proc/cpuinfo").read().split())
+    except OSError:
+        return "unknown"
+    if "avx512_vnni" in flags or "avx_vnni" in flags:
+        return "vnni"
+    return "avx512" if "avx512bw" in flags else "avx2" if "avx2" in flags else "other"
+
+
 def machine_info() -> dict[str, Any]:
-    """Where the figures were measured: benches report ratios against engines run on this machine."""
+    """Where the figures were measured: benches report ratios against engines run on this machine.
+    `int8_path` matters for int8 models: onnxruntime's kernels differ between VNNI, AVX-512 and
+    AVX2-only CPUs (see edge/training/ocr_quant.py)."""
+    model = None
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
     return {
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": model,
+        "int8_path": cpu_int8_path(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
     }

@@ -29,23 +29,13 @@ from pathlib import Path
 import numpy as np
 
 
-def cpu_int8_path() -> str:
-    """Which int8 dot-product instructions this x86 CPU offers (what onnxruntime's kernels use)."""
-    try:
-        flags = set(open("/proc/cpuinfo").read().split())
-    except OSError:
-        return "unknown"
-    if "avx512_vnni" in flags or "avx_vnni" in flags:
-        return "vnni"
-    return "avx512" if "avx512bw" in flags else "avx2" if "avx2" in flags else "other"
-
-
 def quantize(src: Path, dst: Path, crops: Path, n_calib: int = 256, seed: int = 0) -> dict:
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from edge.training.ocr_data import augment, load_crops
+    from edge.bench.report import cpu_int8_path
     from edge.vision.ocr import OnnxPlateOCR, preprocess
 
     fp = OnnxPlateOCR(src)
