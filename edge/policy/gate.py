@@ -7,7 +7,7 @@ Nothing in the payload can widen that: recipients come from the registry and the
 
 Delivery (QoS 1 in, QoS 2 out by default, persistent session, manual acknowledgement):
   1. decide a batch, 2. audit it in one transaction (which also tells which reads were audited
-  before: redeliveries), 3. publish the forwards, 4. wait for their PUBACKs, 5. acknowledge the raw
+  before: redeliveries), 3. publish the forwards, 4. wait for their PUBACKs (PUBCOMPs at QoS 2), 5. acknowledge the raw
   messages, 6. note in the next transaction that those reads' forwards are done.
 A gate killed anywhere in between loses nothing (unacknowledged raw reads are redelivered), shares
 nothing unaudited (audit comes first) and forwards a read again only if it died between 3 and 6.
