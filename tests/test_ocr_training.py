@@ -61,3 +61,59 @@ def test_few_steps_export_and_resume(crops_dir, tmp_path):
     assert resumed["steps"] == 6  # continued from step 4, not restarted
     ck = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
     assert ck["step"] == 6 and ck["synth_only_done"]
+
+
+def test_onnx_weights_load_back_into_torch_and_fine_tune(crops_dir, tmp_path):
+    """A shipped model (float, or int8 dequantized as its kernels use it) can be re-exported,
+    re-quantized or fine-tuned (`--init model.onnx --freeze-bn`) when its run's checkpoint is gone."""
+    from edge.training.ocr_model import STATES, PlateRecognizer, load_onnx_weights
+
+    out, first = tmp_path / "run", tmp_path / "first.onnx"
+    common = ["--crops", str(crops_dir), "--batch", "8", "--workers", "0", "--synth-pool", "16",
+              "--synth-refresh", "2", "--minutes", "5"]
+    train_ocr.train(train_ocr.parse_args(common + ["--out", str(out), "--steps", "3", "--export", str(first)]))
+
+    model = PlateRecognizer(n_states=len(STATES))
+    load_onnx_weights(model, first)
+    model.eval()
+    ort = OnnxPlateOCR(first)
+    x = np.random.default_rng(0).standard_normal((3, 1, 48, 144)).astype(np.float32)
+    logits, states = ort._run(x)
+    with torch.no_grad():
+        tl, ts = model(torch.from_numpy(x))
+    assert np.abs(tl.numpy() - logits).max() < 1e-3 and np.abs(ts.numpy() - states).max() < 1e-3
+
+    with pytest.raises(SystemExit, match="freeze-bn"):
+        train_ocr.train(train_ocr.parse_args(common + ["--out", str(tmp_path / "x"), "--steps", "1",
+                                                       "--init", str(first)]))
+    tuned = tmp_path / "tuned.onnx"
+    s = train_ocr.train(train_ocr.parse_args(common + ["--out", str(tmp_path / "ft"), "--steps", "2", "--init",
+                                                       str(first), "--freeze-bn", "--export", str(tuned)]))
+    assert s["steps"] == 2 and tuned.is_file()
+
+    with pytest.raises(ValueError, match="not this architecture"):
+        load_onnx_weights(PlateRecognizer(n_states=len(STATES), width=2), first)
+
+
+def test_int8_model_dequantizes_to_the_weights_its_kernels_use(crops_dir, tmp_path):
+    from edge.training.ocr_model import STATES, PlateRecognizer, load_onnx_weights
+    from edge.training.ocr_quant import quantize
+
+    fp, q8 = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    train_ocr.train(train_ocr.parse_args(["--crops", str(crops_dir), "--batch", "8", "--workers", "0", "--synth-pool",
+                                          "16", "--synth-refresh", "2", "--minutes", "5", "--out", str(tmp_path / "r"),
+                                          "--steps", "20", "--export", str(fp)]))
+    report = quantize(fp, q8, crops_dir, n_calib=16)
+    assert report["cpu_int8_path"] in ("vnni", "avx512", "avx2", "other", "unknown")
+    model = PlateRecognizer(n_states=len(STATES))
+    load_onnx_weights(model, q8)
+    model.eval()
+    imgs = [cv2.imread(str(p)) for p in sorted(crops_dir.glob("*.png"))]
+    from edge.vision.ocr import preprocess
+
+    x = preprocess(imgs, 48, 144)
+    logits, _ = OnnxPlateOCR(q8)._run(x)
+    with torch.no_grad():
+        tl, _ = model(torch.from_numpy(x))
+    # int8 activations round, the weights are the same: the two agree closely
+    assert np.corrcoef(tl.numpy().ravel(), logits.ravel())[0, 1] > 0.98

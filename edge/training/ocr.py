@@ -59,10 +59,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="chance of small stacked side characters on any synthetic plate (left out of the label)")
     p.add_argument("--frames", type=Path, default=None,
                    help="also train on plates cut from the TRAIN part of a real frames folder (labels.csv: file,x,y,w,h,plate)")
+    p.add_argument("--frames-detected", type=Path, default=None,
+                   help="also train on the TRAIN frames' plates as the edge node crops them (project detector + "
+                        "rectifier, the node's framing variants)")
+    p.add_argument("--freeze-bn", action="store_true",
+                   help="keep BatchNorm statistics fixed (fine-tuning; required with an --init .onnx)")
     p.add_argument("--invert", type=float, default=0.0,
                    help="chance of inverting a training crop (light-on-dark plates are rare in the data)")
     p.add_argument("--init", type=Path, default=None,
-                   help="start from the (EMA) weights of another run's checkpoint, with a fresh schedule")
+                   help="start from the (EMA) weights of another run's checkpoint, or of an exported .onnx model (with --freeze-bn), with a fresh schedule")
     args = p.parse_args(argv)
     if not 0.0 <= args.synth_fraction <= 1.0:
         p.error("--synth-fraction must be within [0, 1]")
@@ -111,7 +116,8 @@ def batch_stream(args, start_step: int, worker_seed: int):
     """Endless (x, targets, target_lengths, state_ids, step) batches starting at start_step."""
     import cv2
 
-    from edge.training.ocr_data import WORK_SCALE, augment, encode_texts, load_crops, load_frame_plates
+    from edge.training.ocr_data import (WORK_SCALE, augment, encode_texts, load_crops, load_detected_frame_plates,
+                                        load_frame_plates)
     from edge.training.ocr_model import ALPHABET, INPUT_HEIGHT, INPUT_WIDTH, STATES
     from edge.vision.ocr import preprocess
 
@@ -121,9 +127,14 @@ def batch_stream(args, start_step: int, worker_seed: int):
     work_hw = (INPUT_HEIGHT * WORK_SCALE, INPUT_WIDTH * WORK_SCALE)
     state_index = {s: i for i, s in enumerate(STATES)}
     real = load_crops(args.crops, "train")
+    extra = []
     if args.frames is not None:
         # plates cut from the TRAIN frames by their labelled box (validation frames never)
-        fp = load_frame_plates(args.frames, "train")
+        extra.append(load_frame_plates(args.frames, "train"))
+    if args.frames_detected is not None:
+        # the same frames' plates as the edge node crops them (detector + rectifier), validation never
+        extra.append(load_detected_frame_plates(args.frames_detected, "train"))
+    for fp in extra:
         real.images += fp.images
         real.texts += fp.texts
         real.states += fp.states
@@ -315,7 +326,7 @@ def train(args) -> dict:
     import torch.nn.functional as F
 
     from edge.training.ocr_data import load_crops
-    from edge.training.ocr_model import STATES, PlateRecognizer
+    from edge.training.ocr_model import STATES, PlateRecognizer, load_onnx_weights
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -336,7 +347,15 @@ def train(args) -> dict:
         log.info("resumed from %s at step %d (%.1f min trained)", ckpt_path, step, trained_s / 60)
     elif args.resume:
         log.info("--resume: no %s yet, starting fresh", ckpt_path)
-    if step == 0 and args.init is not None:
+    if step == 0 and args.init is not None and str(args.init).endswith(".onnx"):
+        # a shipped model whose run's checkpoint is gone (float or int8, BatchNorms folded)
+        if not args.freeze_bn:
+            raise SystemExit("--init with an .onnx model needs --freeze-bn (its BatchNorms are folded)")
+        load_onnx_weights(model, args.init)
+        ema.model.load_state_dict(model.state_dict())
+        ema.warm = True
+        log.info("initialized from %s", args.init)
+    elif step == 0 and args.init is not None:
         ck = torch.load(args.init, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["ema"])
         ema.model.load_state_dict(ck["ema"])
@@ -365,6 +384,10 @@ def train(args) -> dict:
 
     loader = iter(make_loader(args, step))
     model.train()
+    if args.freeze_bn:  # fine-tuning: BatchNorms keep their statistics (affine parts still learn)
+        for mod in model.modules():
+            if isinstance(mod, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+                mod.eval()
     t_last = time.perf_counter()
     last_ckpt = last_eval = trained_s
     losses: list[float] = []

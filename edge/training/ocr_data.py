@@ -172,3 +172,51 @@ def encode_texts(texts: list[str], alphabet: str) -> tuple[np.ndarray, np.ndarra
     flat = np.array([i for seq in ids for i in seq], np.int64)
     lengths = np.array([len(seq) for seq in ids], np.int64)
     return flat, lengths
+
+
+def load_detected_frame_plates(root: Path, part: str = "train", detector_model: Path | None = None,
+                               scales: tuple[float, ...] = (1.0, 1.12, 0.92), size: tuple[int, int] = (144, 48)) -> PlateSet:
+    """Plates of the real frames as the edge node feeds them to the OCR: found by the detector,
+    rectified from its corners (`edge.vision.rectify.crop_plates`) at the node's framing variants
+    (`edge.node.pipeline.VARIANT_SCALES`). A detection counts when it overlaps a labelled plate
+    (IoU > 0.4); it takes that plate's text. Only `part` of the frames' fixed split is read."""
+    from edge.bench.detect import IOU_MATCH
+    from edge.node.pipeline import _scaled  # the node's framing variants
+    from edge.vision.base import box_iou
+    from edge.vision.detector import OnnxPlateDetector
+    from edge.vision.rectify import crop_plates
+
+    path = Path(root) / "labels.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: labels.csv (file,x,y,w,h,plate) not found")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    train, val = split(sorted({r["file"] for r in rows}))
+    keep = {"train": set(train), "val": set(val), "all": set(train) | set(val)}[part]
+    by_file: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["file"] in keep and len(r["plate"].strip()) >= 2:
+            by_file.setdefault(r["file"], []).append(r)
+    det = OnnxPlateDetector(detector_model) if detector_model else OnnxPlateDetector()
+    out = PlateSet([], [], [], [])
+    for name in sorted(by_file):
+        frame = cv2.imread(str(Path(root) / name), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise ValueError(f"{root}/{name}: not a readable image")
+        d = det.predict([frame])[0]
+        if not len(d):
+            continue
+        labels = np.array([[float(r["x"]), float(r["y"]), float(r["x"]) + float(r["w"]), float(r["y"]) + float(r["h"])]
+                           for r in by_file[name]], np.float32)
+        iou = box_iou(d.boxes, labels)
+        for j in range(len(d)):
+            k = int(iou[j].argmax())
+            if iou[j, k] <= IOU_MATCH:
+                continue
+            one = d[np.array([j])]
+            for s in scales:
+                out.images.append(np.ascontiguousarray(crop_plates(frame, one if s == 1.0 else _scaled(one, s), size)[0]))
+                out.texts.append(by_file[name][k]["plate"].strip().upper())
+                out.states.append("")
+                out.files.append(name)
+    return out

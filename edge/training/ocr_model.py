@@ -83,3 +83,81 @@ class PlateRecognizer(nn.Module):
             return logits
         state_logits = self.state_head(f.mean(dim=2))
         return logits, state_logits
+
+
+def _onnx_layers(path) -> tuple[list[tuple], tuple | None]:
+    """Float weights of an exported recognizer, in graph order: [(conv weight, conv bias)], and the
+    state head's (weight, bias). Reads float models (Conv, Gemm; BatchNorms folded by the exporter)
+    and onnxruntime QOperator int8 models (QLinearConv, QGemm), dequantizing the latter exactly as
+    the int8 kernels use them: w = (q - zero_point) * scale per output channel, bias = q * x_scale *
+    w_scale."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    arr = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+
+    def deq(q, scale, zp):
+        q, scale, zp = arr[q].astype(np.float64), arr[scale].astype(np.float64), arr[zp].astype(np.float64)
+        shape = (-1,) + (1,) * (q.ndim - 1)
+        return ((q - zp.reshape(shape)) * scale.reshape(shape)).astype(np.float32)
+
+    convs, head = [], None
+    for n in m.graph.node:
+        if n.op_type == "Conv":
+            convs.append((arr[n.input[1]], arr[n.input[2]] if len(n.input) > 2 else None))
+        elif n.op_type == "QLinearConv":
+            w = deq(n.input[3], n.input[4], n.input[5])
+            scale = (arr[n.input[1]].astype(np.float64) * arr[n.input[4]].astype(np.float64)).reshape(-1)
+            b = (arr[n.input[8]].astype(np.float64) * scale).astype(np.float32) if len(n.input) > 8 else None
+            convs.append((w, b))
+        elif n.op_type in ("Gemm", "QGemm"):
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+            if n.op_type == "Gemm":
+                w, b = arr[n.input[1]], arr[n.input[2]]
+            else:  # A, a_scale, a_zp, B, b_scale, b_zp, C
+                w = deq(n.input[3], n.input[4], n.input[5]) if attrs.get("transB", 0) else \
+                    deq(n.input[3], n.input[4], n.input[5]).T.copy()
+                scale = arr[n.input[1]].astype(np.float64) * arr[n.input[4]].astype(np.float64)
+                b = (arr[n.input[6]].astype(np.float64) * scale).astype(np.float32)
+            if n.op_type == "Gemm" and not attrs.get("transB", 0):
+                w = w.T.copy()
+            head = (w, b)
+    return convs, head
+
+
+def load_onnx_weights(model: "PlateRecognizer", path) -> None:
+    """Initialise `model` from an exported recognizer (float or int8, see `_onnx_layers`): each conv
+    gets the (folded) weights and its BatchNorm becomes the identity plus the folded bias. Exact in
+    eval mode. Lets a shipped model be re-exported or re-quantized when its run's checkpoint is gone."""
+    convs, head = _onnx_layers(path)
+    mods = list(model.modules())
+    pairs = []
+    for i, mod in enumerate(mods):
+        if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            pairs.append((mod, nxt if isinstance(nxt, (nn.BatchNorm1d, nn.BatchNorm2d)) else None))
+    if len(pairs) != len(convs):
+        raise ValueError(f"{path}: {len(convs)} convolutions, the model has {len(pairs)}: not this architecture")
+    with torch.no_grad():
+        for (conv, bn), (w, b) in zip(pairs, convs):
+            if tuple(w.shape) != tuple(conv.weight.shape):
+                raise ValueError(f"{path}: a conv of shape {tuple(w.shape)} where the model has "
+                                 f"{tuple(conv.weight.shape)}: not this architecture")
+            conv.weight.copy_(torch.from_numpy(w))
+            bias = torch.from_numpy(b) if b is not None else torch.zeros(conv.out_channels)
+            if bn is not None:
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(bias)
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+            else:
+                conv.bias.copy_(bias)
+        if (head is None) != (model.state_head is None):
+            raise ValueError(f"{path}: state head {'missing' if head is None else 'present'}, model differs")
+        if head is not None:
+            if tuple(head[0].shape) != tuple(model.state_head.weight.shape):
+                raise ValueError(f"{path}: state head of shape {tuple(head[0].shape)}: not this architecture")
+            model.state_head.weight.copy_(torch.from_numpy(head[0]))
+            model.state_head.bias.copy_(torch.from_numpy(head[1]))
