@@ -443,7 +443,7 @@ def test_qos2_forwards_stay_under_the_brokers_receive_maximum(test_registry, tmp
     agencies = Agencies(broker)
     cam = transport.connect(url(broker, "cam-1"), "t-cam-1-window")
     try:
-        assert gate._client.server_receive_maximum == 16
+        assert gate._fwd.server_receive_maximum == 16
         assert gate.batch_limit() == (16 - 8) // (2 * len(ALLOWED_AGENCIES))
         reads = [make_read() for _ in range(300)]
         publish(cam, "alpr/raw/cam-1", [r.to_json() for r in reads])

@@ -104,7 +104,7 @@ def gate():
     store = SQLiteAuditStore(Path(tmp.name) / "audit.db", synchronous="OFF")
     g = Gate(REGISTRY, load_policy(), transport.parse_broker_url("mqtt://127.0.0.1:9"), store,
              GateConfig(status_every_s=0))
-    g._client = FakeClient()  # noqa: SLF001 - the handler without a broker
+    g._client = g._fwd = FakeClient()  # noqa: SLF001 - the handler without a broker (raw in, forwards out)
     yield g
     store.close()
     tmp.cleanup()

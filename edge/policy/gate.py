@@ -130,7 +130,8 @@ class Gate:
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
-        self._client: mqtt.Client | None = None
+        self._client: mqtt.Client | None = None  # raw reads in (persistent session), status out
+        self._fwd: mqtt.Client | None = None  # forwards out (see start())
         self._done_keys: list[str] = []
         self._inflight_keys: set[str] = set()
         self.error: BaseException | None = None
@@ -232,6 +233,23 @@ class Gate:
         if code is not None and transport.suback_refused(code):
             transport.close(self._client)
             raise transport.MQTTError(f"broker refused the gate's subscription to {topic}: {code}")
+        # Forwards go out on a second connection whose session starts clean in each gate process and
+        # persists across its reconnects. Its QoS 2 state (packet ids awaiting PUBREL) lives in
+        # this process only: a killed gate's successor resuming that session would reuse packet ids
+        # the broker still holds, and the broker would take its new forwards for repeats of the old
+        # ones and drop them (155 of 3,000 reads lost in tests/test_gate_mosquitto.py). Starting
+        # clean drops the dead process's unreleased forwards instead; their reads were not
+        # recorded as forwarded, so the new gate forwards them again. The raw subscription stays on
+        # the persistent session above: reads published while the gate is down wait for it there.
+        try:
+            self._fwd = transport.connect(
+                self.broker, f"{client_id}-fwd", protocol=cfg.protocol,
+                clean_start="first-only" if cfg.protocol == transport.MQTT_V5 else True,
+                session_expiry_s=SESSION_EXPIRY_S,
+            )
+        except transport.MQTTError:
+            transport.close(self._client)
+            raise
         self._worker = threading.Thread(target=self._run, name=f"gate-{cfg.gate_id}", daemon=True)
         self._worker.start()
         log.info("gate %s up: policy %s, %d agencies, %d cameras", cfg.gate_id, self.policy.label,
@@ -246,6 +264,9 @@ class Gate:
             self.publish_status(online=False)
             transport.close(self._client)
             self._client = None
+        if self._fwd is not None:
+            transport.close(self._fwd)
+            self._fwd = None
 
     def publish_status(self, online: bool = True) -> None:
         """Retained health and counters for operators (QoS 1; the will says offline if the gate dies)."""
@@ -260,7 +281,7 @@ class Gate:
     def batch_limit(self) -> int:
         """Reads per batch: the configured size, cut so that the forwards of the two batches in flight
         stay under the broker's Receive Maximum (a few slots kept for the status message)."""
-        recv_max = getattr(self._client, "server_receive_maximum", 65535) or 65535
+        recv_max = getattr(self._fwd, "server_receive_maximum", 65535) or 65535
         per_read = max(1, self._max_forwards_per_read)
         return max(1, min(self.config.batch_size, (recv_max - 8) // (2 * per_read)))
 
@@ -334,7 +355,7 @@ class Gate:
         self._done_keys = []
         infos: list[mqtt.MQTTMessageInfo] = []
         done_keys: list[str] = []
-        client = self._client
+        client = self._fwd
         f = _InFlight(batch, infos, done_keys, seen, Counter(), Counter(), Counter(), inserted=result.inserted,
                       duplicates=dup_in_batch)
         for p in pendings:

@@ -101,7 +101,7 @@ def connect(
     client_id: str = "",
     *,
     protocol: int = MQTT_V5,
-    clean_start: bool = True,
+    clean_start: bool | str = True,
     session_expiry_s: int = 0,
     receive_maximum: int | None = None,
     manual_ack: bool = False,
@@ -120,12 +120,14 @@ def connect(
     Subscriptions are made again on every reconnect (a broker restart with a clean session would
     otherwise leave the client deaf). `client.suback_codes[topic]` holds the latest SUBACK codes,
     `client.server_receive_maximum` the broker's Receive Maximum from the latest CONNACK.
+    `clean_start="first-only"` (MQTT 5): a new session on the first connect of this client, the same
+    session on its reconnects (for a sender whose in-flight state lives in this process only).
     """
     client = mqtt.Client(
         callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=protocol,
-        clean_session=None if protocol == MQTT_V5 else clean_start,
+        clean_session=None if protocol == MQTT_V5 else bool(clean_start),
         reconnect_on_failure=True,
     )
     client.max_inflight_messages_set(max_inflight)
@@ -184,7 +186,8 @@ def connect(
             props.ReceiveMaximum = receive_maximum
     try:
         client.connect(broker.host, broker.port, keepalive=keepalive,
-                       clean_start=clean_start if protocol == MQTT_V5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+                       clean_start=(mqtt.MQTT_CLEAN_START_FIRST_ONLY if clean_start == "first-only" else clean_start)
+                       if protocol == MQTT_V5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
                        properties=props)
     except OSError as err:
         raise MQTTError(f"cannot reach broker {broker.redacted()}: {err}") from None

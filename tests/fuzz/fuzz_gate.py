@@ -57,7 +57,7 @@ class _Client:
 _tmp = tempfile.mkdtemp(prefix="fuzz-gate-")
 GATE = Gate(REGISTRY, load_policy(), transport.parse_broker_url("mqtt://127.0.0.1:9"),
             SQLiteAuditStore(os.path.join(_tmp, "audit.db"), synchronous="OFF"), GateConfig(status_every_s=0))
-GATE._client = _Client()  # noqa: SLF001
+GATE._client = GATE._fwd = _Client()  # noqa: SLF001  (raw in, forwards out)
 
 
 def one_input(data: bytes) -> None:
