@@ -192,17 +192,9 @@ class AgencyReceiver:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                try:
-                    batch = [self._queue.get(timeout=0.1)]
-                except queue.Empty:
-                    continue
-                deadline = time.monotonic() + self.batch_wait_s
-                while len(batch) < 500 and time.monotonic() < deadline:
-                    try:
-                        batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
-                    except queue.Empty:
-                        break
-                self._store(batch)
+                batch = transport.take_batch(self._queue, 500, self.batch_wait_s, first_timeout=0.1)
+                if batch:
+                    self._store(batch)
         except BaseException as err:  # stop acknowledging: the broker keeps what is not stored
             self.error = err
             log.exception("agency %s receiver stopped on error", self.agency_id)

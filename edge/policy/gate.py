@@ -286,26 +286,7 @@ class Gate:
         return max(1, min(self.config.batch_size, (recv_max - 8) // (2 * per_read)))
 
     def _next_batch(self) -> list[tuple]:
-        cfg = self.config
-        try:
-            first = self._queue.get(timeout=cfg.batch_wait_s)
-        except queue.Empty:
-            return []
-        batch = [first]
-        limit = self.batch_limit()
-        deadline = time.monotonic() + cfg.batch_wait_s
-        while len(batch) < limit:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    batch.append(self._queue.get(timeout=left))
-                except queue.Empty:
-                    break
-        return batch
+        return transport.take_batch(self._queue, self.batch_limit(), self.config.batch_wait_s)
 
     def _run(self) -> None:
         """Two batches in flight: while the broker acknowledges batch N's forwards, batch N+1 is

@@ -8,6 +8,7 @@ MQTT 5 or 3.1.1, persistent session, manual acknowledgement) is an argument of `
 
 from __future__ import annotations
 
+import queue
 import ssl
 import threading
 import time
@@ -211,6 +212,29 @@ def close(client: mqtt.Client) -> None:
         client.disconnect()
     finally:
         client.loop_stop()
+
+
+def take_batch(q: "queue.Queue", limit: int, wait_s: float, first_timeout: float | None = None) -> list:
+    """Up to `limit` received messages from `q` (filled by an on_message callback): waits up to
+    `first_timeout` (default `wait_s`) for the first, then at most `wait_s` more to fill the batch.
+    The gate and the agency receiver commit a batch in one transaction and acknowledge after it."""
+    try:
+        batch = [q.get(timeout=wait_s if first_timeout is None else first_timeout)]
+    except queue.Empty:
+        return []
+    deadline = time.monotonic() + wait_s
+    while len(batch) < limit:
+        try:
+            batch.append(q.get_nowait())
+        except queue.Empty:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch.append(q.get(timeout=left))
+            except queue.Empty:
+                break
+    return batch
 
 
 def wait_published(infos: Iterable[mqtt.MQTTMessageInfo], timeout: float = 10.0) -> bool:
