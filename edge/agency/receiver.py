@@ -175,7 +175,7 @@ class AgencyReceiver:
             transport.close(self._client)
             self._client = None
 
-    def _check(self, topic: str, payload: bytes):
+    def _check(self, topic: str, payload: bytes, received_at: str):
         """The stored row, or the reason the message is refused."""
         if topic != self.topic:
             return None, f"topic {topic!r} is not {self.topic!r}"
@@ -186,8 +186,8 @@ class AgencyReceiver:
         if fwd.recipient != self.agency_id:
             return None, f"addressed to {fwd.recipient!r}, not {self.agency_id!r}"
         r = fwd.read
-        return (r.read_id, r.plate, r.camera_id, r.agency_id, r.captured_at.isoformat(), None, fwd.policy, fwd.rule,
-                bytes(payload)), None
+        return (r.read_id, r.plate, r.camera_id, r.agency_id, r.captured_at.isoformat(), received_at, fwd.policy,
+                fwd.rule, bytes(payload)), None
 
     def _run(self) -> None:
         try:
@@ -203,13 +203,13 @@ class AgencyReceiver:
         now = datetime.now(timezone.utc).isoformat()
         reads, rejected = [], []
         for _mid, _qos, topic, payload in batch:
-            row, reason = self._check(topic, payload)
+            row, reason = self._check(topic, payload, now)
             if row is None:
                 log.warning("agency %s refused a message on %s (%d bytes): %s", self.agency_id, topic,
                             len(payload), reason)
                 rejected.append((now, topic[:256], reason[:500], len(payload)))
             else:
-                reads.append(row[:5] + (now,) + row[6:])
+                reads.append(row)
         result = self.inbox.add(reads, rejected)
         client = self._client
         for mid, qos, _topic, _payload in batch:  # only after the commit
