@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 
@@ -19,6 +20,7 @@ from edge.synth.plates import (
     render_plate_images,
     render_plates,
 )
+from edge.synth import plates
 from edge.synth.states import ALL_STATES, STATES
 
 TEXT = re.compile(r"^[A-Z0-9]{2,9}$")
@@ -29,7 +31,8 @@ def test_all_50_states_and_dc_are_styled():
     assert "dc" in ALL_STATES and "ca" in ALL_STATES
     for code, style in STATES.items():
         assert re.fullmatch(r"[a-z]{2}", code) and style.code == code
-        assert style.formats and all(set(f) <= set("DL -*") for f in style.formats)
+        assert style.formats and all(set(f) <= set("DL -*#") for f in style.formats)
+        assert not style.picture or style.picture in plates._PICTURES
 
 
 @pytest.mark.parametrize("state", ALL_STATES)
@@ -210,3 +213,30 @@ def test_small_stacked_characters_are_drawn_but_left_out_of_the_label():
         if layout.startswith("^"):
             assert text == "".join(ch for ch in layout[3:] if ch.isalnum())
             assert layout[1:3].isalnum() and len(text) == sum(ch.isalnum() for ch in layout) - 2
+
+
+def test_pictures_between_groups_are_drawn_in_the_gap_and_left_out_of_the_label():
+    # Oregon's tree and Alaska's flag sit where a reader expects a gap; the label has none of it
+    rng = np.random.default_rng(4)
+    for code in ("or", "ak"):
+        layout, text = plates.random_serial(STATES[code], rng)
+        assert "#" in layout and text.isalnum() and len(text) == 6
+    gap = plates._draw_plate(STATES["oh"], "ABC 1234", 80, np.random.default_rng(1), extras=False)
+    for kind in plates._PICTURES:
+        style = dataclasses.replace(STATES["oh"], picture=kind)
+        pic = plates._draw_plate(style, "ABC#1234", 80, np.random.default_rng(1), extras=False)
+        diff = np.abs(pic - gap).max(axis=2) > 40
+        cols = np.nonzero(diff.any(axis=0))[0]
+        assert cols.size, kind  # something was drawn ...
+        mid = (cols.min() + cols.max()) / 2
+        assert 50 < mid < 110, (kind, cols.min(), cols.max())  # ... between the groups (plate is 160 wide)
+
+
+def test_training_puts_pictures_in_gaps_or_where_letters_meet_digits():
+    from edge.training.ocr import with_picture
+
+    rng = np.random.default_rng(0)
+    assert with_picture("ABC 123", rng) == "ABC#123"
+    assert with_picture("12-AB", rng) == "12#AB"
+    assert with_picture("1ABC234", rng) in ("1#ABC234", "1ABC#234")
+    assert with_picture("AAAA", rng) == "AAAA"

@@ -411,6 +411,8 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
     gap_unit = cap_h * (0.05 + 0.06 * u[3])
     small_h = max(4, int(round(cap_h * 0.46)))
     small = glyph_atlas("plate", small_h, 0.9) if stacked else None
+    pic = style.picture or _PICTURES[int(u[7] * 997) % len(_PICTURES)] if "#" in layout else ""
+    pic_w = _PICTURE_WIDTH.get(pic, 0.6)
 
     # measure the serial, shrink characters if it does not fit ~88% of the width
     def widths(units: dict) -> list[float]:
@@ -422,6 +424,8 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
                 ws.append(cap_h * 0.28)
             elif ch in "-*":
                 ws.append(cap_h * 0.42)
+            elif ch == "#":
+                ws.append(cap_h * pic_w)
         return ws
 
     ws = widths(atlas)
@@ -456,7 +460,7 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
         letters = glyph_atlas("bold", letter_h, 0.9)
         for k, ch in enumerate(side):
             put(letters[ch], int(w * 0.03), y + k * (letter_h + 1))
-    emblems = []
+    emblems, pictures = [], []
     for ch, cw in zip(layout, ws):
         if ch.isalnum():
             put(atlas[ch], int(round(x + gap_unit / 2)), y)
@@ -465,6 +469,8 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
             put(bar, int(round(x + cw * 0.2)), y + cap_h // 2 - bar.shape[0] // 2)
         elif ch == "*":
             emblems.append((int(round(x + cw / 2)), y + cap_h // 2, max(2, int(cw * 0.4))))
+        elif ch == "#":
+            pictures.append((x + cw / 2, y + cap_h / 2))
         x += cw
 
     # embossed characters throw a soft shadow below-right
@@ -483,10 +489,75 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
             cv2.fillPoly(img, [np.array(pts, np.int32)], tuple(float(v) for v in ink), cv2.LINE_AA)
         else:
             cv2.circle(img, (ex, ey), er, art, -1, cv2.LINE_AA)
+    for cx, cy in pictures:
+        _draw_picture(img, pic, cx, cy, cap_h, rng)
 
     if extras:
         _draw_extras(img, style, rng)
     return img
+
+
+# Pictures printed between the character groups ('#' in a layout): Oregon's Douglas fir, Alaska's
+# flag, the keystones, hearts, state outlines and small coloured logos of specialty plates. Real
+# plates put them where a reader expects a gap, and a reader that never saw one reads the picture as
+# a character (a tree as 0, a flag as a dropped letter) or loses the characters beside it.
+_PICTURES = ("tree", "flag", "logo", "outline", "heart", "keystone", "sticker")
+_PICTURE_WIDTH = {"tree": 0.8, "flag": 0.8, "logo": 0.55, "outline": 0.7, "heart": 0.85, "keystone": 0.6,
+                  "sticker": 0.5}
+_PICTURE_COLORS = np.array([[40, 110, 40], [150, 60, 20], [30, 120, 230], [40, 40, 200], [30, 190, 240],
+                            [120, 40, 120], [30, 30, 30], [200, 150, 60]], np.float32)  # BGR
+
+
+def _draw_picture(img: np.ndarray, kind: str, cx: float, cy: float, cap_h: int, rng: np.random.Generator) -> None:
+    """One picture centred at (cx, cy) between character groups, sized from the character height."""
+    v = rng.random(6)
+    col = tuple(float(c) for c in _PICTURE_COLORS[int(v[0] * len(_PICTURE_COLORS))])
+    s = cap_h * (0.8 + 0.4 * v[1])  # picture height
+    aa = cv2.LINE_AA
+    if kind == "tree":  # tall conifer, taller than the characters, with a trunk
+        top, bottom = cy - s * 0.7, cy + s * 0.62
+        for k in range(4):  # stacked tiers, widest at the bottom
+            t0 = top + (bottom - top) * k / 4.5
+            t1 = top + (bottom - top) * (k + 1.6) / 4.5
+            half = s * (0.12 + 0.07 * k)
+            pts = np.array([[cx, t0], [cx + half, t1], [cx - half, t1]], np.int32)
+            cv2.fillPoly(img, [pts], col if v[0] > 0.3 else (40, 100, 30), aa)
+        cv2.rectangle(img, (int(cx - s * 0.03), int(bottom - s * 0.2)), (int(cx + s * 0.03), int(bottom)),
+                      (30, 60, 90), -1)
+    elif kind == "flag":  # dark blue field with light stars (Alaska's dipper), on a pole sometimes
+        fw, fh = s * 0.75, s * 0.5
+        x0, y0 = int(cx - fw / 2), int(cy - fh / 2)
+        cv2.rectangle(img, (x0, y0), (int(x0 + fw), int(y0 + fh)), (110, 50, 20), -1)
+        for _ in range(int(3 + v[2] * 5)):
+            sx, sy = x0 + rng.uniform(0.1, 0.9) * fw, y0 + rng.uniform(0.15, 0.85) * fh
+            cv2.circle(img, (int(sx), int(sy)), max(1, int(s * 0.035)), (60, 200, 245), -1, aa)
+        if v[3] < 0.5:
+            cv2.line(img, (x0, y0), (x0, int(cy + s * 0.5)), (90, 90, 90), max(1, int(s * 0.03)), aa)
+    elif kind == "heart":
+        r = s * 0.2
+        for dx in (-1, 1):
+            cv2.circle(img, (int(cx + dx * r), int(cy - r * 0.5)), int(r * 1.05), col, -1, aa)
+        pts = np.array([[cx - 2.1 * r, cy - r * 0.2], [cx + 2.1 * r, cy - r * 0.2], [cx, cy + 2.2 * r]], np.int32)
+        cv2.fillPoly(img, [pts], col, aa)
+    elif kind == "keystone":
+        pts = np.array([[cx - s * 0.3, cy - s * 0.35], [cx + s * 0.3, cy - s * 0.35], [cx + s * 0.2, cy + s * 0.35],
+                        [cx - s * 0.2, cy + s * 0.35]], np.int32)
+        cv2.fillPoly(img, [pts], col, aa) if v[2] < 0.5 else cv2.polylines(img, [pts], True, col,
+                                                                           max(1, int(s * 0.06)), aa)
+    elif kind == "outline":  # a rough state outline: a jagged polygon
+        n = 9
+        ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+        rad = s * rng.uniform(0.22, 0.4, n)
+        pts = np.stack([cx + rad * np.cos(ang) * 0.9, cy + rad * np.sin(ang)], 1).astype(np.int32)
+        cv2.fillPoly(img, [pts], col, aa)
+    elif kind == "sticker":  # a small square decal, often gold or red, off-centre vertically
+        a = s * (0.3 + 0.2 * v[2])
+        oy = (v[3] - 0.5) * s * 0.5
+        cv2.rectangle(img, (int(cx - a / 2), int(cy + oy - a / 2)), (int(cx + a / 2), int(cy + oy + a / 2)), col, -1)
+    else:  # "logo": a coloured disc with a light mark on it
+        r = s * (0.25 + 0.1 * v[2])
+        cv2.circle(img, (int(cx), int(cy)), int(r), col, -1, aa)
+        cv2.circle(img, (int(cx), int(cy)), max(1, int(r * 0.45)), (235, 235, 235), max(1, int(r * 0.2)), aa)
 
 
 _SIDE_WORDS = ("TRK", "COM", "VET", "APP", "PSG", "FRM")

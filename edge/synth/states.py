@@ -6,6 +6,7 @@ Colours are RGB hex (converted to BGR where used). Serial patterns use:
 
     D  a digit          L  a letter (serial letters skip I, O, Q as most states do)
     ' '  a gap          '-'  a dash         '*'  a small emblem between groups
+    '#'  a picture between groups, as tall as the characters (`picture`: which one; empty: any)
 
 The plate text (label) is the serial without gaps, dashes or emblems, as in the real crop labels.
 `stacked` is the chance that the serial starts with two small characters stacked vertically
@@ -33,6 +34,7 @@ class StateStyle:
     slogan_ink: str | None = None  # None: same as header_ink
     stacked: float = 0.0
     dark: bool = False  # light characters on a dark plate
+    picture: str = ""  # what '#' in a format draws (plates._PICTURES); empty: a random one
 
 
 S = StateStyle
@@ -43,7 +45,7 @@ STATES: dict[str, StateStyle] = {
         S("al", "Alabama", "Sweet Home Alabama", ("#ffffff", "#dfe9f5"), "#1b2f6b", "#b22234", "script",
           ("bottom_band",), "#2a4d9b", ("DLDDDDL", "DDLDDDD"), slogan_ink="#ffffff"),
         S("ak", "ALASKA", "THE LAST FRONTIER", ("#f7d842", "#f2c81e"), "#1c3f8f", "#1c3f8f", "bold",
-          ("flag",), "#1c3f8f", ("LLL DDD",)),
+          (), "#1c3f8f", ("LLL#DDD",), picture="flag"),
         S("az", "ARIZONA", "GRAND CANYON STATE", ("#f3e9c8", "#f0c27a", "#b9532e"), "#6b1d28", "#6b1d28", "bold",
           ("mountains", "sun"), "#8a3b22", ("LLLDDDD",)),
         S("ar", "Arkansas", "THE NATURAL STATE", ("#ffffff", "#f4f4f0"), "#153f7a", "#15803d", "slab",
@@ -115,7 +117,7 @@ STATES: dict[str, StateStyle] = {
         S("ok", "OKLAHOMA", "Native America", ("#e9f1f8", "#ffffff"), "#1b6a80", "#1b2a5a", "slab",
           ("emblem",), "#7fa6c9", ("LLL-DDD", "DDD-LLL")),
         S("or", "OREGON", "", ("#ffffff", "#f7f3e9"), "#12406e", "#12406e", "bold",
-          ("trees",), "#3b6e3b", ("DDD LLL", "LLL DDD")),
+          ("trees",), "#3b6e3b", ("DDD#LLL", "LLL#DDD"), picture="tree"),
         S("pa", "PENNSYLVANIA", "visitPA.com", ("#ffffff", "#ffffff"), "#13235b", "#ffffff", "bold",
           ("top_band", "bottom_band_yellow"), "#13235b", ("LLL-DDDD",), slogan_ink="#13235b"),
         S("ri", "RHODE ISLAND", "OCEAN STATE", ("#ffffff", "#e3eef8"), "#1b2a5a", "#1b2a5a", "bold",

@@ -55,6 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.add_argument("--synth-pool", type=int, default=3000, help="synthetic plates kept in memory, refreshed while training")
     p.add_argument("--synth-refresh", type=int, default=6, help="new synthetic plates rendered per batch")
+    p.add_argument("--synth-picture", type=float, default=0.0,
+                   help="chance that a synthetic serial gets a picture (tree, flag, logo) between its groups")
     p.add_argument("--synth-stacked", type=float, default=0.0,
                    help="chance of small stacked side characters on any synthetic plate (left out of the label)")
     p.add_argument("--frames", type=Path, default=None,
@@ -78,6 +80,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 # data
 
 
+def with_picture(layout: str, rng: np.random.Generator) -> str:
+    """`layout` with its first gap turned into a picture, or one put where letters meet digits."""
+    for k, ch in enumerate(layout):
+        if ch in " -":
+            return layout[:k] + "#" + layout[k + 1 :]
+    start = 3 if layout.startswith("^") else 0
+    cuts = [k for k in range(start + 1, len(layout))
+            if layout[k - 1].isalnum() and layout[k].isalnum() and layout[k - 1].isalpha() != layout[k].isalpha()]
+    if not cuts:
+        return layout
+    k = cuts[int(rng.integers(len(cuts)))]
+    return layout[:k] + "#" + layout[k:]
+
+
 class SynthSource:
     """Synthetic plates from edge/synth, rendered at the augmentation work size.
 
@@ -85,9 +101,14 @@ class SynthSource:
     crop labels leave such side characters out (Idaho's "6C" over/under reads "8862"; Vermont's
     vertical "TRK" is not in "19012"), so here the label leaves them out too, whatever the
     renderer's own convention: the model learns to skip them, as the labels it is measured on do.
+
+    picture: chance that a serial's first gap (space or dash) becomes a picture ('#': tree, flag,
+    heart, logo, ...), or, on serials without a gap, that one goes in where letters meet digits.
+    Real plates print them there (Oregon's tree, Alaska's flag, specialty logos) and they were the
+    commonest cause of end-to-end misreads (read as 0/D, or eating the characters beside them).
     """
 
-    def __init__(self, work_hw: tuple[int, int], stacked: float = 0.0):
+    def __init__(self, work_hw: tuple[int, int], stacked: float = 0.0, picture: float = 0.0):
         import dataclasses
 
         from edge.synth import plates
@@ -98,6 +119,8 @@ class SynthSource:
             if stacked > 0 and style.stacked < stacked:
                 style = dataclasses.replace(style, stacked=stacked)
             layout, text = original(style, rng)
+            if picture > 0 and "#" not in layout and rng.random() < picture:
+                layout = with_picture(layout, rng)
             if layout.startswith("^"):  # '^xy': x over y, drawn small before the serial
                 text = "".join(ch for ch in layout[3:] if ch.isalnum())
             return layout, text
@@ -143,7 +166,7 @@ def batch_stream(args, start_step: int, worker_seed: int):
     # a "00000" plate): those teach the model nothing right, so they are left out of training.
     keep = [i for i, t in enumerate(real.texts) if len(t) >= 2]
     need_synth = args.synth_fraction > 0 or args.synth_only_steps > 0
-    synth = SynthSource(work_hw, args.synth_stacked) if need_synth else None
+    synth = SynthSource(work_hw, args.synth_stacked, args.synth_picture) if need_synth else None
     pool_imgs, pool_texts = [], []
     if synth is not None:
         t0 = time.perf_counter()
