@@ -114,6 +114,10 @@ def test_bench_detect_json_on_a_generated_folder(tmp_path, capsys):
     assert res["recall"] == pytest.approx(1.0)
     assert res["ms_per_frame"] > 0
     assert len(res["false_alarm_pictures"]) == res["false_alarms"]
+    # the node's plate check keeps a subset of the same proposals; the network alone is beside it
+    net = res["network_only"]
+    assert res["plate_check_chars"] == 3 and net["threshold"] == res["threshold"] == 0.3
+    assert net["recall"] == pytest.approx(1.0) and net["false_alarms"] >= res["false_alarms"]
 
 
 def test_bench_detect_rejects_a_folder_without_labels(tmp_path):

@@ -18,6 +18,7 @@ RUN_FLAGS = {
     "--detector-model": ("detector_model", dict(help="detector ONNX (default models/detector.onnx)")),
     "--ocr-model": ("ocr_model", dict(help="OCR ONNX (default models/ocr.onnx)")),
     "--detector-threshold": ("detector_threshold", dict(type=float)),
+    "--plate-check-chars": ("plate_check_chars", dict(type=int, help="keep detections the OCR reads at least this many characters in (0: off)")),
     "--detect-tiles": ("detect_tiles", dict(help="run the detector over COLSxROWS overlapping tiles, e.g. 2x2 (small plates, large frames)")),
     "--min-confidence": ("min_confidence", dict(type=float, help="voted plate confidence needed to publish")),
     "--track-timeout": ("track_timeout_s", dict(type=float, help="seconds without a sighting that end a track")),

@@ -41,7 +41,11 @@ class EdgeNodeConfig(BaseModel):
     label_misread_rate: float = Field(0.0, ge=0, le=1)
     detector_model: Path = REPO_MODELS / "detector.onnx"
     ocr_model: Path = REPO_MODELS / "ocr.onnx"
-    detector_threshold: float | None = Field(None, ge=0, le=1)  # None: the model's own default
+    # None: the model's own threshold, or edge.vision.verify.PROPOSAL_THRESHOLD with the plate check
+    detector_threshold: float | None = Field(None, ge=0, le=1)
+    # Plate check (edge/vision/verify.py): keep a detection only where the OCR reads at least this
+    # many characters in it (brake lights and badges have none). 0: off, the network alone decides.
+    plate_check_chars: int = Field(3, ge=0, le=10)
     # Detector over cols x rows overlapping tiles (small plates in large frames), e.g. "2x2"; cost x tiles.
     detect_tiles: str = Field("1x1", pattern=r"^[1-4]x[1-4]$")
     # Plate crop size (width, height) handed to the OCR. None: the OCR model's own input size (a crop

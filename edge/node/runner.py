@@ -38,13 +38,20 @@ def load_stages(cfg):
 
     from edge.vision.detector import OnnxPlateDetector
 
-    detector = OnnxPlateDetector(cfg.detector_model, threshold=cfg.detector_threshold, threads=cfg.threads)
+    from edge.vision.verify import PROPOSAL_THRESHOLD, OcrCheckedDetector
+
+    threshold = cfg.detector_threshold
+    if threshold is None and cfg.plate_check_chars:
+        threshold = PROPOSAL_THRESHOLD
+    detector = OnnxPlateDetector(cfg.detector_model, threshold=threshold, threads=cfg.threads)
     if cfg.detect_tiles != "1x1":
         from edge.node.tiling import TiledDetector
 
         cols, rows = (int(v) for v in cfg.detect_tiles.split("x"))
         detector = TiledDetector(detector, cols, rows)
     ocr = OnnxPlateOCR(cfg.ocr_model, intra_op_threads=cfg.threads)
+    if cfg.plate_check_chars:
+        detector = OcrCheckedDetector(detector, ocr, cfg.plate_check_chars, min_height=cfg.min_plate_height)
     return detector, ocr
 
 

@@ -1,0 +1,79 @@
+"""Plate check: a detector's proposals kept only where the OCR reads a plate in them.
+
+The detector network alone confuses plates with plate-like parts of a car (brake lights, dark
+recesses, badges): on the real frames their scores overlap the plates' at 0.55-0.65, so no score
+threshold separates them. A plate has characters; those parts do not. The check reads each
+proposal's plain crop once (batched over the frames) and keeps it when the OCR finds at least
+`min_chars` characters. This is the classic ALPR cascade (OpenALPR also confirms candidate regions
+by character analysis), at ~0.4 ms per proposal.
+
+Chosen on the TRAIN frames only (`edge/training/splits.py`), by the rule "highest recall, then
+fewest false alarms, then the lower threshold", over proposal thresholds 0.35-0.59 and 3 or 4
+characters: 0.5 and 3 characters (train: 91/91 plates, 0.033 false alarms per frame; the network
+alone at its own threshold 0.59: 89/91, 0.088). Three characters rather than four keeps short
+vanity plates.
+
+Proposals shorter than `min_height` pixels are kept unchecked: too few pixels to read, they are
+what the node tracks without reading (a plate far away, approaching).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from edge.vision.base import Detections, Detector, PlateOCR
+
+PROPOSAL_THRESHOLD = 0.5
+MIN_CHARS = 3
+
+
+class OcrCheckedDetector(Detector):
+    """`detector`'s proposals that `ocr` reads at least `min_chars` characters in."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        ocr: PlateOCR,
+        min_chars: int = MIN_CHARS,
+        min_height: float = 0.0,
+        cropper: Callable | None = None,
+    ) -> None:
+        if min_chars < 1:
+            raise ValueError(f"min_chars must be >= 1, got {min_chars}")
+        self.detector = detector
+        self.ocr = ocr
+        self.min_chars = int(min_chars)
+        self.min_height = float(min_height)
+        if cropper is None:
+            from edge.vision.rectify import crop_plates as cropper
+        self.cropper = cropper
+        size = (getattr(ocr, "width", None), getattr(ocr, "height", None))
+        self.crop_size = size if all(isinstance(v, int) and v > 0 for v in size) else (192, 96)
+
+    def __getattr__(self, name):  # threshold, input_size, model_path ... of the wrapped detector
+        if name == "detector":
+            raise AttributeError(name)
+        return getattr(self.detector, name)
+
+    def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        proposals = self.detector.predict(frames)
+        crops: list[np.ndarray] = []
+        checked: list[np.ndarray] = []  # per frame: indices of the proposals read
+        for frame, d in zip(frames, proposals):
+            idx = np.nonzero((d.boxes[:, 3] - d.boxes[:, 1]) >= self.min_height)[0] if len(d) else np.zeros(0, int)
+            checked.append(idx)
+            if len(idx):
+                crops.extend(self.cropper(frame, d[idx], self.crop_size))
+        if not crops:
+            return proposals
+        texts = self.ocr.predict(crops)
+        n_chars = np.fromiter((len(t) for t in texts.texts), int, len(crops))
+        out, at = [], 0
+        for d, idx in zip(proposals, checked):
+            keep = np.ones(len(d), bool)
+            keep[idx] = n_chars[at : at + len(idx)] >= self.min_chars
+            at += len(idx)
+            out.append(d if keep.all() else d[keep])
+        return out
