@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 COMMAND_MODULES = [
     "edge.policy.commands",  # broker-config, gate, audit, verify-acl
@@ -42,7 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM (timeout, systemd, docker stop) unwinds like Ctrl-C, so the `finally` blocks that stop
+    # a command's brokers and child processes run; by default Python would die and leave them behind.
+    # Long-running commands (run, gate, agency receive, soak) install their own graceful handlers.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
