@@ -48,6 +48,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-confidence", type=float, default=None, help="voted confidence to publish (node default)")
     p.add_argument("--ocr-variants", type=int, default=None, help="framings per plate read and voted (node default)")
     p.add_argument("--detector-threshold", type=float, default=None)
+    p.add_argument("--plate-check-chars", type=int, default=None,
+                   help="keep detections the OCR reads this many characters in (node default 3; 0: off)")
     p.add_argument("--detect-tiles", default=None, help="detector over COLSxROWS overlapping tiles, e.g. 2x2")
     p.add_argument("--json", action="store_true", help="one JSON object as the last stdout line")
 
@@ -66,6 +68,7 @@ def _config(args, source: str, **over):
         ocr_variants=args.ocr_variants,
         detector_threshold=args.detector_threshold,
         detect_tiles=args.detect_tiles,
+        plate_check_chars=args.plate_check_chars,
         save_crops=False,
         metrics_interval_s=3600,
         **over,
