@@ -19,7 +19,7 @@ class Proposals(Detector):
         out = []
         for f in frames:
             boxes = np.asarray(self.per_frame[int(f[0, 0, 0])], np.float32).reshape(-1, 4)
-            out.append(Detections(boxes, np.linspace(0.9, 0.5, len(boxes)).astype(np.float32), None))
+            out.append(Detections(boxes, np.linspace(0.7, 0.5, len(boxes)).astype(np.float32), None))
         return out
 
 
@@ -91,3 +91,11 @@ def test_node_stages_run_the_check_at_the_proposal_threshold_unless_turned_off()
     plain, _ = load_stages(build_config(camera_id="cam-1", agency_id="sac-pd", source="synthetic:highway",
                                         plate_check_chars=0))
     assert isinstance(plain, OnnxPlateDetector) and plain.threshold > PROPOSAL_THRESHOLD  # the model's own
+
+
+def test_proposals_the_detector_is_sure_of_are_kept_unchecked():
+    boxes = {0: [[0, 0, 10, 30], [0, 0, 20, 30]]}  # scores 0.7 and 0.5, both read as < 3 characters
+    ocr = TextByWidth()
+    out = OcrCheckedDetector(Proposals(boxes), ocr, min_chars=3, cropper=width_cropper, sure=0.6).predict([frame(0)])
+    np.testing.assert_array_equal(out[0].boxes, np.asarray([[0, 0, 10, 30]], np.float32))
+    assert ocr.batches == [1]
