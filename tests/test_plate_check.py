@@ -82,20 +82,38 @@ def test_node_config_turns_the_check_on_by_default_and_names_the_field():
         build_config(camera_id="cam-1", agency_id="sac-pd", source="synthetic:highway", plate_check_chars=-1)
 
 
-def test_node_stages_run_the_check_at_the_proposal_threshold_unless_turned_off():
+def test_node_stages_propose_at_the_check_threshold_unless_the_check_is_off():
     from edge.node.runner import load_stages
     from edge.vision.detector import OnnxPlateDetector
 
     checked, _ = load_stages(build_config(camera_id="cam-1", agency_id="sac-pd", source="synthetic:highway"))
-    assert isinstance(checked, OcrCheckedDetector) and checked.threshold == PROPOSAL_THRESHOLD
+    assert isinstance(checked, OnnxPlateDetector) and checked.threshold == PROPOSAL_THRESHOLD
     plain, _ = load_stages(build_config(camera_id="cam-1", agency_id="sac-pd", source="synthetic:highway",
                                         plate_check_chars=0))
-    assert isinstance(plain, OnnxPlateDetector) and plain.threshold > PROPOSAL_THRESHOLD  # the model's own
+    assert plain.threshold > PROPOSAL_THRESHOLD  # the model's own
 
 
-def test_proposals_the_detector_is_sure_of_are_kept_unchecked():
-    boxes = {0: [[0, 0, 10, 30], [0, 0, 20, 30]]}  # scores 0.7 and 0.5, both read as < 3 characters
-    ocr = TextByWidth()
-    out = OcrCheckedDetector(Proposals(boxes), ocr, min_chars=3, cropper=width_cropper, sure=0.6).predict([frame(0)])
-    np.testing.assert_array_equal(out[0].boxes, np.asarray([[0, 0, 10, 30]], np.float32))
-    assert ocr.batches == [1]
+def test_node_drops_unsure_detections_it_reads_too_few_characters_in(tmp_path):
+    # the node applies the check to its own readings: proposals of 0.7 and 0.5 read as 0 and 5
+    # characters, a sure one (0.8) read as 1: the first is dropped, the others are tracked
+    import cv2
+
+    from edge.node.pipeline import EdgeNode, MemorySink
+    from edge.sources.folder import FolderSource
+
+    class Fixed(Detector):
+        def predict(self, frames):
+            boxes = np.asarray([[0, 0, 0, 40], [0, 0, 50, 40], [0, 0, 10, 40]], np.float32)
+            return [Detections(boxes, np.asarray([0.7, 0.5, 0.8], np.float32), None) for _ in frames]
+
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), np.full((100, 200, 3), 90 + i, np.uint8))
+    seen = []
+    for chars in (3, 0):
+        cfg = build_config(camera_id="cam-1", agency_id="sac-pd", source=str(tmp_path), plate_check_chars=chars,
+                           save_crops=False, ocr_variants=1)
+        node = EdgeNode(cfg, FolderSource(tmp_path), Fixed(), TextByWidth(), MemorySink(),
+                        cropper=width_cropper, on_frame=lambda f, d: seen.append(d.scores.tolist()))
+        node.run()
+        assert seen[-1] == pytest.approx([0.5, 0.8] if chars else [0.7, 0.5, 0.8])
+        assert node.metrics.plates == (4 if chars else 6)

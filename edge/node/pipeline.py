@@ -29,6 +29,7 @@ from edge.sources.base import Frame, FrameSource, ReaderThread, paced
 from edge.vision.base import Detections, Detector, PlateOCR
 from edge.vision.motion import MotionGate
 from edge.vision.tracker import IouTracker, Observation, Track
+from edge.vision.verify import SURE_SCORE
 from edge.vision.vote import Reading, edit_distance, vote
 
 log = logging.getLogger(__name__)
@@ -386,14 +387,20 @@ class EdgeNode:
         t = time.perf_counter()
         texts = self.ocr.predict(crops) if crops else None
         m.add("ocr", time.perf_counter() - t)
-        m.plates += len(owners)
         V = self.ocr_variants
 
         t = time.perf_counter()
         per_frame: list[list[Observation]] = [[] for _ in todo]
+        # The plate check (edge/vision/verify.py) on the plain crop's reading made here anyway:
+        # an unsure detection without enough characters is a plate-like part, not a plate.
+        check = self.config.plate_check_chars
+        not_plates: list[list[int]] = [[] for _ in todo]
         for p, (k, j) in enumerate(owners):
             f, det = todo[k], dets[k]
             n = p * V  # the plain crop; n+1.. are its framing variants
+            if check and det.scores[j] < SURE_SCORE and len(texts.texts[n]) < check:
+                not_plates[k].append(j)
+                continue
             if V == 1:
                 reading = Reading(texts.texts[n], float(texts.confidence[n]), np.asarray(texts.char_confidence[n]))
             else:
@@ -432,8 +439,13 @@ class EdgeNode:
                         frame_size=f.size, captured_at=f.captured_at,
                     )
                 )
+        m.plates += len(owners) - sum(map(len, not_plates))
         if self.on_frame:
-            for f, fd in zip(todo, dets):
+            for f, fd, drop in zip(todo, dets, not_plates):
+                if drop:
+                    keep = np.ones(len(fd), bool)
+                    keep[drop] = False
+                    fd = fd[keep]
                 self.on_frame(f, fd)
         finished: list[Track] = []
         k = 0

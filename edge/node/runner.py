@@ -38,10 +38,11 @@ def load_stages(cfg):
 
     from edge.vision.detector import OnnxPlateDetector
 
-    from edge.vision.verify import PROPOSAL_THRESHOLD, OcrCheckedDetector
+    from edge.vision.verify import PROPOSAL_THRESHOLD
 
     threshold = cfg.detector_threshold
     if threshold is None and cfg.plate_check_chars:
+        # the node checks these proposals by their readings (EdgeNode._read_stage)
         threshold = PROPOSAL_THRESHOLD
     detector = OnnxPlateDetector(cfg.detector_model, threshold=threshold, threads=cfg.threads)
     if cfg.detect_tiles != "1x1":
@@ -50,8 +51,6 @@ def load_stages(cfg):
         cols, rows = (int(v) for v in cfg.detect_tiles.split("x"))
         detector = TiledDetector(detector, cols, rows)
     ocr = OnnxPlateOCR(cfg.ocr_model, intra_op_threads=cfg.threads)
-    if cfg.plate_check_chars:
-        detector = OcrCheckedDetector(detector, ocr, cfg.plate_check_chars, min_height=cfg.min_plate_height)
     return detector, ocr
 
 

@@ -19,6 +19,10 @@ proposal), and it halves the reads the check costs (46 of 111 proposals read ins
 
 Proposals shorter than `min_height` pixels are kept unchecked: too few pixels to read, they are
 what the node tracks without reading (a plate far away, approaching).
+
+Two users, one rule: `OcrCheckedDetector` is the check as a detector stage of its own (`bench
+detect`, library use); the edge node applies the same rule to the readings it makes of every
+detection anyway (`EdgeNode._read_stage`), so a checked plate is not read twice.
 """
 
 from __future__ import annotations
@@ -32,6 +36,13 @@ from edge.vision.base import Detections, Detector, PlateOCR
 PROPOSAL_THRESHOLD = 0.5
 SURE_SCORE = 0.75
 MIN_CHARS = 3
+
+
+def needs_reading(d: Detections, sure: float = SURE_SCORE, min_height: float = 0.0) -> np.ndarray:
+    """Indices of the proposals the check decides by reading: not sure, and tall enough to read."""
+    if not len(d):
+        return np.zeros(0, int)
+    return np.nonzero((d.scores < sure) & ((d.boxes[:, 3] - d.boxes[:, 1]) >= min_height))[0]
 
 
 class OcrCheckedDetector(Detector):
@@ -65,14 +76,13 @@ class OcrCheckedDetector(Detector):
         return getattr(self.detector, name)
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
+        """The proposals of every frame, checked with one OCR call for the whole batch. (The edge
+        node does the same check on the readings it makes anyway: `EdgeNode._read_stage`.)"""
         proposals = self.detector.predict(frames)
         crops: list[np.ndarray] = []
         checked: list[np.ndarray] = []  # per frame: indices of the proposals read
         for frame, d in zip(frames, proposals):
-            if len(d):
-                idx = np.nonzero(((d.boxes[:, 3] - d.boxes[:, 1]) >= self.min_height) & (d.scores < self.sure))[0]
-            else:
-                idx = np.zeros(0, int)
+            idx = needs_reading(d, self.sure, self.min_height)
             checked.append(idx)
             if len(idx):
                 crops.extend(self.cropper(frame, d[idx], self.crop_size))
