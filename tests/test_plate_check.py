@@ -57,7 +57,7 @@ def test_keeps_proposals_the_ocr_reads_enough_characters_in_and_batches_all_fram
     assert [len(d) for d in out] == [2, 0, 0]
     np.testing.assert_array_equal(out[0].boxes, np.asarray([[0, 0, 50, 20], [0, 0, 30, 20]], np.float32))
     assert ocr.batches == [5]  # one OCR call for every proposal of the batch
-    assert det.threshold == 0.42  # the wrapped detector's attributes show through
+    assert det.threshold == 0.42  # the proposals' threshold
 
 
 def test_proposals_too_small_to_read_are_kept_unchecked():

@@ -49,7 +49,7 @@ def run_bench(
     threshold: float | None = None,
     save_false_alarms: Path | None = None,
     repeats: int = 1,
-    plate_check_chars: int = 3,
+    plate_check_chars: int | None = None,
     ocr_model: str | None = None,
 ) -> dict:
     """Recall, false alarms and speed of the detection stage as the edge node runs it (the network,
@@ -71,6 +71,9 @@ def run_bench(
     if not names:
         raise ValueError(f"{folder}: no labelled frames in split {split!r}")
     cv2.setNumThreads(1)  # the letterbox resize counts in the one-core budget too
+    node_defaults = EdgeNodeConfig.model_fields
+    if plate_check_chars is None:
+        plate_check_chars = node_defaults["plate_check_chars"].default
     network = OnnxPlateDetector(model, threshold=threshold, threads=1)
     stage = network
     if plate_check_chars:
@@ -79,7 +82,7 @@ def run_bench(
 
         proposals = OnnxPlateDetector(model, threshold=threshold if threshold is not None else PROPOSAL_THRESHOLD, threads=1)
         stage = OcrCheckedDetector(proposals, OnnxPlateOCR(ocr_model, intra_op_threads=1), plate_check_chars,
-                                   min_height=EdgeNodeConfig.model_fields["min_plate_height"].default)
+                                   min_height=node_defaults["min_plate_height"].default)
     if save_false_alarms:
         save_false_alarms = Path(save_false_alarms)
         save_false_alarms.mkdir(parents=True, exist_ok=True)
@@ -240,9 +243,9 @@ def register(sub) -> None:
     p.add_argument("--threshold", type=float, default=None, help="score threshold (default: the model's)")
     p.add_argument("--save-false-alarms", metavar="FOLDER", default=None, help="write each false alarm as a PNG")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per frame")
-    p.add_argument("--plate-check-chars", type=int, default=3,
-                   help="the node's plate check: keep detections the OCR reads this many characters in (0: off); "
-                        "the network alone is measured beside it")
+    p.add_argument("--plate-check-chars", type=int, default=None,
+                   help="the node's plate check: keep detections the OCR reads this many characters in "
+                        "(default: the node's, 3; 0: off); the network alone is measured beside it")
     p.add_argument("--ocr-model", default=None, help="ONNX OCR of the plate check (default models/ocr.onnx)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_cmd)

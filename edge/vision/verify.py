@@ -70,10 +70,13 @@ class OcrCheckedDetector(Detector):
         size = (getattr(ocr, "width", None), getattr(ocr, "height", None))
         self.crop_size = size if all(isinstance(v, int) and v > 0 for v in size) else (192, 96)
 
-    def __getattr__(self, name):  # threshold, input_size, model_path ... of the wrapped detector
-        if name == "detector":
-            raise AttributeError(name)
-        return getattr(self.detector, name)
+    @property
+    def threshold(self) -> float:  # the proposals' score threshold
+        return self.detector.threshold
+
+    @property
+    def input_size(self):
+        return self.detector.input_size
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         """The proposals of every frame, checked with one OCR call for the whole batch. (The edge
