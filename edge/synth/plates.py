@@ -411,7 +411,7 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
     gap_unit = cap_h * (0.05 + 0.06 * u[3])
     small_h = max(4, int(round(cap_h * 0.46)))
     small = glyph_atlas("plate", small_h, 0.9) if stacked else None
-    pic = style.picture or _PICTURES[int(u[7] * 997) % len(_PICTURES)] if "#" in layout else ""
+    pic = (style.picture or _PICTURES[int(u[7] * 997) % len(_PICTURES)]) if "#" in layout else ""
     pic_w = _PICTURE_WIDTH.get(pic, 0.6)
 
     # measure the serial, shrink characters if it does not fit ~88% of the width
@@ -542,8 +542,10 @@ def _draw_picture(img: np.ndarray, kind: str, cx: float, cy: float, cap_h: int, 
     elif kind == "keystone":
         pts = np.array([[cx - s * 0.3, cy - s * 0.35], [cx + s * 0.3, cy - s * 0.35], [cx + s * 0.2, cy + s * 0.35],
                         [cx - s * 0.2, cy + s * 0.35]], np.int32)
-        cv2.fillPoly(img, [pts], col, aa) if v[2] < 0.5 else cv2.polylines(img, [pts], True, col,
-                                                                           max(1, int(s * 0.06)), aa)
+        if v[2] < 0.5:
+            cv2.fillPoly(img, [pts], col, aa)
+        else:  # outline only
+            cv2.polylines(img, [pts], True, col, max(1, int(s * 0.06)), aa)
     elif kind == "outline":  # a rough state outline: a jagged polygon
         n = 9
         ang = np.sort(rng.uniform(0, 2 * np.pi, n))
