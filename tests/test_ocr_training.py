@@ -117,3 +117,25 @@ def test_int8_model_dequantizes_to_the_weights_its_kernels_use(crops_dir, tmp_pa
         tl, _ = model(torch.from_numpy(x))
     # int8 activations round, the weights are the same: the two agree closely
     assert np.corrcoef(tl.numpy().ravel(), logits.ravel())[0, 1] > 0.98
+
+
+def test_pruning_keeps_the_model_at_full_width_and_narrows_every_layer_consistently():
+    from edge.training.ocr_model import STATES, PlateRecognizer, prune_recognizer
+
+    torch.manual_seed(0)
+    big = PlateRecognizer(n_states=len(STATES)).eval()
+    for m in big.modules():  # non-trivial BatchNorm statistics, as a trained model has
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(3, 1, 48, 144)
+    same = prune_recognizer(big, (16, 48, 64, 96, 128)).eval()
+    for a, b in zip(big(x), same(x)):
+        assert torch.equal(a, b)
+    small = prune_recognizer(big, (8, 24, 32, 48, 64)).eval()
+    logits, states = small(x)
+    assert logits.shape == (3, 36, 37) and states.shape == (3, len(STATES))
+    assert small.channels == (8, 24, 32, 48, 64)
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in big.parameters()) / 2
+    with pytest.raises(ValueError, match="channels"):
+        PlateRecognizer(channels=(8, 24, 32))

@@ -55,6 +55,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.add_argument("--synth-pool", type=int, default=3000, help="synthetic plates kept in memory, refreshed while training")
     p.add_argument("--synth-refresh", type=int, default=6, help="new synthetic plates rendered per batch")
+    p.add_argument("--channels", default=None,
+                   help="5 comma-separated widths of a narrower recognizer (default 16,48,64,96,128); with "
+                        "--init MODEL.onnx the start is MODEL pruned to them (its most important channels)")
+    p.add_argument("--teacher", type=Path, default=None,
+                   help="ONNX recognizer to distil from: its per-column class distributions join the loss")
+    p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the distillation term")
+    p.add_argument("--kd-temp", type=float, default=2.0, help="softmax temperature of the distillation term")
     p.add_argument("--synth-picture", type=float, default=0.0,
                    help="chance that a synthetic serial gets a picture (tree, flag, logo) between its groups")
     p.add_argument("--synth-stacked", type=float, default=0.0,
@@ -355,7 +362,8 @@ def train(args) -> dict:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / "last.pt"
-    model = PlateRecognizer(n_states=len(STATES) if args.state_weight > 0 else 0)
+    channels = tuple(int(v) for v in args.channels.split(",")) if args.channels else None
+    model = PlateRecognizer(n_states=len(STATES) if args.state_weight > 0 else 0, channels=channels)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     ema = Ema(model)
     step, trained_s, synth_only_done = 0, 0.0, args.synth_only_steps == 0
@@ -374,7 +382,14 @@ def train(args) -> dict:
         # a shipped model whose run's checkpoint is gone (float or int8, BatchNorms folded)
         if not args.freeze_bn:
             raise SystemExit("--init with an .onnx model needs --freeze-bn (its BatchNorms are folded)")
-        load_onnx_weights(model, args.init)
+        if channels:  # prune the shipped model to the narrower widths, then train (distil) those
+            from edge.training.ocr_model import prune_recognizer
+
+            big = PlateRecognizer(n_states=model.n_states)
+            load_onnx_weights(big, args.init)
+            model.load_state_dict(prune_recognizer(big, channels).state_dict())
+        else:
+            load_onnx_weights(model, args.init)
         ema.model.load_state_dict(model.state_dict())
         ema.warm = True
         log.info("initialized from %s", args.init)
@@ -405,6 +420,11 @@ def train(args) -> dict:
         log.info("eval %s | errors: %s", json.dumps(entry), r["errors"][:12])
         return entry
 
+    teacher = None
+    if args.teacher is not None:
+        from edge.vision.ocr import OnnxPlateOCR
+
+        teacher = OnnxPlateOCR(args.teacher, intra_op_threads=args.threads, max_batch=args.batch)
     loader = iter(make_loader(args, step))
     model.train()
     if args.freeze_bn:  # fine-tuning: BatchNorms keep their statistics (affine parts still learn)
@@ -436,6 +456,12 @@ def train(args) -> dict:
         loss = F.ctc_loss(logp, targets, in_lengths, lengths, blank=0, zero_infinity=True)
         if state_logits is not None and bool((state_ids >= 0).any()):
             loss = loss + args.state_weight * F.cross_entropy(state_logits, state_ids, ignore_index=-100)
+        if teacher is not None:  # match the teacher's per-column distributions (KL, softened)
+            t_logits = torch.from_numpy(teacher._run(x.numpy())[0])
+            T = args.kd_temp
+            p_t = F.softmax(t_logits / T, dim=2)
+            kl = (p_t * (F.log_softmax(t_logits / T, dim=2) - F.log_softmax(logits / T, dim=2))).sum(2).mean()
+            loss = loss + args.kd_weight * T * T * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -465,7 +491,10 @@ def train(args) -> dict:
                "steps": step, "minutes": trained_s / 60, "args": {k: str(v) for k, v in vars(args).items()},
                "history": history}
     if args.export:
-        sha = export_onnx(ema.model, args.export, {"trained_steps": step})
+        meta = {"trained_steps": step, "channels": ",".join(map(str, ema.model.channels))}
+        if args.teacher is not None:
+            meta["distilled_from"] = str(args.teacher)
+        sha = export_onnx(ema.model, args.export, meta)
         summary["onnx"] = {"path": str(args.export), "sha256": sha, "bytes": args.export.stat().st_size,
                            "max_abs_logit_diff_vs_torch": check_onnx_matches(ema.model, args.export, val.images)}
     json.dump(summary, open(args.out / "summary.json", "w"), indent=1)

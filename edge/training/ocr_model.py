@@ -47,9 +47,13 @@ class SepBlock(nn.Module):
 
 
 class PlateRecognizer(nn.Module):
-    def __init__(self, n_classes: int = len(ALPHABET) + 1, n_states: int = 0, width: int = 1):
+    def __init__(self, n_classes: int = len(ALPHABET) + 1, n_states: int = 0, width: int = 1,
+                 channels: "tuple[int, ...] | None" = None):
         super().__init__()
-        c = [16 * width, 48 * width, 64 * width, 96 * width, 128 * width]
+        c = list(channels) if channels else [16 * width, 48 * width, 64 * width, 96 * width, 128 * width]
+        if len(c) != 5 or min(c) < 1:
+            raise ValueError(f"channels: 5 positive widths expected, got {c}")
+        self.channels = tuple(c)
         self.features = nn.Sequential(
             _conv_bn(1, c[0], 3, 2, 1),  # 24 x 72
             SepBlock(c[0], c[1], 2),  # 12 x 36
@@ -161,3 +165,61 @@ def load_onnx_weights(model: "PlateRecognizer", path) -> None:
                 raise ValueError(f"{path}: state head of shape {tuple(head[0].shape)}: not this architecture")
             model.state_head.weight.copy_(torch.from_numpy(head[0]))
             model.state_head.bias.copy_(torch.from_numpy(head[1]))
+
+
+def prune_recognizer(big: PlateRecognizer, channels: "tuple[int, ...]") -> PlateRecognizer:
+    """A narrower recognizer (`channels`, 5 widths) holding the `big` one's most important channels:
+    per channel group (the channels one layer writes and the next reads, residual paths counted as
+    one group), those whose producing filters have the largest L1 norm. The start of a
+    prune-then-distill run: it keeps much of what the big model learnt, which a small model trained
+    from scratch would have to learn again."""
+    small = PlateRecognizer(n_classes=big.classifier.out_channels,
+                            n_states=big.state_head.out_features if big.state_head is not None else 0,
+                            channels=channels)
+    f, g = big.features, small.features
+
+    def l1(conv) -> torch.Tensor:
+        return conv.weight.detach().abs().flatten(1).sum(1)
+
+    def top(score: torch.Tensor, k: int) -> torch.Tensor:
+        return torch.sort(torch.topk(score, k).indices).values
+
+    # producing convs of each group: stem; block1.pw; block2.pw; block3.pw + block4.pw (residual);
+    # block5.pw; collapse + context pw (residual)
+    groups = [
+        top(l1(f[0][0]), channels[0]),
+        top(l1(f[1].pw[0]), channels[1]),
+        top(l1(f[2].pw[0]), channels[2]),
+        top(l1(f[3].pw[0]) + l1(f[4].pw[0]), channels[3]),
+        top(l1(f[5].pw[0]), channels[4]),
+        top(l1(big.collapse[0]) + l1(big.context[2]), channels[4]),
+    ]
+
+    def copy_conv_bn(dst, src, out_idx, in_idx=None):
+        w = src[0].weight.detach()[out_idx]
+        if in_idx is not None:
+            w = w[:, in_idx]
+        dst[0].weight.copy_(w)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            getattr(dst[1], name).copy_(getattr(src[1], name).detach()[out_idx])
+
+    with torch.no_grad():
+        copy_conv_bn(g[0], f[0], groups[0])
+        block_io = [(groups[0], groups[1]), (groups[1], groups[2]), (groups[2], groups[3]), (groups[3], groups[3]),
+                    (groups[3], groups[4])]
+        for b, (cin, cout) in enumerate(block_io, start=1):
+            copy_conv_bn(g[b].dw, f[b].dw, cin)  # depthwise: one filter per input channel
+            copy_conv_bn(g[b].pw, f[b].pw, cout, cin)
+        copy_conv_bn(small.collapse, big.collapse, groups[5], groups[4])
+        c5 = groups[5]
+        small.context[0].weight.copy_(big.context[0].weight.detach()[c5])
+        small.context[2].weight.copy_(big.context[2].weight.detach()[c5][:, c5])
+        for i in (1, 3):
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(small.context[i], name).copy_(getattr(big.context[i], name).detach()[c5])
+        small.classifier.weight.copy_(big.classifier.weight.detach()[:, c5])
+        small.classifier.bias.copy_(big.classifier.bias.detach())
+        if big.state_head is not None:
+            small.state_head.weight.copy_(big.state_head.weight.detach()[:, c5])
+            small.state_head.bias.copy_(big.state_head.bias.detach())
+    return small
