@@ -122,3 +122,26 @@ def test_bench_split_reads_only_that_part(bench_dir, capsys):
     train, val = split([f"p{i}.png" for i in range(12)])
     assert main(["bench", "ocr", str(bench_dir), "--json", "--split", "train"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["n"] == len(train)
+
+
+def test_plate_width_reads_worse_as_plates_get_smaller(bench_dir, capsys):
+    """--plate-width: the same crops as a farther camera delivers them. Large enough, the reads
+    hold; at a handful of pixels per character they fail (the degradation is real, and each
+    width gives the same pixels every run)."""
+    from edge.bench.ocr import at_plate_width
+    from edge.cli import main
+
+    img = cv2.imread(str(bench_dir / "p0.png"))
+    small = at_plate_width(img, 40)
+    assert small.shape == img.shape and not np.array_equal(small, img)
+    assert np.array_equal(small, at_plate_width(img, 40))  # deterministic
+    assert at_plate_width(img, 10_000) is img  # already smaller: untouched
+
+    def exact(width):
+        assert main(["bench", "ocr", str(bench_dir), "--json", "--plate-width", str(width)]) == 0
+        res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert res["plate_width"] == width
+        return res["exact"]
+
+    assert exact(120) >= 0.75
+    assert exact(24) <= 0.25

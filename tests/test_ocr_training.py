@@ -139,3 +139,38 @@ def test_pruning_keeps_the_model_at_full_width_and_narrows_every_layer_consisten
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in big.parameters()) / 2
     with pytest.raises(ValueError, match="channels"):
         PlateRecognizer(channels=(8, 24, 32))
+
+
+def test_camera_chain_shrinks_compresses_and_returns_the_size():
+    from edge.training.ocr_data import camera_chain
+
+    img = render_plates(1, np.random.default_rng(4), size=(96, 288), degrade=False).images[0]
+    out = camera_chain(img, np.random.default_rng(0), width_px=(40, 40))
+    assert out.shape == img.shape and out.dtype == np.uint8
+    # at 40 px wide the fine detail is gone: much less high-frequency energy than the original
+    lap = lambda a: cv2.Laplacian(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), cv2.CV_32F).var()  # noqa: E731
+    assert lap(out) < 0.5 * lap(img)
+
+
+def test_export_keeps_the_sequence_head_2d_for_onnxruntime(crops_dir, tmp_path):
+    """Exported recognizers carry no 1-D convolution (onnxruntime's blocked layout skips those),
+    and the rewrite is idempotent and exact."""
+    import onnx
+
+    from edge.training.ocr_model import STATES, PlateRecognizer
+    from edge.training.onnx_layout import sequence_head_to_4d
+
+    torch.manual_seed(1)
+    model = PlateRecognizer(n_states=len(STATES)).eval()
+    path = tmp_path / "m.onnx"
+    train_ocr.export_onnx(model, path)
+    m = onnx.load(str(path))
+    weights = {i.name: len(i.dims) for i in m.graph.initializer}
+    convs = [n for n in m.graph.node if n.op_type == "Conv"]
+    assert convs and all(weights[n.input[1]] == 4 for n in convs)
+    assert sequence_head_to_4d(m) == 0  # nothing left to rewrite
+    x = np.random.default_rng(0).standard_normal((2, 1, 48, 144)).astype(np.float32)
+    logits, states = OnnxPlateOCR(path)._run(x)
+    with torch.no_grad():
+        tl, ts = model(torch.from_numpy(x))
+    assert np.abs(tl.numpy() - logits).max() < 1e-4 and np.abs(ts.numpy() - states).max() < 1e-4

@@ -91,6 +91,23 @@ def load_dir(root: Path, split: str) -> tuple[list[str], list[np.ndarray], list[
     return files, images, plates, states
 
 
+def at_plate_width(img: np.ndarray, width: int, jpeg_quality: int = 60) -> np.ndarray:
+    """The crop as a camera farther away delivers it: shrunk (area) until the plate is `width`
+    pixels wide, JPEG-compressed at that size (quality 60, a common camera setting), then scaled
+    back up (linear) as the node's rectifier scales plates to the OCR's size. Deterministic, so
+    every engine and every run sees the same pixels. Crops already narrower are left alone."""
+    import cv2
+
+    h, w = img.shape[:2]
+    if w <= width:
+        return img
+    small = cv2.resize(img, (int(width), max(4, int(round(h * width / w)))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    if ok:
+        small = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 # --------------------------------------------------------------------------------------------
 # engines: each returns (read_batch(crops) -> texts, batches_natively, extra-info callable)
 
@@ -245,6 +262,8 @@ def run(args) -> int:
     files, images, plates, states = load_dir(args.dir, args.split)
     if not images:
         raise SystemExit(f"bench ocr: no crops in {args.dir} (split {args.split})")
+    if args.plate_width:
+        images = [at_plate_width(im, args.plate_width) for im in images]
     results = [run_engine(e, args, images, plates, states) for e in engines]
     rows = []
     for r in results:
@@ -256,7 +275,8 @@ def run(args) -> int:
                          f"{r['cpu_ms_per_plate_b1']:.3f}", f"{r['cpu_ms_per_plate_batched']:.3f}",
                          f"{r['state_acc']:.1%}" if "state_acc" in r else "-"])
     print_table(
-        f"bench ocr: {args.dir} (split {args.split}, {len(images)} crops)",
+        f"bench ocr: {args.dir} (split {args.split}, {len(images)} crops"
+        + (f", plates {args.plate_width} px wide)" if args.plate_width else ")"),
         ["engine", "n", "exact", "exact O=0", "char acc", "ms/plate b1", "ms/plate batched", "cpu ms b1",
          "cpu ms batched", "state acc"],
         rows,
@@ -267,7 +287,7 @@ def run(args) -> int:
             print(f"{r['engine']} misreads (label->read): {shown}")
     first = results[0]
     summary = {k: v for k, v in first.items() if k not in ("confusions", "misreads")}
-    summary.update({"split": args.split, "engines": {r["engine"]: r for r in results}, "machine": machine_info()})
+    summary.update({"split": args.split, "plate_width": args.plate_width, "engines": {r["engine"]: r for r in results}, "machine": machine_info()})
     if args.json:
         print_json_last(summary)
     return 0 if "error" not in first else 1
@@ -282,5 +302,8 @@ def register(sub) -> None:
                    help="part of the fixed split (edge/training/splits.py) to read; all for other folders")
     p.add_argument("--model", type=Path, default=None, help="ONNX model (default models/ocr.onnx)")
     p.add_argument("--batch", type=int, default=64, help="crops per call in the batched timing")
+    p.add_argument("--plate-width", type=int, default=None, metavar="PX",
+                   help="read each crop as a camera would deliver it with the plate PX pixels wide (shrunk, "
+                        "JPEG at that size, scaled back): will a camera at this distance read plates?")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=run)

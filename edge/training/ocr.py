@@ -75,6 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="keep BatchNorm statistics fixed (fine-tuning; required with an --init .onnx)")
     p.add_argument("--invert", type=float, default=0.0,
                    help="chance of inverting a training crop (light-on-dark plates are rare in the data)")
+    p.add_argument("--camera-chain", type=float, default=0.0,
+                   help="chance that a training crop is shrunk to 40-130 px wide, blurred, noised and JPEG-compressed "
+                        "at that size, then scaled back (small plates far from the camera)")
     p.add_argument("--init", type=Path, default=None,
                    help="start from the (EMA) weights of another run's checkpoint, or of an exported .onnx model (with --freeze-bn), with a fresh schedule")
     args = p.parse_args(argv)
@@ -146,7 +149,7 @@ def batch_stream(args, start_step: int, worker_seed: int):
     """Endless (x, targets, target_lengths, state_ids, step) batches starting at start_step."""
     import cv2
 
-    from edge.training.ocr_data import (WORK_SCALE, augment, encode_texts, load_crops, load_detected_frame_plates,
+    from edge.training.ocr_data import (WORK_SCALE, augment, camera_chain, encode_texts, load_crops, load_detected_frame_plates,
                                         load_frame_plates)
     from edge.training.ocr_model import ALPHABET, INPUT_HEIGHT, INPUT_WIDTH, STATES
     from edge.vision.ocr import preprocess
@@ -205,6 +208,9 @@ def batch_stream(args, start_step: int, worker_seed: int):
         if args.invert > 0:  # light characters on a dark plate (Indiana, Oregon specials, ...)
             for k in np.flatnonzero(rng.random(len(imgs)) < args.invert):
                 imgs[k] = 255 - imgs[k]
+        if args.camera_chain > 0:
+            for k in np.flatnonzero(rng.random(len(imgs)) < args.camera_chain):
+                imgs[k] = camera_chain(imgs[k], rng)
         x = preprocess(imgs, INPUT_HEIGHT, INPUT_WIDTH)
         targets, lengths = encode_texts(texts, ALPHABET)
         yield x, targets, lengths, np.array(states, np.int64), step
@@ -268,6 +274,7 @@ def export_onnx(model, path: Path, extra_meta: dict | None = None) -> str:
     import torch
 
     from edge.training.ocr_model import ALPHABET, INPUT_HEIGHT, INPUT_WIDTH, STATES
+    from edge.training.onnx_layout import sequence_head_to_4d
 
     model = copy.deepcopy(model).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -282,6 +289,8 @@ def export_onnx(model, path: Path, extra_meta: dict | None = None) -> str:
             dynamic_axes={n: {0: "batch"} for n in ["image", *outputs]}, opset_version=17, dynamo=False,
         )
     m = onnx.load(str(tmp))
+    # 1-D head convolutions as (1, k) 2-D ones: onnxruntime's fast layout then covers the whole net
+    sequence_head_to_4d(m)
     meta = {
         "alphabet": ALPHABET,
         "blank": "0",

@@ -164,6 +164,29 @@ def photometric(img: np.ndarray, rng: np.random.Generator, s: float = 1.0) -> np
     return out
 
 
+def camera_chain(img: np.ndarray, rng: np.random.Generator, width_px: tuple[float, float] = (40.0, 130.0)) -> np.ndarray:
+    """A plate as a distant camera delivers it, back at img's size (BGR uint8 in/out).
+
+    The plate is first brought to the size it has on the sensor (width_px wide), and there it gets
+    lens blur, sensor noise and JPEG compression: at that size an 8x8 JPEG block is as large as a
+    character's stroke, the blocky look of real small plates, which JPEG at the training work size
+    (photometric) does not make. Then it is scaled back up, as the node's rectifier does."""
+    H, W = img.shape[:2]
+    pw = int(round(_rand(rng, *width_px)))
+    ph = max(6, int(round(pw * H / W)))
+    small = cv2.resize(img, (pw, ph), interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.6:
+        small = cv2.GaussianBlur(small, (0, 0), _rand(rng, 0.3, 0.9))
+    if rng.random() < 0.6:
+        noisy = small.astype(np.float32) + rng.normal(0, _rand(rng, 1.0, 6.0), small.shape).astype(np.float32)
+        small = np.clip(noisy, 0, 255).astype(np.uint8)
+    if rng.random() < 0.8:
+        ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(20, 80))])
+        if ok:
+            small = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return cv2.resize(small, (W, H), interpolation=cv2.INTER_LINEAR if rng.random() < 0.8 else cv2.INTER_CUBIC)
+
+
 def encode_texts(texts: list[str], alphabet: str) -> tuple[np.ndarray, np.ndarray]:
     """CTC targets: concatenated class ids (1-based; 0 is blank) and per-text lengths.
     Characters outside the alphabet (spaces, dashes) are dropped."""

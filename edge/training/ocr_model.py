@@ -146,11 +146,13 @@ def load_onnx_weights(model: "PlateRecognizer", path) -> None:
         raise ValueError(f"{path}: {len(convs)} convolutions, the model has {len(pairs)}: not this architecture")
     with torch.no_grad():
         for (conv, bn), (w, b) in zip(pairs, convs):
+            if w.ndim == 4 and conv.weight.ndim == 3 and w.shape[2] == 1:  # a head conv exported 2-D (onnx_layout)
+                w = w[:, :, 0, :]
             if tuple(w.shape) != tuple(conv.weight.shape):
                 raise ValueError(f"{path}: a conv of shape {tuple(w.shape)} where the model has "
                                  f"{tuple(conv.weight.shape)}: not this architecture")
-            conv.weight.copy_(torch.from_numpy(w))
-            bias = torch.from_numpy(b) if b is not None else torch.zeros(conv.out_channels)
+            conv.weight.copy_(torch.tensor(w))
+            bias = torch.tensor(b) if b is not None else torch.zeros(conv.out_channels)
             if bn is not None:
                 bn.weight.fill_(1.0)
                 bn.bias.copy_(bias)
