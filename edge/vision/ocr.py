@@ -44,7 +44,9 @@ def preprocess(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarr
     Per-crop standardization (zero mean, unit spread) takes out exposure and plate colour, which
     vary far more between real plates than anything the characters' shapes depend on.
     """
-    out = np.empty((len(crops), height, width), np.float32)
+    n = len(crops)
+    small = np.empty((n, height, width), np.uint8)
+    big = np.empty((2 * height, 2 * width), np.uint8)  # reused: OpenCV writes into it, no allocation
     for i, crop in enumerate(crops):
         if not isinstance(crop, np.ndarray) or crop.ndim not in (2, 3) or crop.size == 0:
             shape = getattr(crop, "shape", None)
@@ -56,18 +58,30 @@ def preprocess(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarr
                 crop = crop[:, :, 0]
             else:
                 raise ValueError(f"crops[{i}]: expected 1 or 3 channels, got {crop.shape[2]}")
+        if crop.dtype != np.uint8:
+            raise ValueError(f"crops[{i}]: expected uint8 pixels, got {crop.dtype}")
         # Linear to twice the input size, then an exact 2x2 average: close to one area resize of
         # the whole crop at a third of its cost, and the identity path for training images,
         # which are augmented at twice the input size.
         if crop.shape[0] != 2 * height or crop.shape[1] != 2 * width:
-            crop = cv2.resize(crop, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
-        out[i] = cv2.resize(crop, (width, height), interpolation=cv2.INTER_AREA)
-    flat = out.reshape(len(crops), -1)
-    mean = flat.mean(axis=1, keepdims=True)
-    std = flat.std(axis=1, keepdims=True)
-    flat -= mean
-    flat /= np.maximum(std, 8.0)  # a flat grey crop stays flat instead of blowing up its noise
-    return out[:, None, :, :]
+            crop = cv2.resize(crop, (2 * width, 2 * height), dst=big, interpolation=cv2.INTER_LINEAR)
+        cv2.resize(crop, (width, height), dst=small[i], interpolation=cv2.INTER_AREA)
+    # one float conversion and standardization for the whole batch (per crop: a uint8 -> float
+    # copy per crop costs as much as its resize)
+    # Mean and spread from exact integer sums of the uint8 pixels (255^2 fits in uint16).
+    u = small.reshape(n, -1)
+    k = u.shape[1]
+    s1 = u.sum(axis=1, dtype=np.int64).astype(np.float64)
+    sq = u.astype(np.uint16)
+    np.multiply(sq, sq, out=sq)
+    s2 = sq.sum(axis=1, dtype=np.int64).astype(np.float64)
+    mean = s1 / k
+    std = np.sqrt(np.maximum(s2 / k - mean * mean, 0.0))
+    scale = (1.0 / np.maximum(std, 8.0)).astype(np.float32)  # a flat grey crop stays flat, its noise unblown
+    out = u.astype(np.float32)
+    out -= mean.astype(np.float32)[:, None]
+    out *= scale[:, None]
+    return out.reshape(n, 1, height, width)
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -89,19 +103,25 @@ def ctc_greedy_decode(
         raise ValueError(f"logits: expected (N, T, C), got shape {logits.shape}")
     if logits.shape[2] != len(alphabet) + 1:
         raise ValueError(f"logits: {logits.shape[2]} classes but the alphabet has {len(alphabet)} + blank")
-    probs = softmax(logits.astype(np.float32), axis=2)
-    best = probs.argmax(axis=2)  # N, T
-    best_p = np.take_along_axis(probs, best[:, :, None], axis=2)[:, :, 0]
-    prev = np.concatenate([np.full((best.shape[0], 1), blank, best.dtype), best[:, :-1]], axis=1)
+    x = logits.astype(np.float32, copy=False)
+    best = x.argmax(axis=2)  # N, T (the best score is the best probability)
+    top = np.take_along_axis(x, best[:, :, None], axis=2)
+    # softmax probability of the best class: exp(0) / sum(exp(x - best)), without the full softmax
+    best_p = 1.0 / np.exp(x - top).sum(axis=2)
+    n, t = best.shape
+    prev = np.concatenate([np.full((n, 1), blank, best.dtype), best[:, :-1]], axis=1)
     emit = (best != blank) & (best != prev)
-    symbols = np.array(["\0"] + list(alphabet)) if blank == 0 else None
-    if symbols is None:  # blank elsewhere: build the class -> symbol table around it
-        table = list(alphabet)
-        table.insert(blank, "\0")
-        symbols = np.array(table)
-    chars = symbols[best]
-    texts = ["".join(chars[i][emit[i]]) for i in range(best.shape[0])]
-    char_conf = [best_p[i][emit[i]].astype(np.float32) for i in range(best.shape[0])]
+    table = list(alphabet)
+    table.insert(blank, "\0")
+    if alphabet.isascii():  # one bytes buffer for the batch, cut per plate: no per-character Python
+        codes = np.frombuffer("".join(table).encode("ascii"), np.uint8)[best]
+        codes[~emit] = 0
+        flat = codes.tobytes()
+        texts = [flat[i * t : (i + 1) * t].replace(b"\0", b"").decode("ascii") for i in range(n)]
+    else:
+        chars = np.array(table)[best]
+        texts = ["".join(chars[i][emit[i]]) for i in range(n)]
+    char_conf = np.split(best_p[emit].astype(np.float32), np.cumsum(emit.sum(axis=1))[:-1])
     # log-sum for the product: many characters at 0.9x underflow nothing, but keep it exact anyway
     logp = np.where(emit, np.log(np.maximum(best_p, 1e-30)), 0.0).sum(axis=1)
     conf = np.where(emit.any(axis=1), np.exp(logp), 0.0).astype(np.float32)
