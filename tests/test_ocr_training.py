@@ -105,6 +105,15 @@ def test_int8_model_dequantizes_to_the_weights_its_kernels_use(crops_dir, tmp_pa
                                           "--steps", "20", "--export", str(fp)]))
     report = quantize(fp, q8, crops_dir, n_calib=16)
     assert report["cpu_int8_path"] in ("vnni", "avx512", "avx2", "other", "unknown")
+    import onnx
+
+    g = onnx.load(str(q8)).graph
+    attrs = lambda n: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}  # noqa: E731
+    convs = [n for n in g.node if n.op_type in ("Conv", "QLinearConv")]
+    # default: the stem and the depthwise convs stay float (int8 was slower there), the rest is int8
+    assert convs[0].op_type == "Conv"
+    assert all(n.op_type == "Conv" for n in convs[1:] if attrs(n).get("group", 1) > 1)
+    assert sum(n.op_type == "QLinearConv" for n in convs) >= 8
     model = PlateRecognizer(n_states=len(STATES))
     load_onnx_weights(model, q8)
     model.eval()
