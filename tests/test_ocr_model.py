@@ -145,3 +145,17 @@ def test_plate_width_reads_worse_as_plates_get_smaller(bench_dir, capsys):
 
     assert exact(120) >= 0.75
     assert exact(24) <= 0.25
+
+
+def test_shipped_int8_model_reads_like_its_float_master(ocr, plates):
+    """models/ocr.onnx is int8; models/ocr-float.onnx is the float model it was quantized from
+    (kept to fine-tune and re-quantize). A mismatched pair, or a quantization that changed the
+    model's behaviour, shows as reads that differ."""
+    master = DEFAULT_MODEL.with_name("ocr-float.onnx")
+    if not master.is_file():
+        pytest.skip("no float master beside the shipped model")
+    degraded = render_plates(64, np.random.default_rng(8), size=(64, 128), degrade=True)
+    imgs = list(plates.images) + list(degraded.images)
+    a, b = ocr.predict(imgs), OnnxPlateOCR(master).predict(imgs)
+    assert sum(x != y for x, y in zip(a.texts, b.texts)) <= 2, list(zip(a.texts, b.texts))
+    assert np.abs(a.confidence - b.confidence).mean() < 0.06  # int8 moves confidences more than texts
