@@ -101,3 +101,8 @@ def test_rapidocr_plate_line_is_the_tallest_lines_left_to_right():
     ]
     assert _rapid_plate_text(result) == "ABC2345"
     assert _rapid_plate_text([]) == ""
+
+
+def test_decode_of_an_empty_batch_is_empty():
+    texts, conf, char_conf = ctc_greedy_decode(np.zeros((0, 36, 37), np.float32), ALPHABET)
+    assert texts == [] and conf.shape == (0,) and char_conf == []

@@ -66,9 +66,8 @@ def preprocess(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarr
         if crop.shape[0] != 2 * height or crop.shape[1] != 2 * width:
             crop = cv2.resize(crop, (2 * width, 2 * height), dst=big, interpolation=cv2.INTER_LINEAR)
         cv2.resize(crop, (width, height), dst=small[i], interpolation=cv2.INTER_AREA)
-    # one float conversion and standardization for the whole batch (per crop: a uint8 -> float
-    # copy per crop costs as much as its resize)
-    # Mean and spread from exact integer sums of the uint8 pixels (255^2 fits in uint16).
+    # One float conversion and standardization for the whole batch (a uint8 -> float copy per crop
+    # cost as much as its resize); mean and spread from exact integer sums (255^2 fits in uint16).
     u = small.reshape(n, -1)
     k = u.shape[1]
     s1 = u.sum(axis=1, dtype=np.int64).astype(np.float64)
@@ -121,7 +120,7 @@ def ctc_greedy_decode(
     else:
         chars = np.array(table)[best]
         texts = ["".join(chars[i][emit[i]]) for i in range(n)]
-    char_conf = np.split(best_p[emit].astype(np.float32), np.cumsum(emit.sum(axis=1))[:-1])
+    char_conf = np.split(best_p[emit].astype(np.float32), np.cumsum(emit.sum(axis=1))[:-1]) if n else []
     # log-sum for the product: many characters at 0.9x underflow nothing, but keep it exact anyway
     logp = np.where(emit, np.log(np.maximum(best_p, 1e-30)), 0.0).sum(axis=1)
     conf = np.where(emit.any(axis=1), np.exp(logp), 0.0).astype(np.float32)
