@@ -29,24 +29,32 @@ from pathlib import Path
 import numpy as np
 
 
+KEEP_FLOAT = {"none": 0, "stem": 1, "stem+dw": 2}
+
+
 def float_nodes(model, keep: str) -> list[str]:
-    """Conv nodes to leave in float: "stem" (the first conv: one input channel, 9 multiply-adds per
-    output, where onnxruntime's int8 kernel took 24% of the network's time, four times its float
-    kernel) or "none".
+    """Conv nodes to leave in float: "stem+dw" (the default: the first conv and the depthwise conv
+    after it), "stem" (the first conv only) or "none".
 
-    Only the stem: it reads the float image, so it stays a plain float Conv at run time. A float
-    conv between int8 layers does not: onnxruntime's graph optimizer fuses Dequantize -> Conv ->
-    Quantize into an int8 conv, quantizing its weights itself (per tensor, full 8-bit range), which
-    is neither faster here nor the 7-bit setting that reads the same on every CPU (module doc)."""
-    if keep not in ("none", "stem"):
-        raise ValueError(f"keep_float: one of none, stem; got {keep!r}")
+    Why these two: the stem has one input channel and 9 multiply-adds per output, where
+    onnxruntime's int8 kernel took 24% of the network's time, four times its float kernel. Left
+    alone in float, though, its output (the network's largest: 16 x 24 x 72 per plate) went from
+    onnxruntime's blocked layout back to NCHW and was quantized, which took as long as the conv
+    itself. The depthwise conv after it runs in float in the blocked layout as well and halves the
+    height and width, so the layout change and the quantization act on a quarter of the values
+    (network time -8 to -25% in alternating runs, see models/ocr.md). Convs further in cannot stay
+    float: a float conv between int8 layers is fused by onnxruntime's graph optimizer
+    (Dequantize -> Conv -> Quantize into an int8 conv whose weights it quantizes itself, per
+    tensor, full 8-bit range), neither faster here nor the 7-bit setting that reads the same on
+    every CPU (module doc)."""
+    if keep not in KEEP_FLOAT:
+        raise ValueError(f"keep_float: one of {', '.join(KEEP_FLOAT)}; got {keep!r}")
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    if keep == "none" or not convs:
-        return []
-    return [convs[0].name]
+    return [c.name for c in convs[: KEEP_FLOAT[keep]]]
 
 
-def quantize(src: Path, dst: Path, crops: Path, n_calib: int = 256, seed: int = 0, keep_float: str = "stem") -> dict:
+def quantize(src: Path, dst: Path, crops: Path, n_calib: int = 256, seed: int = 0, keep_float: str = "stem+dw",
+             version: str | None = None) -> dict:
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -85,6 +93,8 @@ def quantize(src: Path, dst: Path, crops: Path, n_calib: int = 256, seed: int = 
     meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
     meta["quantization"] = (f"int8 static, QOperator u8 activations / s8 7-bit per-channel weights, calibrated on "
                             f"{n_calib} train-split crops; float convs: {keep_float}")
+    if version:
+        meta["version"] = version
     del m.metadata_props[:]
     for k, v in meta.items():
         m.metadata_props.add(key=k, value=v)
@@ -111,10 +121,12 @@ def main(argv=None) -> int:
     p.add_argument("dst", type=Path, help="where the int8 model goes (e.g. models/ocr.onnx)")
     p.add_argument("--crops", type=Path, default=DEFAULT_CROPS, help="real crops with labels.csv (train split calibrates)")
     p.add_argument("--calib", type=int, default=256, help="calibration crops")
-    p.add_argument("--keep-float", choices=("none", "stem"), default="stem",
+    p.add_argument("--keep-float", choices=tuple(KEEP_FLOAT), default="stem+dw",
                    help="convolutions left in float where int8 is slower (see float_nodes)")
+    p.add_argument("--version", help="the int8 model's version metadata (default: the float model's)")
     args = p.parse_args(argv)
-    print(json.dumps(quantize(args.src, args.dst, args.crops, args.calib, keep_float=args.keep_float), indent=1))
+    print(json.dumps(quantize(args.src, args.dst, args.crops, args.calib, keep_float=args.keep_float,
+                              version=args.version), indent=1))
     return 0
 
 
