@@ -62,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="ONNX recognizer to distil from: its per-column class distributions join the loss")
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the distillation term")
     p.add_argument("--kd-temp", type=float, default=2.0, help="softmax temperature of the distillation term")
+    p.add_argument("--synth-mixed", type=float, default=0.0,
+                   help="chance that a synthetic serial's characters ignore the state format (any letter or digit "
+                        "in each slot), so context cannot stand in for the glyph")
     p.add_argument("--synth-picture", type=float, default=0.0,
                    help="chance that a synthetic serial gets a picture (tree, flag, logo) between its groups")
     p.add_argument("--synth-stacked", type=float, default=0.0,
@@ -104,6 +107,11 @@ def with_picture(layout: str, rng: np.random.Generator) -> str:
     return layout[:k] + "#" + layout[k:]
 
 
+# Characters of a mixed synthetic serial: every letter and digit but O and Q. The real labels write
+# 0 for a round O-like glyph on most plates (many states print them alike), and Q is rare.
+MIXED_CHARS = "ABCDEFGHIJKLMNPRSTUVWXYZ0123456789"
+
+
 class SynthSource:
     """Synthetic plates from edge/synth, rendered at the augmentation work size.
 
@@ -116,9 +124,16 @@ class SynthSource:
     heart, logo, ...), or, on serials without a gap, that one goes in where letters meet digits.
     Real plates print them there (Oregon's tree, Alaska's flag, specialty logos) and they were the
     commonest cause of end-to-end misreads (read as 0/D, or eating the characters beside them).
+
+    mixed: chance that each character of a serial is drawn from all of MIXED_CHARS instead of its
+    format slot's class (a digit where the state prints digits, ...), keeping the layout (length,
+    gaps, picture). State formats let a network with a wide receptive field learn "a digit comes
+    after three digits" and read a D there as 0; several end-to-end misreads looked like that
+    (Oregon's 378DXR read 3780XR, MH6V4L read MHGV4L). Mixed serials make the glyph, not its
+    neighbours, decide.
     """
 
-    def __init__(self, work_hw: tuple[int, int], stacked: float = 0.0, picture: float = 0.0):
+    def __init__(self, work_hw: tuple[int, int], stacked: float = 0.0, picture: float = 0.0, mixed: float = 0.0):
         import dataclasses
 
         from edge.synth import plates
@@ -129,6 +144,12 @@ class SynthSource:
             if stacked > 0 and style.stacked < stacked:
                 style = dataclasses.replace(style, stacked=stacked)
             layout, text = original(style, rng)
+            if mixed > 0 and rng.random() < mixed:
+                head = 3 if layout.startswith("^") else 0
+                draw = rng.integers(len(MIXED_CHARS), size=len(layout))
+                layout = layout[:head] + "".join(MIXED_CHARS[d] if ch.isalnum() else ch
+                                                 for ch, d in zip(layout[head:], draw))
+                text = "".join(ch for ch in layout if ch.isalnum())
             if picture > 0 and "#" not in layout and rng.random() < picture:
                 layout = with_picture(layout, rng)
             if layout.startswith("^"):  # '^xy': x over y, drawn small before the serial
@@ -176,7 +197,7 @@ def batch_stream(args, start_step: int, worker_seed: int):
     # a "00000" plate): those teach the model nothing right, so they are left out of training.
     keep = [i for i, t in enumerate(real.texts) if len(t) >= 2]
     need_synth = args.synth_fraction > 0 or args.synth_only_steps > 0
-    synth = SynthSource(work_hw, args.synth_stacked, args.synth_picture) if need_synth else None
+    synth = SynthSource(work_hw, args.synth_stacked, args.synth_picture, args.synth_mixed) if need_synth else None
     pool_imgs, pool_texts = [], []
     if synth is not None:
         t0 = time.perf_counter()
