@@ -186,3 +186,26 @@ def test_export_keeps_the_sequence_head_2d_for_onnxruntime(crops_dir, tmp_path):
     with torch.no_grad():
         tl, ts = model(torch.from_numpy(x))
     assert np.abs(tl.numpy() - logits).max() < 1e-4 and np.abs(ts.numpy() - states).max() < 1e-4
+
+
+def _class_changes(texts: list[str]) -> float:
+    """Share of neighbouring character pairs where a letter meets a digit."""
+    pairs = [(a.isalpha(), b.isalpha()) for t in texts for a, b in zip(t, t[1:])]
+    return float(np.mean([a != b for a, b in pairs]))
+
+
+def test_mixed_synthetic_serials_ignore_the_state_format(monkeypatch):
+    from edge.synth import plates
+
+    # SynthSource patches the renderer's serial function for its process: restore it afterwards
+    monkeypatch.setattr(plates, "random_serial", plates.random_serial)
+    formats = train_ocr.SynthSource((96, 288), mixed=0.0).render(120, np.random.default_rng(1))[1]
+    monkeypatch.setattr(plates, "random_serial", plates.random_serial.original)
+    mixed = train_ocr.SynthSource((96, 288), mixed=1.0).render(120, np.random.default_rng(1))[1]
+    assert all(t and t.isalnum() for t in mixed)
+    assert not set("OQ") & set("".join(mixed))  # labels write 0 for round glyphs; Q is rare
+    assert "I" in "".join(mixed)  # issued serials skip I, real vanity and older plates do not
+    # letters among digits: formats keep their groups, mixed serials do not
+    assert _class_changes(mixed) > _class_changes(formats) + 0.1, (_class_changes(mixed), _class_changes(formats))
+    # the layout's length is kept: the same length distribution, roughly
+    assert abs(np.mean([len(t) for t in mixed]) - np.mean([len(t) for t in formats])) < 1.0
