@@ -209,3 +209,24 @@ def test_mixed_synthetic_serials_ignore_the_state_format(monkeypatch):
     assert _class_changes(mixed) > _class_changes(formats) + 0.1, (_class_changes(mixed), _class_changes(formats))
     # the layout's length is kept: the same length distribution, roughly
     assert abs(np.mean([len(t) for t in mixed]) - np.mean([len(t) for t in formats])) < 1.0
+
+
+def test_a_narrower_input_carries_into_the_export_and_the_stage(crops_dir, tmp_path):
+    """--input-width: the width is the model's, so evaluation, export metadata and the runtime
+    stage all use it (a mismatch would squeeze crops to the wrong aspect without an error)."""
+    from edge.training.ocr_model import STATES, PlateRecognizer
+
+    with pytest.raises(ValueError, match="input_width"):
+        PlateRecognizer(input_width=130)
+    torch.manual_seed(2)
+    model = PlateRecognizer(n_states=len(STATES), input_width=128).eval()
+    path = tmp_path / "w128.onnx"
+    train_ocr.export_onnx(model, path)
+    ocr = OnnxPlateOCR(path)
+    assert (ocr.height, ocr.width) == (48, 128)
+    imgs = [cv2.imread(str(p)) for p in sorted(crops_dir.glob("*.png"))][:3]
+    assert train_ocr.check_onnx_matches(model, path, imgs) < 1e-3
+    from edge.vision.ocr import preprocess
+
+    logits, _ = ocr._run(preprocess(imgs, 48, 128))
+    assert logits.shape[:2] == (3, 32)  # one CTC column per 4 input pixels

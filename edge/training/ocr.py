@@ -62,6 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="ONNX recognizer to distil from: its per-column class distributions join the loss")
     p.add_argument("--kd-weight", type=float, default=1.0, help="weight of the distillation term")
     p.add_argument("--kd-temp", type=float, default=2.0, help="softmax temperature of the distillation term")
+    p.add_argument("--input-width", type=int, default=144,
+                   help="recognizer input width in pixels (height 48); a narrower input is proportionally "
+                        "faster, and --init weights carry over (the net is fully convolutional)")
     p.add_argument("--synth-mixed", type=float, default=0.0,
                    help="chance that a synthetic serial's characters ignore the state format (any letter or digit "
                         "in each slot), so context cannot stand in for the glyph")
@@ -172,13 +175,13 @@ def batch_stream(args, start_step: int, worker_seed: int):
 
     from edge.training.ocr_data import (WORK_SCALE, augment, camera_chain, encode_texts, load_crops, load_detected_frame_plates,
                                         load_frame_plates)
-    from edge.training.ocr_model import ALPHABET, INPUT_HEIGHT, INPUT_WIDTH, STATES
+    from edge.training.ocr_model import ALPHABET, INPUT_HEIGHT, STATES
     from edge.vision.ocr import preprocess
 
     cv2.setNumThreads(1)
     rng = np.random.default_rng([args.seed, start_step, worker_seed])
-    out_hw = (INPUT_HEIGHT, INPUT_WIDTH)
-    work_hw = (INPUT_HEIGHT * WORK_SCALE, INPUT_WIDTH * WORK_SCALE)
+    out_hw = (INPUT_HEIGHT, args.input_width)
+    work_hw = (INPUT_HEIGHT * WORK_SCALE, args.input_width * WORK_SCALE)
     state_index = {s: i for i, s in enumerate(STATES)}
     real = load_crops(args.crops, "train")
     extra = []
@@ -232,7 +235,7 @@ def batch_stream(args, start_step: int, worker_seed: int):
         if args.camera_chain > 0:
             for k in np.flatnonzero(rng.random(len(imgs)) < args.camera_chain):
                 imgs[k] = camera_chain(imgs[k], rng)
-        x = preprocess(imgs, INPUT_HEIGHT, INPUT_WIDTH)
+        x = preprocess(imgs, *out_hw)
         targets, lengths = encode_texts(texts, ALPHABET)
         yield x, targets, lengths, np.array(states, np.int64), step
         step += 1
@@ -265,7 +268,7 @@ def evaluate(model, images, texts, states=None, batch: int = 128) -> dict:
     import torch
 
     from edge.bench.ocr import score_reads
-    from edge.training.ocr_model import ALPHABET, INPUT_HEIGHT, INPUT_WIDTH, STATES
+    from edge.training.ocr_model import ALPHABET, STATES
     from edge.vision.ocr import ctc_greedy_decode, preprocess
 
     was_training = model.training
@@ -273,7 +276,7 @@ def evaluate(model, images, texts, states=None, batch: int = 128) -> dict:
     preds, state_preds = [], []
     with torch.no_grad():
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(preprocess(images[i : i + batch], INPUT_HEIGHT, INPUT_WIDTH))
+            x = torch.from_numpy(preprocess(images[i : i + batch], *model.input_hw))
             out = model(x)
             logits, st = out if isinstance(out, tuple) else (out, None)
             preds += ctc_greedy_decode(logits.numpy(), ALPHABET)[0]
@@ -294,14 +297,15 @@ def export_onnx(model, path: Path, extra_meta: dict | None = None) -> str:
     import onnx
     import torch
 
-    from edge.training.ocr_model import ALPHABET, INPUT_HEIGHT, INPUT_WIDTH, STATES
+    from edge.training.ocr_model import ALPHABET, STATES
     from edge.training.onnx_layout import sequence_head_to_4d
 
     model = copy.deepcopy(model).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     has_state = model.state_head is not None
     outputs = ["logits", "state_logits"] if has_state else ["logits"]
-    dummy = torch.zeros(1, 1, INPUT_HEIGHT, INPUT_WIDTH)
+    height, width = model.input_hw
+    dummy = torch.zeros(1, 1, height, width)
     tmp = path.with_suffix(".tmp.onnx")
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact for this net
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -315,8 +319,8 @@ def export_onnx(model, path: Path, extra_meta: dict | None = None) -> str:
     meta = {
         "alphabet": ALPHABET,
         "blank": "0",
-        "input_height": str(INPUT_HEIGHT),
-        "input_width": str(INPUT_WIDTH),
+        "input_height": str(height),
+        "input_width": str(width),
         "input": "gray, per-crop standardized (edge.vision.ocr.preprocess)",
         "states": json.dumps(STATES if has_state else []),
         "version": "1",
@@ -336,10 +340,9 @@ def check_onnx_matches(model, path: Path, images) -> float:
     """Max |torch - onnxruntime| logit difference on real inputs (export sanity check)."""
     import torch
 
-    from edge.training.ocr_model import INPUT_HEIGHT, INPUT_WIDTH
     from edge.vision.ocr import OnnxPlateOCR, preprocess
 
-    x = preprocess(images, INPUT_HEIGHT, INPUT_WIDTH)
+    x = preprocess(images, *model.input_hw)
     with torch.no_grad():
         out = copy.deepcopy(model).eval()(torch.from_numpy(x))
     ref = (out[0] if isinstance(out, tuple) else out).numpy()
@@ -393,7 +396,8 @@ def train(args) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / "last.pt"
     channels = tuple(int(v) for v in args.channels.split(",")) if args.channels else None
-    model = PlateRecognizer(n_states=len(STATES) if args.state_weight > 0 else 0, channels=channels)
+    model = PlateRecognizer(n_states=len(STATES) if args.state_weight > 0 else 0, channels=channels,
+                            input_width=args.input_width)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     ema = Ema(model)
     step, trained_s, synth_only_done = 0, 0.0, args.synth_only_steps == 0
@@ -415,7 +419,7 @@ def train(args) -> dict:
         if channels:  # prune the shipped model to the narrower widths, then train (distil) those
             from edge.training.ocr_model import prune_recognizer
 
-            big = PlateRecognizer(n_states=model.n_states)
+            big = PlateRecognizer(n_states=model.n_states, input_width=args.input_width)
             load_onnx_weights(big, args.init)
             model.load_state_dict(prune_recognizer(big, channels).state_dict())
         else:
@@ -455,6 +459,9 @@ def train(args) -> dict:
         from edge.vision.ocr import OnnxPlateOCR
 
         teacher = OnnxPlateOCR(args.teacher, intra_op_threads=args.threads, max_batch=args.batch)
+        if (teacher.height, teacher.width) != model.input_hw:  # its columns must be the student's
+            raise SystemExit(f"--teacher {args.teacher}: input {teacher.height}x{teacher.width}, the student's is "
+                             f"{model.input_hw[0]}x{model.input_hw[1]} (--input-width)")
     loader = iter(make_loader(args, step))
     model.train()
     if args.freeze_bn:  # fine-tuning: BatchNorms keep their statistics (affine parts still learn)

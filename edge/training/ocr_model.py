@@ -48,8 +48,13 @@ class SepBlock(nn.Module):
 
 class PlateRecognizer(nn.Module):
     def __init__(self, n_classes: int = len(ALPHABET) + 1, n_states: int = 0, width: int = 1,
-                 channels: "tuple[int, ...] | None" = None):
+                 channels: "tuple[int, ...] | None" = None, input_width: int = INPUT_WIDTH):
         super().__init__()
+        # The net is fully convolutional: any width that is a multiple of 4 works (T = width / 4
+        # CTC columns), the height must give 3 rows after the four stride-2 stages.
+        if input_width % 4 or input_width < 64:
+            raise ValueError(f"input_width: a multiple of 4, at least 64; got {input_width}")
+        self.input_hw = (INPUT_HEIGHT, int(input_width))
         c = list(channels) if channels else [16 * width, 48 * width, 64 * width, 96 * width, 128 * width]
         if len(c) != 5 or min(c) < 1:
             raise ValueError(f"channels: 5 positive widths expected, got {c}")
@@ -177,7 +182,7 @@ def prune_recognizer(big: PlateRecognizer, channels: "tuple[int, ...]") -> Plate
     from scratch would have to learn again."""
     small = PlateRecognizer(n_classes=big.classifier.out_channels,
                             n_states=big.state_head.out_features if big.state_head is not None else 0,
-                            channels=channels)
+                            channels=channels, input_width=big.input_hw[1])
     f, g = big.features, small.features
 
     def l1(conv) -> torch.Tensor:
