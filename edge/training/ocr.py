@@ -130,10 +130,10 @@ class SynthSource:
 
     mixed: chance that each character of a serial is drawn from all of MIXED_CHARS instead of its
     format slot's class (a digit where the state prints digits, ...), keeping the layout (length,
-    gaps, picture). State formats let a network with a wide receptive field learn "a digit comes
-    after three digits" and read a D there as 0; several end-to-end misreads looked like that
-    (Oregon's 378DXR read 3780XR, MH6V4L read MHGV4L). Mixed serials make the glyph, not its
-    neighbours, decide.
+    gaps, picture). The idea: state formats could let a network with a wide receptive field learn
+    "a digit comes after three digits" and read a D there as 0, as some end-to-end misreads looked
+    (Oregon's 378DXR read 3780XR). Tried at 0.5 in the fifth session: those misreads stayed and
+    rare letters got worse (models/ocr.md), so no shipped model uses it; kept for experiments.
     """
 
     def __init__(self, work_hw: tuple[int, int], stacked: float = 0.0, picture: float = 0.0, mixed: float = 0.0):
@@ -152,7 +152,7 @@ class SynthSource:
                 draw = rng.integers(len(MIXED_CHARS), size=len(layout))
                 layout = layout[:head] + "".join(MIXED_CHARS[d] if ch.isalnum() else ch
                                                  for ch, d in zip(layout[head:], draw))
-                text = "".join(ch for ch in layout if ch.isalnum())
+                text = "".join(ch for ch in layout[head:] if ch.isalnum())
             if picture > 0 and "#" not in layout and rng.random() < picture:
                 layout = with_picture(layout, rng)
             if layout.startswith("^"):  # '^xy': x over y, drawn small before the serial

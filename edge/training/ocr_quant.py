@@ -42,7 +42,9 @@ def float_nodes(model, keep: str) -> list[str]:
     onnxruntime's blocked layout back to NCHW and was quantized, which took as long as the conv
     itself. The depthwise conv after it runs in float in the blocked layout as well and halves the
     height and width, so the layout change and the quantization act on a quarter of the values
-    (network time -8 to -25% in alternating runs, see models/ocr.md). Convs further in cannot stay
+    (network -25% in onnxruntime's profile, 0-9% per plate end to end in alternating bench runs;
+    models/ocr.md, version 5). "stem+dw" means the first two convs in graph order, which is that
+    pair in this project's recognizer. Convs further in cannot stay
     float: a float conv between int8 layers is fused by onnxruntime's graph optimizer
     (Dequantize -> Conv -> Quantize into an int8 conv whose weights it quantizes itself, per
     tensor, full 8-bit range), neither faster here nor the 7-bit setting that reads the same on
