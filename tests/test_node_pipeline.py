@@ -151,3 +151,27 @@ def test_tiny_plates_are_tracked_but_not_read(tmp_path):
     node, det, ocr, sink = make_node(tmp_path, src, min_plate_height=20)  # scripted plates are 16 px
     m = node.run()
     assert ocr.batches == [] and sink.events == [] and m.plates == 0 and m.dropped_tracks == 2
+
+
+@pytest.mark.parametrize("with_corners", [True, False])
+def test_framing_variants_show_a_tightly_detected_plate_whole(with_corners):
+    """Every framing the node votes over shows the whole plate when the detector's box is 10%
+    smaller than the plate (8 of the detector's 108 boxes on the real development frames are at
+    least that tight). A framing tighter than the box cut such plates' edge characters, and its confident
+    partial reads outvoted right ones. The plate is a grey rectangle with black end bars; each
+    crop must show both bars."""
+    from edge.node.pipeline import VARIANT_SCALES, _scaled, default_cropper
+
+    frame = np.full((240, 400, 3), 200, np.uint8)
+    px1, py1, px2, py2 = 140, 100, 260, 160  # the plate
+    frame[py1:py2, px1:px2] = 120
+    frame[py1:py2, px1 : px1 + 4] = 0  # left end bar
+    frame[py1:py2, px2 - 4 : px2] = 0  # right end bar
+    x1, y1, x2, y2 = 146, 103, 254, 157  # the detection: 90% of the plate's width and height
+    corners = np.array([[[x1, y1], [x2, y1], [x2, y2], [x1, y2]]], np.float32) if with_corners else None
+    det = Detections(np.array([[x1, y1, x2, y2]], np.float32), np.array([0.9], np.float32), corners)
+    crop = default_cropper() if with_corners else crop_axis_aligned
+    for s in VARIANT_SCALES:
+        img = crop(frame, det if s == 1.0 else _scaled(det, s), (144, 48))[0]
+        dark_cols = np.nonzero((img[:, :, 0] < 60).mean(axis=0) > 0.5)[0]
+        assert (dark_cols < 72).any() and (dark_cols >= 72).any(), f"scale {s}: an end bar is cut (dark columns {dark_cols})"
