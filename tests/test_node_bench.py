@@ -58,3 +58,32 @@ def test_bench_video_reports_fps_reads_and_stages(tmp_path, scene, capsys):
     assert cli.main(["bench", "video", str(path), "--no-motion-gating", "--max-frames", "30", "--json"]) == 0
     out = last_json(capsys)
     assert out["frames"] == 30 and out["gated"] == 0
+
+
+def test_bench_video_scores_passes_against_ground_truth(tmp_path, monkeypatch, capsys):
+    """With ground_truth.jsonl beside the video (as `synth scene` writes it), the bench counts
+    passes read, wrong reads and the readable passes left unread, and names them."""
+    src = ScriptedSource(n_vehicles=4, seed=5)
+    wrong_for = src.vehicles[0].plate  # the OCR reads this vehicle as another plate
+
+    class MisreadOne(ColourKeyedOCR):
+        def predict(self, crops):
+            out = super().predict(crops)
+            out.texts[:] = ["ZZZ999" if t == wrong_for else t for t in out.texts]
+            return out
+
+    monkeypatch.setattr("edge.bench.frames._stages", lambda cfg: (ColourKeyedDetector(), MisreadOne(src.vehicles)))
+    path = tmp_path / "v.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 180))
+    ids = {v.plate: i for i, v in enumerate(src.vehicles)}
+    with open(tmp_path / "ground_truth.jsonl", "w") as gt:
+        for f in src:
+            w.write(f.image)
+            plates = [{"plate": lab.plate, "box": list(lab.box), "vehicle_id": ids[lab.plate]} for lab in f.labels]
+            gt.write(json.dumps({"frame": f.index, "t": f.timestamp, "plates": plates}) + "\n")
+    w.release()
+    assert cli.main(["bench", "video", str(path), "--json"]) == 0
+    g = last_json(capsys)["ground_truth"]
+    assert g["vehicle_passes"] == 4 and g["passes_read"] == 3
+    assert g["wrong_reads"] == 1 and g["wrong"] == ["ZZZ999"]
+    assert wrong_for in g["unread_readable"] and g["duplicate_reads"] == 0

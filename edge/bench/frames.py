@@ -231,8 +231,11 @@ def _video(args) -> int:
             "readable_pass_read_rate": round(len(readable & set(read_plates)) / max(len(readable), 1), 4),
             "wrong_reads": sum(1 for p in read_plates if p not in plate_of.values()),
             "duplicate_reads": len(read_plates) - len(set(read_plates)),
+            # which ones: a count alone does not say whether a misread is a cut plate or a glyph
+            "wrong": sorted(p for p in set(read_plates) if p not in plate_of.values()),
+            "unread_readable": sorted(readable - set(read_plates)),
         }
-        rows_gt = [[k, v] for k, v in out["ground_truth"].items()]
+        rows_gt = [[k, ", ".join(v) if isinstance(v, list) else v] for k, v in out["ground_truth"].items()]
         print_table("against the synthetic ground truth", ["", ""], rows_gt)
     out = {
         "bench": "video",
