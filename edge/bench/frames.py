@@ -223,16 +223,18 @@ def _video(args) -> int:
         passes = {plate_of[v] for v, n in sightings.items() if n >= 3}
         readable = {plate_of[v] for v, n in sightings.items() if n >= 3 and tallest[v] >= 16}
         read_plates = [e.plate for e in sink.events]
+        truth = set(plate_of.values())
+        wrong = [p for p in read_plates if p not in truth]
         out["ground_truth"] = {
             "vehicle_passes": len(passes),
             "passes_read": len(passes & set(read_plates)),
             "pass_read_rate": round(len(passes & set(read_plates)) / max(len(passes), 1), 4),
             "readable_passes": len(readable),  # plate at least 16 px tall at its closest
             "readable_pass_read_rate": round(len(readable & set(read_plates)) / max(len(readable), 1), 4),
-            "wrong_reads": sum(1 for p in read_plates if p not in plate_of.values()),
+            "wrong_reads": len(wrong),
             "duplicate_reads": len(read_plates) - len(set(read_plates)),
             # which ones: a count alone does not say whether a misread is a cut plate or a glyph
-            "wrong": sorted(p for p in set(read_plates) if p not in plate_of.values()),
+            "wrong": sorted(set(wrong)),
             "unread_readable": sorted(readable - set(read_plates)),
         }
         rows_gt = [[k, ", ".join(v) if isinstance(v, list) else v] for k, v in out["ground_truth"].items()]

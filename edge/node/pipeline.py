@@ -139,8 +139,8 @@ class Metrics:
 # reads each; their vote is the sighting's reading (robust to a box a little too tight or loose).
 # Never smaller than the box: the detector's boxes match the labelled plates (median width ratio
 # 1.00, 5th percentile 0.89 on the 108 development frames), so a shrunk framing cuts the edge
-# characters of every tight box, and its confident partial reads outvoted right ones (the
-# sixth session's change from (1.0, 1.12, 0.92): validation frames 10 -> 12 of 17, README).
+# characters of a box tighter than its plate, and its confident partial reads outvoted right
+# ones (the sixth session's change from (1.0, 1.12, 0.92): validation frames 10 -> 12 of 17).
 VARIANT_SCALES = (1.0, 1.12, 1.25, 1.06, 1.18)
 
 
