@@ -139,3 +139,19 @@ def test_crop_plates_falls_back_to_box_for_broken_corners():
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="out_size"):
         crop_plates(frame, Detections(box, np.ones(1, np.float32), None), (0, 50))
+
+
+def test_match_frame_reports_how_wide_each_found_box_is_against_its_plate():
+    labels = np.array([[100, 100, 200, 150], [400, 100, 500, 150], [700, 100, 800, 150]], np.float32)
+    preds = np.array(
+        [
+            [110, 105, 190, 145],  # 80% of label 0's width (the best overlap with it)
+            [100, 100, 200, 150],  # exact on label 0: this one is the match, not the narrow one
+            [390, 100, 510, 150],  # 120% of label 1
+        ],
+        np.float32,
+    )
+    m = match_frame(preds, labels)  # label 2 not found: no ratio for it
+    assert m.found == 2 and np.allclose(m.width_ratio, [1.0, 1.2])
+    assert np.allclose(match_frame(preds[:1], labels).width_ratio, [0.8])
+    assert match_frame(np.zeros((0, 4)), labels).width_ratio.size == 0

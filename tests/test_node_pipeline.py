@@ -156,8 +156,8 @@ def test_tiny_plates_are_tracked_but_not_read(tmp_path):
 @pytest.mark.parametrize("with_corners", [True, False])
 def test_framing_variants_show_a_tightly_detected_plate_whole(with_corners):
     """Every framing the node votes over shows the whole plate when the detector's box is 10%
-    smaller than the plate (9 of the detector's 108 boxes on the real development frames are at
-    least that tight). A framing tighter than the box cut such plates' edge characters, and its
+    smaller than the plate (7 of the detector's 108 boxes on the real development frames are
+    tighter still: `bench detect`'s box fit). A framing tighter than the box cut such plates' edge characters, and its
     confident partial reads outvoted right ones. The plate is a grey rectangle with black end
     bars; each crop must show both bars."""
     from edge.node.pipeline import VARIANT_SCALES, _scaled, default_cropper

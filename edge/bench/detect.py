@@ -11,7 +11,7 @@ NMS) on one onnxruntime thread, per frame.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,9 @@ class FrameMatch:
     false_alarms: int  # predictions matching no label
     false_alarm_idx: np.ndarray  # indices of those predictions
     missed_idx: np.ndarray  # indices of labels not found
+    # per found label: its best-overlapping prediction's width over the label's. Boxes narrower
+    # than the plate cut edge characters out of the OCR's crop, which recall (IoU > 0.4) hides.
+    width_ratio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
 
 def match_frame(pred_boxes: np.ndarray, label_boxes: np.ndarray, iou_match: float = IOU_MATCH) -> FrameMatch:
@@ -37,8 +40,13 @@ def match_frame(pred_boxes: np.ndarray, label_boxes: np.ndarray, iou_match: floa
     hit = iou > iou_match
     found_mask = hit.any(axis=0) if len(pred_boxes) else np.zeros(len(label_boxes), bool)
     fa_mask = ~hit.any(axis=1) if len(label_boxes) else np.ones(len(pred_boxes), bool)
+    found_idx = np.nonzero(found_mask)[0]
+    best = iou[:, found_idx].argmax(axis=0) if len(found_idx) else np.zeros(0, np.int64)
+    pred_w = pred_boxes[best, 2] - pred_boxes[best, 0]
+    label_w = np.maximum(label_boxes[found_idx, 2] - label_boxes[found_idx, 0], 1e-6)
     return FrameMatch(
-        int(found_mask.sum()), int(fa_mask.sum()), np.nonzero(fa_mask)[0], np.nonzero(~found_mask)[0]
+        int(found_mask.sum()), int(fa_mask.sum()), np.nonzero(fa_mask)[0], np.nonzero(~found_mask)[0],
+        (pred_w / label_w).astype(np.float32),
     )
 
 
@@ -121,6 +129,7 @@ def _measure(det, names, frames, labels, repeats: int, save_false_alarms: Path |
     cpu_times: list[float] = []
     missed: list[str] = []
     fa_files: list[str] = []
+    ratios: list[np.ndarray] = []
     for name, frame in zip(names, frames):
         det.predict([frame])  # warm-up of this frame's size, not timed
         for _ in range(repeats):
@@ -133,6 +142,7 @@ def _measure(det, names, frames, labels, repeats: int, save_false_alarms: Path |
         n_labels += len(gt)
         found += m.found
         false_alarms += m.false_alarms
+        ratios.append(m.width_ratio)
         if len(m.missed_idx):
             missed.append(name)
         if save_false_alarms is not None:
@@ -141,6 +151,9 @@ def _measure(det, names, frames, labels, repeats: int, save_false_alarms: Path |
                 cv2.imwrite(str(path), _false_alarm_picture(frame, dets.boxes[i], float(dets.scores[i]), gt))
                 fa_files.append(str(path))
     times_arr = np.asarray(times)
+    ratio = np.concatenate(ratios) if ratios else np.zeros(0, np.float32)
+    fit = {"p5": float(np.percentile(ratio, 5)), "p50": float(np.median(ratio)), "p95": float(np.percentile(ratio, 95)),
+           "narrower_10pct": int((ratio < 0.9).sum())} if len(ratio) else {}
     return {
         "n": n_labels,
         "frames": len(names),
@@ -158,6 +171,7 @@ def _measure(det, names, frames, labels, repeats: int, save_false_alarms: Path |
         "input_size": list(det.input_size),
         "missed": missed,
         "false_alarm_pictures": fa_files,
+        "box_width_ratio": fit,  # found plates: matched box width / labelled width
     }
 
 
@@ -225,6 +239,11 @@ def _cmd(args) -> int:
     else:
         rows.append(row("network alone", res))
     print_table(f"bench detect: {args.dir} (split {args.split})", ["stage"] + cols, rows)
+    fit = res["box_width_ratio"]
+    if fit:
+        print(f"box fit (matched box width / labelled plate width): "
+              f"p5 {fit['p5']:.2f}, median {fit['p50']:.2f}, p95 {fit['p95']:.2f}; "
+              f"{fit['narrower_10pct']} boxes more than 10% narrower than their plate")
     if res["missed"]:
         print("missed:", " ".join(res["missed"]))
     if res["false_alarm_pictures"]:
