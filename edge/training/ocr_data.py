@@ -198,13 +198,17 @@ def encode_texts(texts: list[str], alphabet: str) -> tuple[np.ndarray, np.ndarra
 
 
 def load_detected_frame_plates(root: Path, part: str = "train", detector_model: Path | None = None,
-                               scales: tuple[float, ...] = (1.0, 1.12, 0.92), size: tuple[int, int] = (144, 48)) -> PlateSet:
+                               scales: tuple[float, ...] | None = None, size: tuple[int, int] = (144, 48)) -> PlateSet:
     """Plates of the real frames as the edge node feeds them to the OCR: found by the detector,
     rectified from its corners (`edge.vision.rectify.crop_plates`) at the node's framing variants
-    (`edge.node.pipeline.VARIANT_SCALES`). A detection counts when it overlaps a labelled plate
-    (IoU > 0.4); it takes that plate's text. Only `part` of the frames' fixed split is read."""
+    (default: the three it votes over by default, `edge.node.pipeline.VARIANT_SCALES[:3]`). A
+    detection counts when it overlaps a labelled plate (IoU > 0.4); it takes that plate's text.
+    Only `part` of the frames' fixed split is read."""
     from edge.bench.detect import IOU_MATCH
-    from edge.node.pipeline import _scaled  # the node's framing variants
+    from edge.node.pipeline import VARIANT_SCALES, _scaled  # the node's framing variants
+
+    if scales is None:
+        scales = VARIANT_SCALES[:3]
     from edge.vision.base import box_iou
     from edge.vision.detector import OnnxPlateDetector
     from edge.vision.rectify import crop_plates
