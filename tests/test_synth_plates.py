@@ -64,7 +64,7 @@ def _magenta_plates(monkeypatch):
     """Replace the plate artwork by a solid known colour so the crop geometry can be measured."""
     import edge.synth.plates as plates
 
-    def solid(style, layout, h, rng, extras=True):
+    def solid(style, layout, h, rng, extras=True, serial_fonts=("plate",)):
         img = np.zeros((h, 2 * h, 3), np.float32)
         img[:] = (255, 0, 255)
         return img
@@ -240,3 +240,40 @@ def test_training_puts_pictures_in_gaps_or_where_letters_meet_digits():
     assert with_picture("12-AB", rng) == "12#AB"
     assert with_picture("1ABC234", rng) in ("1#ABC234", "1ABC#234")
     assert with_picture("AAAA", rng) == "AAAA"
+
+
+def test_serial_faces_differ_keep_the_plate_width_and_leave_the_default_stream_alone():
+    # Every face is a real, different drawing of the same serial at about the same width, so a
+    # model trained on a pool of faces sees the glyph shapes vary and nothing else.
+    ink = {}
+    for face in plates.SERIAL_FONTS:
+        img = plates._draw_plate(STATES["oh"], "D0A4 IT1J", 80, np.random.default_rng(1), extras=False,
+                                 serial_fonts=(face,))
+        ink[face] = (img.mean(axis=2) < 128)  # Ohio: dark serial on a light plate
+        cols = np.nonzero(ink[face][20:60].any(axis=0))[0]
+        assert cols.size and 0.6 * 160 < cols.max() - cols.min() < 0.95 * 160, (face, cols.min(), cols.max())
+        glyphs = plates._master_glyphs(face)
+        assert all(g.any() for g in glyphs.values()), face  # every plate character has ink
+    faces = list(plates.SERIAL_FONTS)
+    for i, a in enumerate(faces):
+        for b in faces[i + 1 :]:
+            assert (ink[a] != ink[b]).mean() > 0.02, (a, b)
+    # with one face the random stream is not touched: the pool's default is the old renderer
+    one = render_plates(8, np.random.default_rng(5), size=(48, 144))
+    same = render_plates(8, np.random.default_rng(5), size=(48, 144), serial_fonts=("plate",))
+    assert np.array_equal(one.images, same.images) and one.texts == same.texts
+    mixed = render_plates(8, np.random.default_rng(5), size=(48, 144), serial_fonts=plates.SERIAL_FONTS)
+    assert not np.array_equal(one.images, mixed.images)
+
+
+def test_unknown_serial_face_is_refused_by_name():
+    with pytest.raises(ValueError, match="comic-sans"):
+        render_plates(1, np.random.default_rng(0), serial_fonts=("plate", "comic-sans"))
+    with pytest.raises(ValueError, match="serial_fonts"):
+        render_plate_images(1, np.random.default_rng(0), serial_fonts=())
+    torch = pytest.importorskip("torch")  # noqa: F841 (the training CLI needs it)
+    from edge.training.ocr import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--serial-fonts", "plate,comic-sans"])
+    assert parse_args(["--serial-fonts", "plate, plate-din"]).serial_fonts == ("plate", "plate-din")

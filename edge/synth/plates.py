@@ -38,7 +38,18 @@ FONT_FILES = {
     "italic": "RobotoCondensed-BoldItalic.ttf",
     "slab": "RobotoSlab-Bold.otf",
     "script": "Lobster.otf",
+    # other condensed gothic faces for the serial (training variety; see SERIAL_FONTS)
+    "plate-bebas": "BebasNeue-Bold.otf",
+    "plate-din": "OSP-DIN.ttf",
+    "plate-routed": "routed-gothic-narrow.ttf",
 }
+# Faces a serial can be drawn in. Real plates are stamped or printed with many state-specific dies
+# (most a condensed gothic, but D, 0, A, 4, I, T, J differ from die to die); a recognizer that has
+# seen one face learns that face's details. Renders default to ("plate",) alone, so a seed gives
+# the same plates as before; training passes a pool. Stroke weight at the 160 px master size that
+# a face needs to look like an embossed serial (Routed Gothic is a monoline drafting face).
+SERIAL_FONTS = ("plate", "plate-bebas", "plate-din", "plate-routed")
+_FONT_BASE_WEIGHT = {"plate-routed": 5}
 PLATE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 SERIAL_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # most states skip I, O and Q in issued serials
 DIGITS = "0123456789"
@@ -77,7 +88,7 @@ def _raster(text: str, font_name: str, size: int) -> np.ndarray:
     return np.asarray(img)
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=16)
 def _master_glyphs(font_name: str) -> dict[str, np.ndarray]:
     """Every plate character at a large size, cropped to a common cap box (so heights agree)."""
     size = 160
@@ -93,9 +104,24 @@ def _master_glyphs(font_name: str) -> dict[str, np.ndarray]:
 
 
 @lru_cache(maxsize=16)
+def _width_norm(font_name: str) -> float:
+    """Width factor that gives a serial face the mean glyph aspect of the default "plate" face, so a
+    layout's width_scale means the same plate width in any face (1.0 for "plate" itself)."""
+    if font_name == "plate" or not font_name.startswith("plate"):
+        return 1.0
+
+    def aspect(name: str) -> float:
+        g = _master_glyphs(name)
+        return float(np.mean([m.shape[1] / m.shape[0] for m in g.values()]))
+
+    return aspect("plate") / aspect(font_name)
+
+
+@lru_cache(maxsize=32)
 def _weighted_glyphs(font_name: str, weight: int) -> dict[str, np.ndarray]:
     """Master glyphs with strokes thinned (weight < 0) or thickened (> 0): plate dies differ in weight."""
     base = _master_glyphs(font_name)
+    weight += _FONT_BASE_WEIGHT.get(font_name, 0)
     if weight == 0:
         return base
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(weight) + 1, 2 * abs(weight) + 1))
@@ -114,6 +140,7 @@ def glyph_atlas(font_name: str, cap_h: int, width_scale: float = 1.0, weight: in
     `weight` thins (-) or thickens (+) the strokes by that many pixels at the 160 px master size.
     """
     out = {}
+    width_scale *= _width_norm(font_name)
     for ch, m in _weighted_glyphs(font_name, weight).items():
         w = max(1, int(round(m.shape[1] * cap_h / m.shape[0] * width_scale)))
         out[ch] = cv2.resize(m, (w, cap_h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
@@ -391,8 +418,13 @@ _STICKER_COLORS = np.array([[40, 40, 220], [30, 200, 250], [60, 170, 60], [200, 
 _STICKER_LIGHT = [bool(c.mean() > 110) for c in _STICKER_COLORS]
 
 
-def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator, extras: bool = True) -> np.ndarray:
-    """One plate as float32 BGR (h x 2h): template, serial, stickers, bolts and maybe a frame."""
+def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator, extras: bool = True,
+                serial_fonts: Sequence[str] = ("plate",)) -> np.ndarray:
+    """One plate as float32 BGR (h x 2h): template, serial, stickers, bolts and maybe a frame.
+
+    The serial's face is drawn from `serial_fonts` (the random stream is only used for it when
+    there is a choice, so the default keeps every seed's plates as they were)."""
+    face = serial_fonts[0] if len(serial_fonts) == 1 else serial_fonts[int(rng.integers(len(serial_fonts)))]
     w = 2 * h
     u = rng.random(8)  # one draw for this plate's layout choices
     if u[0] < 0.8:
@@ -407,10 +439,10 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
     cap_h = max(6, int(round(h * (0.42 + 0.08 * u[1]))))
     width_scale = round(round((0.68 + 0.2 * u[2]) / 0.04) * 0.04, 2)
     weight = int(u[6] * 5) - 2  # -2..2: thin to heavy strokes
-    atlas = glyph_atlas("plate", cap_h, width_scale, weight)
+    atlas = glyph_atlas(face, cap_h, width_scale, weight)
     gap_unit = cap_h * (0.05 + 0.06 * u[3])
     small_h = max(4, int(round(cap_h * 0.46)))
-    small = glyph_atlas("plate", small_h, 0.9) if stacked else None
+    small = glyph_atlas(face, small_h, 0.9) if stacked else None
     pic = (style.picture or _PICTURES[int(u[7] * 997) % len(_PICTURES)]) if "#" in layout else ""
     pic_w = _PICTURE_WIDTH.get(pic, 0.6)
 
@@ -436,7 +468,7 @@ def _draw_plate(style: StateStyle, layout: str, h: int, rng: np.random.Generator
     total = sum(ws) + stack_w
     if total > fit * w:
         width_scale = max(0.4, round(int(width_scale * fit * w / total / 0.04) * 0.04, 2))
-        atlas = glyph_atlas("plate", cap_h, width_scale, weight)
+        atlas = glyph_atlas(face, cap_h, width_scale, weight)
         gap_unit *= 0.6
         ws = widths(atlas)
         total = sum(ws) + stack_w
@@ -652,6 +684,14 @@ def warm_up(size: tuple[int, int] = (64, 128), states: Sequence[str] | None = No
     render_plates(512, np.random.default_rng(12345), size=size, states=states)
 
 
+def check_serial_fonts(serial_fonts: Sequence[str]) -> tuple[str, ...]:
+    fonts = tuple(serial_fonts)
+    unknown = [f for f in fonts if f not in SERIAL_FONTS]
+    if not fonts or unknown:
+        raise ValueError(f"serial_fonts: unknown or no face(s) {unknown}; known: {', '.join(SERIAL_FONTS)}")
+    return fonts
+
+
 def _pick_states(n: int, rng: np.random.Generator, states: Sequence[str] | None) -> list[str]:
     pool = ALL_STATES if not states else tuple(s.lower() for s in states)
     unknown = [s for s in pool if s not in STATES]
@@ -661,18 +701,20 @@ def _pick_states(n: int, rng: np.random.Generator, states: Sequence[str] | None)
 
 
 def render_plate_images(
-    n: int, rng: np.random.Generator, height: int = 120, states: Sequence[str] | None = None, extras: bool = True
+    n: int, rng: np.random.Generator, height: int = 120, states: Sequence[str] | None = None, extras: bool = True,
+    serial_fonts: Sequence[str] = ("plate",),
 ) -> list[tuple[np.ndarray, str, str]]:
     """`n` clean, un-warped plates: (BGR uint8 image height x 2*height, text, state code).
 
     Use `plate_mask(height, 2*height)` for the rounded-corner alpha, `composite_plate` to warp one into
-    a frame.
+    a frame. `serial_fonts`: faces the serials are drawn in (names from SERIAL_FONTS), one per plate.
     """
+    serial_fonts = check_serial_fonts(serial_fonts)
     out = []
     for code in _pick_states(n, rng, states):
         style = STATES[code]
         layout, text = random_serial(style, rng)
-        img = _draw_plate(style, layout, height, rng, extras)
+        img = _draw_plate(style, layout, height, rng, extras, serial_fonts)
         out.append((np.clip(img, 0, 255).astype(np.uint8), text, code))
     return out
 
@@ -899,13 +941,15 @@ def render_plates(
     states: list[str] | None = None,
     degrade: bool = True,
     degradation: Degradation | None = None,
+    serial_fonts: Sequence[str] = ("plate",),
 ) -> PlateBatch:
     """`n` labelled plate crops at OCR input size `size` = (height, width).
 
     With `degrade`, each crop gets a random pose, crop jitter, blur, noise, lighting, dirt and JPEG
     artefacts drawn from `degradation` (default `Degradation()`); without it the plate is frontal and
-    clean with a small even margin.
+    clean with a small even margin. `serial_fonts`: faces the serials are drawn in (SERIAL_FONTS).
     """
+    serial_fonts = check_serial_fonts(serial_fonts)
     if n < 0:
         raise ValueError("n must be >= 0")
     oh, ow = int(size[0]), int(size[1])
@@ -944,7 +988,7 @@ def render_plates(
         style = STATES[code]
         layout, text = random_serial(style, rng)
         texts.append(text)
-        plate = _draw_plate(style, layout, ph, rng)
+        plate = _draw_plate(style, layout, ph, rng, serial_fonts=serial_fonts)
         u = R[i]
         M = cv2.getPerspectiveTransform(src, dsts[i])
         canvas = images[i % chunk]  # drawn in place in the chunk buffer

@@ -70,6 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "in each slot), so context cannot stand in for the glyph")
     p.add_argument("--synth-picture", type=float, default=0.0,
                    help="chance that a synthetic serial gets a picture (tree, flag, logo) between its groups")
+    p.add_argument("--serial-fonts", default="plate",
+                   help="comma-separated faces synthetic serials are drawn in, one per plate (edge.synth.plates."
+                        "SERIAL_FONTS: plate, plate-bebas, plate-din, plate-routed); repeat a name to weight it")
     p.add_argument("--synth-stacked", type=float, default=0.0,
                    help="chance of small stacked side characters on any synthetic plate (left out of the label)")
     p.add_argument("--frames", type=Path, default=None,
@@ -89,6 +92,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 0.0 <= args.synth_fraction <= 1.0:
         p.error("--synth-fraction must be within [0, 1]")
+    from edge.synth.plates import check_serial_fonts
+
+    try:
+        args.serial_fonts = check_serial_fonts(f.strip() for f in args.serial_fonts.split(",") if f.strip())
+    except ValueError as err:
+        p.error(f"--serial-fonts: {err}")
     return args
 
 
@@ -136,10 +145,13 @@ class SynthSource:
     rare letters got worse (models/ocr.md), so no shipped model uses it; kept for experiments.
     """
 
-    def __init__(self, work_hw: tuple[int, int], stacked: float = 0.0, picture: float = 0.0, mixed: float = 0.0):
+    def __init__(self, work_hw: tuple[int, int], stacked: float = 0.0, picture: float = 0.0, mixed: float = 0.0,
+                 serial_fonts: tuple[str, ...] = ("plate",)):
         import dataclasses
 
         from edge.synth import plates
+
+        self.serial_fonts = plates.check_serial_fonts(serial_fonts)
 
         original = getattr(plates.random_serial, "original", plates.random_serial)
 
@@ -165,7 +177,7 @@ class SynthSource:
         self.work_hw = work_hw
 
     def render(self, n: int, rng: np.random.Generator):
-        batch = self._render(n, rng, size=self.work_hw, degrade=True)
+        batch = self._render(n, rng, size=self.work_hw, degrade=True, serial_fonts=self.serial_fonts)
         return list(batch.images), [t.upper() for t in batch.texts], [str(s or "").lower() for s in batch.states]
 
 
@@ -200,7 +212,8 @@ def batch_stream(args, start_step: int, worker_seed: int):
     # a "00000" plate): those teach the model nothing right, so they are left out of training.
     keep = [i for i, t in enumerate(real.texts) if len(t) >= 2]
     need_synth = args.synth_fraction > 0 or args.synth_only_steps > 0
-    synth = SynthSource(work_hw, args.synth_stacked, args.synth_picture, args.synth_mixed) if need_synth else None
+    synth = SynthSource(work_hw, args.synth_stacked, args.synth_picture, args.synth_mixed,
+                                                   args.serial_fonts) if need_synth else None
     pool_imgs, pool_texts = [], []
     if synth is not None:
         t0 = time.perf_counter()
