@@ -277,3 +277,18 @@ def test_unknown_serial_face_is_refused_by_name():
     with pytest.raises(SystemExit):
         parse_args(["--serial-fonts", "plate,comic-sans"])
     assert parse_args(["--serial-fonts", "plate, plate-din"]).serial_fonts == ("plate", "plate-din")
+
+
+def test_cli_draws_serials_in_the_faces_asked_for_and_refuses_unknown_ones(tmp_path, capsys):
+    from edge.cli import main
+
+    args = ["synth", "plates", "--count", "6", "--seed", "3", "--clean"]
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert main(args + ["--out", str(tmp_path / "b"), "--serial-fonts", "plate-routed"]) == 0
+    a = sorted((tmp_path / "a").glob("*.png"))
+    b = sorted((tmp_path / "b").glob("*.png"))
+    assert [p.name for p in a] == [p.name for p in b]
+    assert (tmp_path / "a" / "labels.csv").read_text() == (tmp_path / "b" / "labels.csv").read_text()
+    assert any(p.read_bytes() != q.read_bytes() for p, q in zip(a, b))  # same plates, another face
+    with pytest.raises(SystemExit, match="comic-sans"):
+        main(args + ["--out", str(tmp_path / "c"), "--serial-fonts", "comic-sans"])

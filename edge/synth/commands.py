@@ -19,6 +19,9 @@ def register(sub) -> None:
     pl.add_argument("--size", default="64x128", help="crop HEIGHTxWIDTH in pixels (default 64x128, the OCR input)")
     pl.add_argument("--states", default="", help="comma-separated state codes (default: all 50 states and DC)")
     pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--serial-fonts", default="plate",
+                    help="comma-separated faces the serials are drawn in, one per plate: plate (default), "
+                         "plate-bebas, plate-din, plate-routed (does the OCR read plate dies it never saw?)")
     pl.add_argument("--clean", action="store_true", help="no degradations (frontal, sharp, clean)")
     pl.add_argument("--degradation", type=Path, default=None,
                     help="YAML of degradation ranges (fields of edge.synth.plates.Degradation, e.g. ir_p: 0.5)")
@@ -65,6 +68,12 @@ def _plates(args: argparse.Namespace) -> int:
         raise SystemExit("synth plates: --count must be at least 1")
     size = _parse_size(args.size)
     states = [s.strip().lower() for s in args.states.split(",") if s.strip()] or None
+    from edge.synth.plates import check_serial_fonts
+
+    try:
+        serial_fonts = check_serial_fonts(f.strip() for f in args.serial_fonts.split(",") if f.strip())
+    except ValueError as err:
+        raise SystemExit(f"synth plates: --serial-fonts: {err}") from None
     degradation = None
     if args.degradation is not None:
         import yaml
@@ -90,7 +99,8 @@ def _plates(args: argparse.Namespace) -> int:
     for start in range(0, args.count, 1000):
         try:
             batches.append(render_plates(min(1000, args.count - start), rng, size=size, states=states,
-                                         degrade=not args.clean, degradation=degradation))
+                                         degrade=not args.clean, degradation=degradation,
+                                         serial_fonts=serial_fonts))
         except ValueError as err:
             raise SystemExit(f"synth plates: {err}") from None
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
