@@ -271,7 +271,10 @@ def test_unknown_serial_face_is_refused_by_name():
         render_plates(1, np.random.default_rng(0), serial_fonts=("plate", "comic-sans"))
     with pytest.raises(ValueError, match="serial_fonts"):
         render_plate_images(1, np.random.default_rng(0), serial_fonts=())
-    torch = pytest.importorskip("torch")  # noqa: F841 (the training CLI needs it)
+
+
+def test_training_cli_checks_its_serial_faces():
+    pytest.importorskip("torch")  # the training CLI needs the train extra
     from edge.training.ocr import parse_args
 
     with pytest.raises(SystemExit):
