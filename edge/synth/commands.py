@@ -16,7 +16,7 @@ def register(sub) -> None:
     )
     pl.add_argument("--count", type=int, default=1000, help="number of crops (default 1000)")
     pl.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    pl.add_argument("--size", default="64x128", help="crop HEIGHTxWIDTH in pixels (default 64x128, the OCR input)")
+    pl.add_argument("--size", default="64x128", help="crop HEIGHTxWIDTH in pixels (default 64x128: the real crops' 2:1 shape; the OCR resizes to its own input)")
     pl.add_argument("--states", default="", help="comma-separated state codes (default: all 50 states and DC)")
     pl.add_argument("--seed", type=int, default=0)
     pl.add_argument("--serial-fonts", default="plate",
@@ -71,7 +71,7 @@ def _plates(args: argparse.Namespace) -> int:
     from edge.synth.plates import check_serial_fonts
 
     try:
-        serial_fonts = check_serial_fonts(f.strip() for f in args.serial_fonts.split(",") if f.strip())
+        serial_fonts = check_serial_fonts(args.serial_fonts)
     except ValueError as err:
         raise SystemExit(f"synth plates: --serial-fonts: {err}") from None
     degradation = None

@@ -46,9 +46,10 @@ FONT_FILES = {
 # Faces a serial can be drawn in. Real plates are stamped or printed with many state-specific dies
 # (most a condensed gothic, but D, 0, A, 4, I, T, J differ from die to die); a recognizer that has
 # seen one face learns that face's details. Renders default to ("plate",) alone, so a seed gives
-# the same plates as before; training passes a pool. Stroke weight at the 160 px master size that
-# a face needs to look like an embossed serial (Routed Gothic is a monoline drafting face).
+# the same plates as before; training passes a pool.
 SERIAL_FONTS = ("plate", "plate-bebas", "plate-din", "plate-routed")
+# Extra stroke weight (pixels at the 160 px master size) a face needs to look like an embossed
+# serial: Routed Gothic is a monoline drafting face.
 _FONT_BASE_WEIGHT = {"plate-routed": 5}
 PLATE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 SERIAL_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"  # most states skip I, O and Q in issued serials
@@ -684,7 +685,10 @@ def warm_up(size: tuple[int, int] = (64, 128), states: Sequence[str] | None = No
     render_plates(512, np.random.default_rng(12345), size=size, states=states)
 
 
-def check_serial_fonts(serial_fonts: Sequence[str]) -> tuple[str, ...]:
+def check_serial_fonts(serial_fonts: Sequence[str] | str) -> tuple[str, ...]:
+    """The faces as a tuple (a string is read as a comma-separated list); unknown names are refused."""
+    if isinstance(serial_fonts, str):
+        serial_fonts = [f.strip() for f in serial_fonts.split(",") if f.strip()]
     fonts = tuple(serial_fonts)
     unknown = [f for f in fonts if f not in SERIAL_FONTS]
     if not fonts or unknown:

@@ -95,7 +95,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     from edge.synth.plates import check_serial_fonts
 
     try:
-        args.serial_fonts = check_serial_fonts(f.strip() for f in args.serial_fonts.split(",") if f.strip())
+        args.serial_fonts = check_serial_fonts(args.serial_fonts)
     except ValueError as err:
         p.error(f"--serial-fonts: {err}")
     return args
@@ -212,8 +212,8 @@ def batch_stream(args, start_step: int, worker_seed: int):
     # a "00000" plate): those teach the model nothing right, so they are left out of training.
     keep = [i for i, t in enumerate(real.texts) if len(t) >= 2]
     need_synth = args.synth_fraction > 0 or args.synth_only_steps > 0
-    synth = SynthSource(work_hw, args.synth_stacked, args.synth_picture, args.synth_mixed,
-                                                   args.serial_fonts) if need_synth else None
+    synth = (SynthSource(work_hw, args.synth_stacked, args.synth_picture, args.synth_mixed, args.serial_fonts)
+             if need_synth else None)
     pool_imgs, pool_texts = [], []
     if synth is not None:
         t0 = time.perf_counter()
