@@ -48,7 +48,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--state-weight", type=float, default=0.3, help="weight of the state head's loss (0: no state head)")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
-    p.add_argument("--workers", type=int, default=1, help="data processes (augmentation, rendering); 0 = in-process")
+    p.add_argument("--workers", type=int, default=1,
+                   help="data processes (augmentation, rendering); 0 = in-process. Worker k of N makes batches "
+                        "k, k+N, ... so the steps stay in order; the synthetic pool is split between them")
+    p.add_argument("--device", default="cpu",
+                   help="torch device of the model (cpu, cuda, cuda:1, or auto: cuda when there is one); the data "
+                        "pipeline always runs on the CPU in the --workers processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=float, default=240.0, help="seconds between validation passes")
     p.add_argument("--ckpt-every", type=float, default=180.0, help="seconds between checkpoints")
@@ -181,8 +186,8 @@ class SynthSource:
         return list(batch.images), [t.upper() for t in batch.texts], [str(s or "").lower() for s in batch.states]
 
 
-def batch_stream(args, start_step: int, worker_seed: int):
-    """Endless (x, targets, target_lengths, state_ids, step) batches starting at start_step."""
+def batch_stream(args, start_step: int, worker_seed: int, stride: int = 1):
+    """Endless (x, targets, target_lengths, state_ids, step) batches: steps start_step, start_step + stride, ..."""
     import cv2
 
     from edge.training.ocr_data import (WORK_SCALE, augment, camera_chain, encode_texts, load_crops, load_detected_frame_plates,
@@ -217,7 +222,7 @@ def batch_stream(args, start_step: int, worker_seed: int):
     pool_imgs, pool_texts = [], []
     if synth is not None:
         t0 = time.perf_counter()
-        pool_imgs, pool_texts, _ = synth.render(args.synth_pool, rng)
+        pool_imgs, pool_texts, _ = synth.render(max(1, -(-args.synth_pool // stride)), rng)
         log.info("rendered %d synthetic plates in %.1fs", len(pool_imgs), time.perf_counter() - t0)
     step = start_step
     while True:
@@ -251,7 +256,7 @@ def batch_stream(args, start_step: int, worker_seed: int):
         x = preprocess(imgs, *out_hw)
         targets, lengths = encode_texts(texts, ALPHABET)
         yield x, targets, lengths, np.array(states, np.int64), step
-        step += 1
+        step += stride
 
 
 def make_loader(args, start_step: int):
@@ -260,16 +265,29 @@ def make_loader(args, start_step: int):
     class Stream(torch.utils.data.IterableDataset):
         def __iter__(self):
             info = torch.utils.data.get_worker_info()
-            if info is not None:
-                torch.set_num_threads(1)
-            return batch_stream(args, start_step, 0 if info is None else info.id + 1)
+            if info is None:
+                return batch_stream(args, start_step, 0)
+            torch.set_num_threads(1)
+            # The loader takes one batch from each worker in turn: worker k makes steps
+            # start+k, start+k+N, ..., so the stream arrives numbered in order.
+            return batch_stream(args, start_step + info.id, info.id + 1, stride=info.num_workers)
 
-    if args.workers > 1:
-        raise SystemExit("--workers: one data process is supported (batches are numbered in order)")
+    if args.workers < 0:
+        raise SystemExit("--workers: 0 or more")
     return torch.utils.data.DataLoader(
         Stream(), batch_size=None, num_workers=args.workers, prefetch_factor=4 if args.workers else None,
-        persistent_workers=False,
+        persistent_workers=False, pin_memory=str(args.device).startswith("cuda"),
     )
+
+
+def pick_device(name: str):
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: this torch build sees no CUDA device")
+    return torch.device(name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,9 +308,9 @@ def evaluate(model, images, texts, states=None, batch: int = 128) -> dict:
     with torch.no_grad():
         for i in range(0, len(images), batch):
             x = torch.from_numpy(preprocess(images[i : i + batch], *model.input_hw))
-            out = model(x)
+            out = model(x.to(next(model.parameters()).device))
             logits, st = out if isinstance(out, tuple) else (out, None)
-            preds += ctc_greedy_decode(logits.numpy(), ALPHABET)[0]
+            preds += ctc_greedy_decode(logits.cpu().numpy(), ALPHABET)[0]
             if st is not None:
                 state_preds += [STATES[k] for k in st.argmax(1).tolist()]
     model.train(was_training)
@@ -313,7 +331,7 @@ def export_onnx(model, path: Path, extra_meta: dict | None = None) -> str:
     from edge.training.ocr_model import ALPHABET, STATES
     from edge.training.onnx_layout import sequence_head_to_4d
 
-    model = copy.deepcopy(model).eval()
+    model = copy.deepcopy(model).cpu().eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     has_state = model.state_head is not None
     outputs = ["logits", "state_logits"] if has_state else ["logits"]
@@ -357,7 +375,7 @@ def check_onnx_matches(model, path: Path, images) -> float:
 
     x = preprocess(images, *model.input_hw)
     with torch.no_grad():
-        out = copy.deepcopy(model).eval()(torch.from_numpy(x))
+        out = copy.deepcopy(model).cpu().eval()(torch.from_numpy(x))
     ref = (out[0] if isinstance(out, tuple) else out).numpy()
     got = OnnxPlateOCR(path)._run(x)[0]
     return float(np.abs(ref - got).max())
@@ -406,11 +424,14 @@ def train(args) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    device = pick_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one input shape all run long
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt_path = args.out / "last.pt"
     channels = tuple(int(v) for v in args.channels.split(",")) if args.channels else None
     model = PlateRecognizer(n_states=len(STATES) if args.state_weight > 0 else 0, channels=channels,
-                            input_width=args.input_width)
+                            input_width=args.input_width).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     ema = Ema(model)
     step, trained_s, synth_only_done = 0, 0.0, args.synth_only_steps == 0
@@ -483,7 +504,7 @@ def train(args) -> dict:
                 mod.eval()
     t_last = time.perf_counter()
     last_ckpt = last_eval = trained_s
-    losses: list[float] = []
+    losses: list = []  # loss tensors, read back every 100 steps (no GPU sync per step)
     while True:
         progress = max(step / args.steps, trained_s / (args.minutes * 60))
         if not synth_only_done and step >= args.synth_only_steps:
@@ -495,8 +516,11 @@ def train(args) -> dict:
             save()
         if progress >= 1.0:
             break
-        x, targets, lengths, state_ids, data_step = next(loader)
+        x_cpu, targets, lengths, state_ids, data_step = next(loader)
+        has_state = bool((state_ids >= 0).any())  # on the CPU copy: no GPU sync
         assert int(data_step) == step, (int(data_step), step)
+        x = x_cpu.to(device, non_blocking=True)
+        targets, state_ids = targets.to(device, non_blocking=True), state_ids.to(device, non_blocking=True)
         for g in opt.param_groups:
             g["lr"] = lr_at(progress, args.lr)
         out = model(x)
@@ -504,10 +528,10 @@ def train(args) -> dict:
         logp = F.log_softmax(logits, dim=2).permute(1, 0, 2)  # T, N, C
         in_lengths = torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long)
         loss = F.ctc_loss(logp, targets, in_lengths, lengths, blank=0, zero_infinity=True)
-        if state_logits is not None and bool((state_ids >= 0).any()):
+        if state_logits is not None and has_state:
             loss = loss + args.state_weight * F.cross_entropy(state_logits, state_ids, ignore_index=-100)
         if teacher is not None:  # match the teacher's per-column distributions (KL, softened)
-            t_logits = torch.from_numpy(teacher._run(x.numpy())[0])
+            t_logits = torch.from_numpy(teacher._run(x_cpu.numpy())[0]).to(device)
             T = args.kd_temp
             p_t = F.softmax(t_logits / T, dim=2)
             kl = (p_t * (F.log_softmax(t_logits / T, dim=2) - F.log_softmax(logits / T, dim=2))).sum(2).mean()
@@ -517,13 +541,15 @@ def train(args) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
         ema.update(model, step)
-        losses.append(float(loss.detach()))
+        losses.append(loss.detach())
         step += 1
         now = time.perf_counter()
         trained_s += now - t_last
         t_last = now
         if step % 100 == 0:
-            log.info("step %d  %.1f min  lr %.2e  loss %.3f", step, trained_s / 60, opt.param_groups[0]["lr"], np.mean(losses[-100:]))
+            mean_loss = float(torch.stack(losses).mean())
+            losses.clear()
+            log.info("step %d  %.1f min  lr %.2e  loss %.3f", step, trained_s / 60, opt.param_groups[0]["lr"], mean_loss)
         if trained_s - last_eval >= args.eval_every:
             run_eval("periodic")
             last_eval = trained_s
