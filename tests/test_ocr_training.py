@@ -230,3 +230,18 @@ def test_a_narrower_input_carries_into_the_export_and_the_stage(crops_dir, tmp_p
 
     logits, _ = ocr._run(preprocess(imgs, 48, 128))
     assert logits.shape[:2] == (3, 32)  # one CTC column per 4 input pixels
+
+
+def test_several_data_workers_feed_the_steps_in_order(crops_dir, tmp_path):
+    # two data processes: the loop asserts each batch is the step it expects
+    args = ["--crops", str(crops_dir), "--out", str(tmp_path / "run"), "--batch", "8", "--workers", "2",
+            "--synth-pool", "16", "--synth-refresh", "2", "--steps", "6", "--minutes", "5", "--device", "auto"]
+    summary = train_ocr.train(train_ocr.parse_args(args))
+    assert summary["steps"] == 6
+
+
+def test_a_cuda_device_without_cuda_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="--device cuda"):
+        train_ocr.pick_device("cuda")
+    assert train_ocr.pick_device("auto").type == "cpu"
