@@ -85,11 +85,11 @@ def run_bench(
     network = OnnxPlateDetector(model, threshold=threshold, threads=1)
     stage = network
     if plate_check_chars:
-        from edge.vision.ocr import OnnxPlateOCR
+        from edge.vision.ocr import load_ocr
         from edge.vision.verify import PROPOSAL_THRESHOLD, OcrCheckedDetector
 
         proposals = OnnxPlateDetector(model, threshold=threshold if threshold is not None else PROPOSAL_THRESHOLD, threads=1)
-        stage = OcrCheckedDetector(proposals, OnnxPlateOCR(ocr_model, intra_op_threads=1), plate_check_chars,
+        stage = OcrCheckedDetector(proposals, load_ocr(ocr_model, intra_op_threads=1), plate_check_chars,
                                    min_height=node_defaults["min_plate_height"].default)
     if save_false_alarms:
         save_false_alarms = Path(save_false_alarms)
@@ -104,7 +104,9 @@ def run_bench(
     res.update(split=split, plate_check_chars=int(plate_check_chars),
                frame_sizes=_sizes(frames), model=str(network.model_path))
     if plate_check_chars:
-        res["ocr_model"] = str(stage.ocr.config.model_path)
+        from edge.vision.ocr import model_paths
+
+        res["ocr_model"] = ",".join(str(p) for p in model_paths(ocr_model))
         net = _measure(network, names, frames, labels, repeats, None)
         res["network_only"] = {k: net[k] for k in ("recall", "fp_per_frame", "false_alarms", "ms_per_frame",
                                                    "cpu_ms_per_frame", "ms_per_1080p_frame",
@@ -265,6 +267,6 @@ def register(sub) -> None:
     p.add_argument("--plate-check-chars", type=int, default=None,
                    help="the node's plate check: keep detections the OCR reads this many characters in "
                         "(default: the node's, 3; 0: off); the network alone is measured beside it")
-    p.add_argument("--ocr-model", default=None, help="ONNX OCR of the plate check (default models/ocr.onnx)")
+    p.add_argument("--ocr-model", default=None, help="ONNX OCR of the plate check, one or comma-separated (default: the node's pair)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_cmd)

@@ -124,9 +124,9 @@ def _clean(text: str) -> str:
 
 
 def make_onnx(args):
-    from edge.vision.ocr import OnnxPlateOCR
+    from edge.vision.ocr import load_ocr
 
-    ocr = OnnxPlateOCR(args.model, intra_op_threads=1, max_batch=args.batch)
+    ocr = load_ocr(args.model, intra_op_threads=1, max_batch=args.batch)
 
     def read(crops):
         return ocr.predict(crops)
@@ -300,7 +300,9 @@ def register(sub) -> None:
                    help="engine to run (repeatable; default onnx; all = every engine). tesseract/rapidocr need the bench extra")
     p.add_argument("--split", choices=("val", "train", "all"), default="all",
                    help="part of the fixed split (edge/training/splits.py) to read; all for other folders")
-    p.add_argument("--model", type=Path, default=None, help="ONNX model (default models/ocr.onnx)")
+    p.add_argument("--model", default=None,
+                   help="ONNX model, or several comma-separated (each crop takes the most confident reading); "
+                        "default: the node's pair, models/ocr.onnx,models/ocr-camera.onnx")
     p.add_argument("--batch", type=int, default=64, help="crops per call in the batched timing")
     p.add_argument("--plate-width", type=int, default=None, metavar="PX",
                    help="read each crop as a camera would deliver it with the plate PX pixels wide (shrunk, "

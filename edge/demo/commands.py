@@ -14,7 +14,7 @@ def register(sub) -> None:
                    help="no vision: publish N made-up read events instead of running cameras")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--detector-model", help="ONNX detector (default: models/detector.onnx)")
-    p.add_argument("--ocr-model", help="ONNX OCR (default: models/ocr.onnx)")
+    p.add_argument("--ocr-model", help="ONNX OCR, one or several comma-separated (default: models/ocr.onnx,models/ocr-camera.onnx)")
     p.add_argument("--broker", help="use this Mosquitto (configured by `broker-config demo`) instead of the embedded broker")
     p.add_argument("--secrets", help="with --broker: the secrets directory broker-config wrote")
     p.add_argument("--registry", help="registry YAML (default: the packaged demo registry)")

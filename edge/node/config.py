@@ -40,7 +40,9 @@ class EdgeNodeConfig(BaseModel):
     vision: Literal["onnx", "labels", "label-boxes"] = "onnx"
     label_misread_rate: float = Field(0.0, ge=0, le=1)
     detector_model: Path = REPO_MODELS / "detector.onnx"
-    ocr_model: Path = REPO_MODELS / "ocr.onnx"
+    # One recognizer, or several (a list, or "a.onnx,b.onnx"): each crop takes the most confident
+    # reading. Default: models/ocr.onnx + models/ocr-camera.onnx (edge.vision.ocr.DEFAULT_MODELS).
+    ocr_model: tuple[Path, ...] = (REPO_MODELS / "ocr.onnx", REPO_MODELS / "ocr-camera.onnx")
     # None: the model's own threshold, or edge.vision.verify.PROPOSAL_THRESHOLD with the plate check
     detector_threshold: float | None = Field(None, ge=0, le=1)
     # Plate check (edge/vision/verify.py): keep a detection only where the OCR reads at least this
@@ -94,6 +96,13 @@ class EdgeNodeConfig(BaseModel):
     @classmethod
     def _source(cls, v: str) -> str:
         return v.strip()
+
+    @field_validator("ocr_model", mode="before")
+    @classmethod
+    def _ocr_models(cls, v):
+        from edge.vision.ocr import model_paths
+
+        return model_paths(v)
 
     @field_validator("broker_url")
     @classmethod

@@ -29,12 +29,12 @@ def load_stages(cfg):
         )
         det = LabelDetector(min_height=cfg.min_plate_height)
         return det, LabelOCR(det, cfg.label_misread_rate, seed=zlib.crc32(cfg.camera_id.encode()))
-    from edge.vision.ocr import OnnxPlateOCR
+    from edge.vision.ocr import load_ocr
 
     if cfg.vision == "label-boxes":
         from edge.node.label_vision import LabelDetector
 
-        return LabelDetector(keep_texts=False), OnnxPlateOCR(cfg.ocr_model, intra_op_threads=cfg.threads)
+        return LabelDetector(keep_texts=False), load_ocr(cfg.ocr_model, intra_op_threads=cfg.threads)
 
     from edge.vision.detector import OnnxPlateDetector
 
@@ -50,7 +50,7 @@ def load_stages(cfg):
 
         cols, rows = (int(v) for v in cfg.detect_tiles.split("x"))
         detector = TiledDetector(detector, cols, rows)
-    ocr = OnnxPlateOCR(cfg.ocr_model, intra_op_threads=cfg.threads)
+    ocr = load_ocr(cfg.ocr_model, intra_op_threads=cfg.threads)
     return detector, ocr
 
 

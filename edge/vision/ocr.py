@@ -18,7 +18,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edge.vision.base import PlateOCR, PlateTexts
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "ocr.onnx"
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_MODEL = MODELS_DIR / "ocr.onnx"
+# What the node reads with by default: the crop recognizer and the camera recognizer, each crop
+# taking the more confident reading (EnsemblePlateOCR; why and the figures: models/ocr.md).
+DEFAULT_MODELS = (DEFAULT_MODEL, MODELS_DIR / "ocr-camera.onnx")
+
+
+def model_paths(value) -> tuple[Path, ...]:
+    """One ONNX path, a comma-separated string of paths, or a sequence of them -> a tuple of paths.
+    None -> DEFAULT_MODELS. Used by every --ocr-model flag and the node config."""
+    if value is None:
+        return DEFAULT_MODELS
+    items = value.split(",") if isinstance(value, str) else [value] if isinstance(value, os.PathLike) else list(value)
+    paths = tuple(Path(str(v).strip()) for v in items if str(v).strip())
+    if not paths:
+        raise ValueError("no OCR model named")
+    return paths
 
 
 class OcrConfig(BaseModel):
@@ -168,12 +184,16 @@ class OnnxPlateOCR(PlateOCR):
 
     def predict(self, crops: Sequence[np.ndarray]) -> PlateTexts:
         crops = list(crops)
-        if not crops:
+        return self.read([preprocess(crops[i : i + self.config.max_batch], self.height, self.width)
+                          for i in range(0, len(crops), self.config.max_batch)])
+
+    def read(self, batches: Sequence[np.ndarray]) -> PlateTexts:
+        """Readings of crops already pre-processed to this model's input: (n, 1, H, W) arrays."""
+        if not batches:
             return PlateTexts([], np.zeros((0,), np.float32), [], [], np.zeros((0,), np.float32))
         texts: list[str] = []
         confs, char_confs, regions, region_confs = [], [], [], []
-        for start in range(0, len(crops), self.config.max_batch):
-            x = preprocess(crops[start : start + self.config.max_batch], self.height, self.width)
+        for x in batches:
             logits, state_logits = self._run(x)
             t, c, cc = ctc_greedy_decode(logits, self.alphabet, self.blank)
             texts += t
@@ -191,3 +211,60 @@ class OnnxPlateOCR(PlateOCR):
             region=regions,
             region_confidence=np.concatenate(region_confs) if region_confs else None,
         )
+
+
+class EnsemblePlateOCR(PlateOCR):
+    """Several recognizers read every crop; each crop takes the reading of the most confident one
+    (ties: the first). The state guess likewise comes from the most confident state head.
+
+    Why: recognizers trained differently fail on different plates. The default pair
+    (DEFAULT_MODELS) is the crop recognizer, best on sharp plates, and the camera recognizer, trained
+    on plates shrunk, blurred and JPEG-compressed as a distant camera delivers them, best on small
+    plates; together they read more real camera frames than either (models/ocr.md). Crops are
+    pre-processed once per input size, not once per member."""
+
+    def __init__(self, members: Sequence[OnnxPlateOCR]):
+        if not members:
+            raise ValueError("EnsemblePlateOCR needs at least one recognizer")
+        self.members = list(members)
+        first = self.members[0]
+        # the node warps plate crops to the first member's input size
+        self.height, self.width = first.height, first.width
+        self.version = "+".join(str(m.version) for m in self.members)
+        self.config = first.config
+
+    def predict(self, crops: Sequence[np.ndarray]) -> PlateTexts:
+        crops = list(crops)
+        prepared: dict[tuple[int, int, int], list[np.ndarray]] = {}
+        reads = []
+        for m in self.members:
+            key = (m.height, m.width, m.config.max_batch)
+            if key not in prepared:
+                prepared[key] = [preprocess(crops[i : i + m.config.max_batch], m.height, m.width)
+                                 for i in range(0, len(crops), m.config.max_batch)]
+            reads.append(m.read(prepared[key]))
+        if not crops:
+            return reads[0]
+        best = np.stack([r.confidence for r in reads]).argmax(axis=0)  # first on ties
+        rows = np.arange(len(crops))
+        region, region_conf = [], None
+        with_state = [r for r in reads if r.region_confidence is not None and len(r.region)]
+        if with_state:
+            rc = np.stack([r.region_confidence for r in with_state])
+            top = rc.argmax(axis=0)
+            region = [with_state[k].region[i] for i, k in enumerate(top)]
+            region_conf = rc[top, rows].astype(np.float32)
+        return PlateTexts(
+            texts=[reads[k].texts[i] for i, k in enumerate(best)],
+            confidence=np.stack([r.confidence for r in reads])[best, rows].astype(np.float32),
+            char_confidence=[reads[k].char_confidence[i] for i, k in enumerate(best)],
+            region=region,
+            region_confidence=region_conf,
+        )
+
+
+def load_ocr(models=None, intra_op_threads: int = 1, max_batch: int = 64) -> PlateOCR:
+    """The OCR stage for one model path, several (comma-separated string or sequence: an
+    EnsemblePlateOCR), or None (DEFAULT_MODELS). A missing file is a ValueError naming it."""
+    members = [OnnxPlateOCR(p, intra_op_threads=intra_op_threads, max_batch=max_batch) for p in model_paths(models)]
+    return members[0] if len(members) == 1 else EnsemblePlateOCR(members)
