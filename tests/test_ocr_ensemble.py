@@ -15,38 +15,55 @@ from edge.vision.ocr import DEFAULT_MODELS, EnsemblePlateOCR, OnnxPlateOCR, load
 
 
 class _Member:
-    """A recognizer that reads every crop as given, with given confidences."""
+    """A recognizer that reads crop k (filled with the value k) as texts[k], with conf[k]."""
 
     def __init__(self, texts, conf, region=None, region_conf=None, size=(48, 144)):
         self.texts, self.conf = texts, np.asarray(conf, np.float32)
         self.region, self.region_conf = region, region_conf
         self.height, self.width = size
         self.version = "stub"
-        self.config = type("C", (), {"max_batch": 64})()
+        self.config = type("C", (), {"max_batch": 64, "model_path": Path("stub.onnx")})()
         self.seen = []
 
-    def read(self, batches):
-        self.seen.append(sum(len(b) for b in batches))
-        return PlateTexts(list(self.texts), self.conf.copy(),
-                          [np.full(len(t), c, np.float32) for t, c in zip(self.texts, self.conf)],
-                          list(self.region or []),
-                          None if self.region_conf is None else np.asarray(self.region_conf, np.float32))
+    def predict(self, crops):
+        ks = [int(c[0, 0, 0]) for c in crops]
+        self.seen.append(ks)
+        return PlateTexts([self.texts[k] for k in ks], self.conf[ks],
+                          [np.full(len(self.texts[k]), self.conf[k], np.float32) for k in ks],
+                          [self.region[k] for k in ks] if self.region else [],
+                          None if self.region_conf is None else np.asarray(self.region_conf, np.float32)[ks])
 
 
-def _crops(n):
-    return [np.full((30, 90, 3), 40 * (i + 1), np.uint8) for i in range(n)]
+def _crops(n, width=90):
+    return [np.full((30, width, 3), k, np.uint8) for k in range(n)]
 
 
-def test_each_crop_takes_the_most_confident_reading():
-    a = _Member(["ABC123", "XYZ", "7", ""], [0.9, 0.2, 0.5, 0.0], ["CA"] * 4, [0.9, 0.1, 0.5, 0.5])
-    b = _Member(["A8C123", "XYZ789", "7", "Q1"], [0.4, 0.8, 0.5, 0.3], ["NV"] * 4, [0.2, 0.7, 0.6, 0.5])
-    res = EnsemblePlateOCR([a, b]).predict(_crops(4))
-    assert res.texts == ["ABC123", "XYZ789", "7", "Q1"]  # ties go to the first member
-    assert res.confidence.tolist() == pytest.approx([0.9, 0.8, 0.5, 0.3])
-    assert [len(c) for c in res.char_confidence] == [6, 6, 1, 2]
-    assert res.region == ["CA", "NV", "NV", "CA"]  # the surest state head, per crop, ties to the first
-    assert res.region_confidence.tolist() == pytest.approx([0.9, 0.7, 0.6, 0.5])
-    assert a.seen == [4] and b.seen == [4]  # every member reads every crop
+def test_a_surer_second_opinion_within_a_few_edits_replaces_the_primary_reading():
+    a = _Member(["3780XR", "XYZ", "7", "", "HVAYC"], [0.9, 0.2, 0.5, 0.0, 0.3], ["CA"] * 5, [0.9, 0.1, 0.5, 0.5, 0.5])
+    b = _Member(["378DXR", "XYZ789", "7", "Q1", "VAC555"], [0.95, 0.8, 0.5, 0.3, 0.9], ["NV"] * 5, [0.2, 0.7, 0.6, 0.5, 0.1])
+    res = EnsemblePlateOCR([a, b], max_edits=3).predict(_crops(5))
+    # surer and close: replaced; tie: the primary; "" -> "Q1" is 2 edits; "VAC555" is 5 edits from "HVAYC"
+    assert res.texts == ["378DXR", "XYZ789", "7", "Q1", "HVAYC"]
+    assert res.confidence.tolist() == pytest.approx([0.95, 0.8, 0.5, 0.3, 0.3])
+    assert [len(c) for c in res.char_confidence] == [6, 6, 1, 2, 5]
+    assert res.region == ["CA", "NV", "NV", "CA", "CA"]  # the surest state head, ties to the primary
+    assert res.region_confidence.tolist() == pytest.approx([0.9, 0.7, 0.6, 0.5, 0.5])
+    strict = EnsemblePlateOCR([a, b], max_edits=2).predict(_crops(5))
+    assert strict.texts[1] == "XYZ"  # three edits away: the primary's reading stands
+
+
+def test_only_small_plates_get_the_second_opinion():
+    a = _Member(["AB1", "CD2", "EF3"], [0.4, 0.4, 0.4])
+    b = _Member(["AB7", "CD8", "EF9"], [0.9, 0.9, 0.9])
+    ens = EnsemblePlateOCR([a, b], max_width=130)
+    res = ens.predict(_crops(3), plate_widths=[60, 300, 130])
+    assert res.texts == ["AB7", "CD2", "EF9"]
+    assert a.seen[-1] == [0, 1, 2] and b.seen[-1] == [0, 2]  # the wide plate was never shown to b
+    # without widths, the crops' own widths stand in (crops cut from a frame at their size)
+    assert ens.predict(_crops(2, width=200)).texts == ["AB1", "CD2"]
+    assert ens.predict(_crops(2, width=100)).texts == ["AB7", "CD8"]
+    with pytest.raises(ValueError, match="plate_widths"):
+        ens.predict(_crops(3), plate_widths=[60, 70])
 
 
 def test_members_without_a_state_head_give_no_state_guess():
@@ -55,6 +72,14 @@ def test_members_without_a_state_head_give_no_state_guess():
     assert res.texts == ["AB7"] and res.region == [] and res.region_confidence is None
     empty = EnsemblePlateOCR([_Member([], []), _Member([], [])]).predict([])
     assert len(empty) == 0 and empty.confidence.shape == (0,)
+
+
+def test_read_plates_passes_widths_only_to_an_ocr_that_routes_by_them():
+    from edge.vision.ocr import read_plates
+
+    a, b = _Member(["AB1"], [0.3]), _Member(["AB7"], [0.6])
+    assert read_plates(EnsemblePlateOCR([a, b]), _crops(1), [500]).texts == ["AB1"]
+    assert read_plates(a, _crops(1), [500]).texts == ["AB1"]  # a plain OCR takes no widths
 
 
 def test_model_lists_from_flags_and_config():
@@ -112,15 +137,20 @@ def test_camera_recognizer_reads_rendered_plates_and_matches_its_float_master():
 
 
 @shipped
-def test_the_pair_reads_each_crop_as_its_surer_member():
+def test_the_pair_corrects_small_plates_and_leaves_large_ones_to_the_primary():
+    from edge.vision.vote import edit_distance
+
     plates = render_plates(48, np.random.default_rng(21), size=(48, 110), degrade=True)
     imgs = list(plates.images)
     pair = load_ocr()
-    res = pair.predict(imgs)
-    one = [m.predict(imgs) for m in pair.members]
+    primary, camera = (m.predict(imgs) for m in pair.members)
+    res = pair.predict(imgs, plate_widths=[110] * len(imgs))
     for i, text in enumerate(res.texts):
-        k = int(np.argmax([r.confidence[i] for r in one]))
-        assert text == one[k].texts[i]
-        assert res.confidence[i] == pytest.approx(max(r.confidence[i] for r in one))
+        if text != primary.texts[i]:  # replaced: by a surer camera reading a few edits away
+            assert text == camera.texts[i] and camera.confidence[i] > primary.confidence[i]
+            assert edit_distance(text, primary.texts[i]) <= pair.max_edits
     exact = np.mean([p == t for p, t in zip(res.texts, plates.texts)])
     assert exact >= 0.8, list(zip(plates.texts, res.texts))
+    assert exact >= np.mean([p == t for p, t in zip(primary.texts, plates.texts)]) - 0.05
+    large = pair.predict(imgs, plate_widths=[400] * len(imgs))
+    assert large.texts == primary.texts

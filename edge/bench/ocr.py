@@ -124,12 +124,14 @@ def _clean(text: str) -> str:
 
 
 def make_onnx(args):
-    from edge.vision.ocr import load_ocr
+    from edge.vision.ocr import load_ocr, read_plates
 
     ocr = load_ocr(args.model, intra_op_threads=1, max_batch=args.batch)
 
     def read(crops):
-        return ocr.predict(crops)
+        # the plates' widths as a camera delivered them (--plate-width), else the crops' own
+        widths = [args.plate_width] * len(crops) if args.plate_width else [c.shape[1] for c in crops]
+        return read_plates(ocr, crops, widths)
 
     return read, True
 

@@ -163,13 +163,15 @@ class DemoCameras:
         """SampleFrame objects for the report: each sampled frame's boxes with what the OCR read there."""
         from edge.demo.report import SampleFrame
         from edge.node.pipeline import default_cropper
+        from edge.vision.ocr import read_plates
 
         crop = default_cropper()
         out = []
         for node, run in zip(self._nodes, self.runs):
             for image, dets in run.samples:
                 crops = crop(image, dets, node.out_size)
-                texts = node._demo_ocr.predict(crops) if len(crops) else None
+                widths = np.asarray(dets.boxes)[:, 2] - np.asarray(dets.boxes)[:, 0]
+                texts = read_plates(node._demo_ocr, crops, widths) if len(crops) else None
                 labels = [f"{t or '?'} {c:.2f}" for t, c in zip(texts.texts, texts.confidence)] if texts else []
                 out.append(SampleFrame(run.camera_id, image, np.asarray(dets.boxes), labels))
         return out

@@ -28,6 +28,7 @@ from edge.schema import Alternative, Box, Direction, Location, ReadEvent, new_re
 from edge.sources.base import Frame, FrameSource, ReaderThread, paced
 from edge.vision.base import Detections, Detector, PlateOCR
 from edge.vision.motion import MotionGate
+from edge.vision.ocr import read_plates
 from edge.vision.tracker import IouTracker, Observation, Track
 from edge.vision.verify import SURE_SCORE
 from edge.vision.vote import Reading, edit_distance, vote
@@ -389,7 +390,9 @@ class EdgeNode:
         m = self.metrics
         batch, moving, todo, dets, crops, owners = d.batch, d.moving, d.todo, d.dets, d.crops, d.owners
         t = time.perf_counter()
-        texts = self.ocr.predict(crops) if crops else None
+        # each plate's width in the frame: an ensemble asks its camera recognizer about small ones
+        widths = np.repeat([float(dets[k].boxes[j, 2] - dets[k].boxes[j, 0]) for k, j in owners], self.ocr_variants)
+        texts = read_plates(self.ocr, crops, widths) if crops else None
         m.add("ocr", time.perf_counter() - t)
         V = self.ocr_variants
 

@@ -213,50 +213,88 @@ class OnnxPlateOCR(PlateOCR):
         )
 
 
+# Plates up to this many pixels wide in the source image get the camera recognizer's second
+# opinion: it was trained on plates shrunk to 40-130 px (edge.training.ocr_data.camera_chain) and
+# reads those better than the crop recognizer; on larger ones the crop recognizer reads better
+# (validation crops at full size: 78/81 against 74/81), and on lettering that the detector took
+# for a plate (a van's "HVAC 555", hundreds of pixels wide) the camera recognizer's confident,
+# correct reading of the text became a published read.
+SECOND_OPINION_MAX_WIDTH = 130.0
+
+
 class EnsemblePlateOCR(PlateOCR):
-    """Several recognizers read every crop; each crop takes the reading of the most confident one
-    (ties: the first). The state guess likewise comes from the most confident state head.
+    """Several recognizers read the crops. The first is the primary and reads every crop; the
+    others give a second opinion on plates at most `max_width` source pixels wide (their training
+    domain; None: every plate), and a second opinion replaces the primary's reading when it is more
+    confident and within `max_edits` character edits of it (ties: the primary). It corrects
+    characters (378DXR for 3780XR, 6TIX874 for 6TTX874); it does not read a plate where the
+    primary reads something else entirely. The state guess comes from the surest state head.
 
     Why: recognizers trained differently fail on different plates. The default pair
     (DEFAULT_MODELS) is the crop recognizer, best on sharp plates, and the camera recognizer, trained
     on plates shrunk, blurred and JPEG-compressed as a distant camera delivers them, best on small
-    plates; together they read more real camera frames than either (models/ocr.md). Crops are
-    pre-processed once per input size, not once per member."""
+    plates; together they read more real camera frames than either (models/ocr.md)."""
 
-    def __init__(self, members: Sequence[OnnxPlateOCR]):
+    uses_plate_widths = True  # predict() takes the plates' source widths (read_plates passes them)
+
+    def __init__(self, members: Sequence[OnnxPlateOCR], max_edits: int = 3,
+                 max_width: float | None = SECOND_OPINION_MAX_WIDTH):
         if not members:
             raise ValueError("EnsemblePlateOCR needs at least one recognizer")
         self.members = list(members)
+        self.max_edits = max_edits
+        self.max_width = max_width
         first = self.members[0]
         # the node warps plate crops to the first member's input size
         self.height, self.width = first.height, first.width
         self.version = "+".join(str(m.version) for m in self.members)
         self.config = first.config
 
-    def predict(self, crops: Sequence[np.ndarray]) -> PlateTexts:
+    def predict(self, crops: Sequence[np.ndarray], plate_widths: Sequence[float] | None = None) -> PlateTexts:
+        """plate_widths: each plate's width in the source image, in pixels (None: the crops' own
+        widths, right for crops cut from a frame at their size, wrong for crops already warped)."""
+        from edge.vision.vote import edit_distance
+
         crops = list(crops)
-        prepared: dict[tuple[int, int, int], list[np.ndarray]] = {}
-        reads = []
-        for m in self.members:
-            key = (m.height, m.width, m.config.max_batch)
-            if key not in prepared:
-                prepared[key] = [preprocess(crops[i : i + m.config.max_batch], m.height, m.width)
-                                 for i in range(0, len(crops), m.config.max_batch)]
-            reads.append(m.read(prepared[key]))
-        if not crops:
-            return reads[0]
-        best = np.stack([r.confidence for r in reads]).argmax(axis=0)  # first on ties
+        primary = self.members[0]
+        first = primary.predict(crops)
+        if not crops or len(self.members) == 1:
+            return first
+        widths = np.asarray([c.shape[1] for c in crops] if plate_widths is None else plate_widths, np.float32)
+        if widths.shape != (len(crops),):
+            raise ValueError(f"plate_widths: {len(crops)} values expected, got {widths.shape}")
+        asked = np.flatnonzero(widths <= self.max_width) if self.max_width is not None else np.arange(len(crops))
+        reads = [first]
+        if len(asked):
+            sub = [crops[i] for i in asked]
+            for m in self.members[1:]:
+                r = m.predict(sub)  # spread back: crops not asked get an empty, 0-confidence reading
+                texts, confs = [""] * len(crops), np.zeros(len(crops), np.float32)
+                chars = [np.zeros(0, np.float32)] * len(crops)
+                regions, rconf = [None] * len(crops), None
+                for at, i in enumerate(asked):
+                    texts[i], confs[i], chars[i] = r.texts[at], r.confidence[at], r.char_confidence[at]
+                    if r.region:
+                        regions[i] = r.region[at]
+                if r.region_confidence is not None:
+                    rconf = np.zeros(len(crops), np.float32)
+                    rconf[asked] = r.region_confidence
+                reads.append(PlateTexts(texts, confs, chars, regions if r.region else [], rconf))
+        conf = np.stack([r.confidence for r in reads])
+        near = np.array([[k == 0 or edit_distance(r.texts[i], first.texts[i]) <= self.max_edits
+                          for i in range(len(crops))] for k, r in enumerate(reads)])
         rows = np.arange(len(crops))
+        best = np.where(near, conf, -1.0).argmax(axis=0)  # the primary on ties
         region, region_conf = [], None
         with_state = [r for r in reads if r.region_confidence is not None and len(r.region)]
         if with_state:
             rc = np.stack([r.region_confidence for r in with_state])
-            top = rc.argmax(axis=0)
+            top = rc.argmax(axis=0)  # a member not asked about a crop has 0 there
             region = [with_state[k].region[i] for i, k in enumerate(top)]
             region_conf = rc[top, rows].astype(np.float32)
         return PlateTexts(
             texts=[reads[k].texts[i] for i, k in enumerate(best)],
-            confidence=np.stack([r.confidence for r in reads])[best, rows].astype(np.float32),
+            confidence=conf[best, rows].astype(np.float32),
             char_confidence=[reads[k].char_confidence[i] for i, k in enumerate(best)],
             region=region,
             region_confidence=region_conf,
@@ -268,3 +306,11 @@ def load_ocr(models=None, intra_op_threads: int = 1, max_batch: int = 64) -> Pla
     EnsemblePlateOCR), or None (DEFAULT_MODELS). A missing file is a ValueError naming it."""
     members = [OnnxPlateOCR(p, intra_op_threads=intra_op_threads, max_batch=max_batch) for p in model_paths(models)]
     return members[0] if len(members) == 1 else EnsemblePlateOCR(members)
+
+
+def read_plates(ocr: PlateOCR, crops: Sequence[np.ndarray], plate_widths: Sequence[float] | None = None) -> PlateTexts:
+    """ocr.predict(crops), telling an OCR that routes by plate size (EnsemblePlateOCR) how wide
+    each plate is in the source image."""
+    if plate_widths is not None and getattr(ocr, "uses_plate_widths", False):
+        return ocr.predict(crops, plate_widths=plate_widths)
+    return ocr.predict(crops)

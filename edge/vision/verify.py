@@ -82,16 +82,20 @@ class OcrCheckedDetector(Detector):
         """The proposals of every frame, checked with one OCR call for the whole batch. (The edge
         node does the same check on the readings it makes anyway: `EdgeNode._read_stage`.)"""
         proposals = self.detector.predict(frames)
+        from edge.vision.ocr import read_plates
+
         crops: list[np.ndarray] = []
+        widths: list[float] = []  # each proposal's width in its frame (an ensemble routes by it)
         checked: list[np.ndarray] = []  # per frame: indices of the proposals read
         for frame, d in zip(frames, proposals):
             idx = needs_reading(d, self.sure, self.min_height)
             checked.append(idx)
             if len(idx):
                 crops.extend(self.cropper(frame, d[idx], self.crop_size))
+                widths.extend((d.boxes[idx, 2] - d.boxes[idx, 0]).tolist())
         if not crops:
             return proposals
-        texts = self.ocr.predict(crops)
+        texts = read_plates(self.ocr, crops, widths)
         n_chars = np.fromiter((len(t) for t in texts.texts), int, len(crops))
         out, at = [], 0
         for d, idx in zip(proposals, checked):
