@@ -42,8 +42,9 @@ def register(sub) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--detector-model", default=None)
-    p.add_argument("--ocr-model", default=None)
+    p.add_argument("--detector-model", default=None, help="detector ONNX (node default models/detector.onnx)")
+    p.add_argument("--ocr-model", default=None,
+                   help="OCR ONNX, or several comma-separated (node default: models/ocr.onnx,models/ocr-camera.onnx)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per stage")
     p.add_argument("--min-confidence", type=float, default=None, help="voted confidence to publish (node default)")
     p.add_argument("--ocr-variants", type=int, default=None, help="framings per plate read and voted (node default)")
