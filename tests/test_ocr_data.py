@@ -62,22 +62,3 @@ def test_ctc_targets_drop_characters_outside_the_alphabet():
     assert lengths.tolist() == [3, 0, 2]
     assert flat.tolist() == [11, 12, 2, 36, 10]  # 1-based: class 0 is the CTC blank
 
-
-def test_data_workers_make_interleaved_steps_in_order(tmp_path):
-    """With N data processes, worker k makes steps k, k+N, ...: the loader's round robin then
-    delivers every step once, in order (the training loop asserts it)."""
-    from edge.training.ocr import batch_stream, parse_args
-
-    b = render_plates(12, np.random.default_rng(1), size=(40, 80), degrade=False)
-    rows = []
-    for i, (img, t, s) in enumerate(zip(b.images, b.texts, b.states)):
-        cv2.imwrite(str(tmp_path / f"c{i}.png"), img)
-        rows.append([f"c{i}.png", s, t])
-    _write(tmp_path, ["file", "state", "plate"], rows)
-    args = parse_args(["--crops", str(tmp_path), "--batch", "4", "--synth-pool", "6", "--synth-refresh", "1"])
-    workers = [batch_stream(args, 10 + k, k + 1, stride=3) for k in range(3)]
-    got = [next(workers[i % 3]) for i in range(9)]
-    assert [int(g[4]) for g in got] == list(range(10, 19))
-    x = got[0][0]
-    assert x.shape == (4, 1, 48, 144) and x.dtype == np.float32
-    assert not np.array_equal(got[0][0], got[1][0])  # each worker draws its own batches

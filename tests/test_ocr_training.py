@@ -245,3 +245,15 @@ def test_a_cuda_device_without_cuda_is_a_clear_error(monkeypatch):
     with pytest.raises(SystemExit, match="--device cuda"):
         train_ocr.pick_device("cuda")
     assert train_ocr.pick_device("auto").type == "cpu"
+
+
+def test_data_workers_make_interleaved_steps_in_order(crops_dir):
+    """With N data processes, worker k makes steps k, k+N, ...: the loader's round robin then
+    delivers every step once, in order (the training loop asserts it)."""
+    args = train_ocr.parse_args(["--crops", str(crops_dir), "--batch", "4", "--synth-pool", "6", "--synth-refresh", "1"])
+    workers = [train_ocr.batch_stream(args, 10 + k, k + 1, stride=3) for k in range(3)]
+    got = [next(workers[i % 3]) for i in range(9)]
+    assert [int(g[4]) for g in got] == list(range(10, 19))
+    x = got[0][0]
+    assert x.shape == (4, 1, 48, 144) and x.dtype == np.float32
+    assert not np.array_equal(got[0][0], got[1][0])  # each worker draws its own batches
