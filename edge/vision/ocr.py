@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from edge.vision.base import PlateOCR, PlateTexts
+from edge.vision.vote import edit_distance
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL = MODELS_DIR / "ocr.onnx"
@@ -184,16 +185,12 @@ class OnnxPlateOCR(PlateOCR):
 
     def predict(self, crops: Sequence[np.ndarray]) -> PlateTexts:
         crops = list(crops)
-        return self.read([preprocess(crops[i : i + self.config.max_batch], self.height, self.width)
-                          for i in range(0, len(crops), self.config.max_batch)])
-
-    def read(self, batches: Sequence[np.ndarray]) -> PlateTexts:
-        """Readings of crops already pre-processed to this model's input: (n, 1, H, W) arrays."""
-        if not batches:
+        if not crops:
             return PlateTexts([], np.zeros((0,), np.float32), [], [], np.zeros((0,), np.float32))
         texts: list[str] = []
         confs, char_confs, regions, region_confs = [], [], [], []
-        for x in batches:
+        for start in range(0, len(crops), self.config.max_batch):
+            x = preprocess(crops[start : start + self.config.max_batch], self.height, self.width)
             logits, state_logits = self._run(x)
             t, c, cc = ctc_greedy_decode(logits, self.alphabet, self.blank)
             texts += t
@@ -248,57 +245,34 @@ class EnsemblePlateOCR(PlateOCR):
         # the node warps plate crops to the first member's input size
         self.height, self.width = first.height, first.width
         self.version = "+".join(str(m.version) for m in self.members)
-        self.config = first.config
 
     def predict(self, crops: Sequence[np.ndarray], plate_widths: Sequence[float] | None = None) -> PlateTexts:
         """plate_widths: each plate's width in the source image, in pixels (None: the crops' own
         widths, right for crops cut from a frame at their size, wrong for crops already warped)."""
-        from edge.vision.vote import edit_distance
-
         crops = list(crops)
-        primary = self.members[0]
-        first = primary.predict(crops)
+        out = self.members[0].predict(crops)
         if not crops or len(self.members) == 1:
-            return first
+            return out
         widths = np.asarray([c.shape[1] for c in crops] if plate_widths is None else plate_widths, np.float32)
         if widths.shape != (len(crops),):
             raise ValueError(f"plate_widths: {len(crops)} values expected, got {widths.shape}")
         asked = np.flatnonzero(widths <= self.max_width) if self.max_width is not None else np.arange(len(crops))
-        reads = [first]
-        if len(asked):
-            sub = [crops[i] for i in asked]
-            for m in self.members[1:]:
-                r = m.predict(sub)  # spread back: crops not asked get an empty, 0-confidence reading
-                texts, confs = [""] * len(crops), np.zeros(len(crops), np.float32)
-                chars = [np.zeros(0, np.float32)] * len(crops)
-                regions, rconf = [None] * len(crops), None
-                for at, i in enumerate(asked):
-                    texts[i], confs[i], chars[i] = r.texts[at], r.confidence[at], r.char_confidence[at]
-                    if r.region:
-                        regions[i] = r.region[at]
-                if r.region_confidence is not None:
-                    rconf = np.zeros(len(crops), np.float32)
-                    rconf[asked] = r.region_confidence
-                reads.append(PlateTexts(texts, confs, chars, regions if r.region else [], rconf))
-        conf = np.stack([r.confidence for r in reads])
-        near = np.array([[k == 0 or edit_distance(r.texts[i], first.texts[i]) <= self.max_edits
-                          for i in range(len(crops))] for k, r in enumerate(reads)])
-        rows = np.arange(len(crops))
-        best = np.where(near, conf, -1.0).argmax(axis=0)  # the primary on ties
-        region, region_conf = [], None
-        with_state = [r for r in reads if r.region_confidence is not None and len(r.region)]
-        if with_state:
-            rc = np.stack([r.region_confidence for r in with_state])
-            top = rc.argmax(axis=0)  # a member not asked about a crop has 0 there
-            region = [with_state[k].region[i] for i, k in enumerate(top)]
-            region_conf = rc[top, rows].astype(np.float32)
-        return PlateTexts(
-            texts=[reads[k].texts[i] for i, k in enumerate(best)],
-            confidence=conf[best, rows].astype(np.float32),
-            char_confidence=[reads[k].char_confidence[i] for i, k in enumerate(best)],
-            region=region,
-            region_confidence=region_conf,
-        )
+        if not len(asked):
+            return out
+        texts, conf, chars = list(out.texts), out.confidence.copy(), list(out.char_confidence)
+        region = list(out.region) if out.region else [None] * len(crops)
+        region_conf = (out.region_confidence.copy() if out.region_confidence is not None
+                       else np.zeros(len(crops), np.float32))
+        for m in self.members[1:]:
+            r = m.predict([crops[i] for i in asked])
+            for at, i in enumerate(asked):
+                # a surer reading a few edits from the primary's (strictly surer: ties keep the earlier)
+                if r.confidence[at] > conf[i] and edit_distance(r.texts[at], out.texts[i]) <= self.max_edits:
+                    texts[i], conf[i], chars[i] = r.texts[at], r.confidence[at], r.char_confidence[at]
+                if r.region and r.region_confidence is not None and r.region_confidence[at] > region_conf[i]:
+                    region[i], region_conf[i] = r.region[at], r.region_confidence[at]
+        has_region = any(g is not None for g in region)
+        return PlateTexts(texts, conf, chars, region if has_region else [], region_conf if has_region else None)
 
 
 def load_ocr(models=None, intra_op_threads: int = 1, max_batch: int = 64) -> PlateOCR:

@@ -32,6 +32,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edge.vision.base import Detections, Detector, PlateOCR
+from edge.vision.ocr import read_plates
 
 PROPOSAL_THRESHOLD = 0.5
 SURE_SCORE = 0.75
@@ -82,8 +83,6 @@ class OcrCheckedDetector(Detector):
         """The proposals of every frame, checked with one OCR call for the whole batch. (The edge
         node does the same check on the readings it makes anyway: `EdgeNode._read_stage`.)"""
         proposals = self.detector.predict(frames)
-        from edge.vision.ocr import read_plates
-
         crops: list[np.ndarray] = []
         widths: list[float] = []  # each proposal's width in its frame (an ensemble routes by it)
         checked: list[np.ndarray] = []  # per frame: indices of the proposals read
