@@ -303,7 +303,8 @@ def register(sub) -> None:
     p.add_argument("--split", choices=("val", "train", "all"), default="all",
                    help="part of the fixed split (edge/training/splits.py) to read; all for other folders")
     p.add_argument("--model", default=None,
-                   help="ONNX model, or several comma-separated (each crop takes the most confident reading); "
+                   help="ONNX model, or several comma-separated (the first reads every plate, the others give a "
+                        "second opinion on small ones); "
                         "default: the node's pair, models/ocr.onnx,models/ocr-camera.onnx")
     p.add_argument("--batch", type=int, default=64, help="crops per call in the batched timing")
     p.add_argument("--plate-width", type=int, default=None, metavar="PX",

@@ -16,8 +16,9 @@ RUN_FLAGS = {
     "--broker": ("broker_url", dict(help="mqtt://user:password@host:port, or $ALPR_EDGE_BROKER_URL (neither: store reads in the outbox only)")),
     "--motion-threshold": ("motion_threshold", dict(type=float, help="share of changed pixels that counts as motion")),
     "--detector-model": ("detector_model", dict(help="detector ONNX (default models/detector.onnx)")),
-    "--ocr-model": ("ocr_model", dict(help="OCR ONNX model, or several comma-separated (each crop takes the "
-                                           "most confident reading); default models/ocr.onnx,models/ocr-camera.onnx")),
+    "--ocr-model": ("ocr_model", dict(help="OCR ONNX model, or several comma-separated (the first reads every "
+                                           "plate, the others give a second opinion on small ones); default "
+                                           "models/ocr.onnx,models/ocr-camera.onnx")),
     "--detector-threshold": ("detector_threshold", dict(type=float)),
     "--plate-check-chars": ("plate_check_chars", dict(type=int, help="keep detections the OCR reads at least this many characters in (0: off)")),
     "--detect-tiles": ("detect_tiles", dict(help="run the detector over COLSxROWS overlapping tiles, e.g. 2x2 (small plates, large frames)")),

@@ -12,6 +12,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edge.schema import Identifier, describe_validation_error
+from edge.vision.ocr import DEFAULT_MODELS as DEFAULT_OCR_MODELS
+from edge.vision.ocr import model_paths
 
 REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -40,9 +42,9 @@ class EdgeNodeConfig(BaseModel):
     vision: Literal["onnx", "labels", "label-boxes"] = "onnx"
     label_misread_rate: float = Field(0.0, ge=0, le=1)
     detector_model: Path = REPO_MODELS / "detector.onnx"
-    # One recognizer, or several (a list, or "a.onnx,b.onnx"): each crop takes the most confident
-    # reading. Default: models/ocr.onnx + models/ocr-camera.onnx (edge.vision.ocr.DEFAULT_MODELS).
-    ocr_model: tuple[Path, ...] = (REPO_MODELS / "ocr.onnx", REPO_MODELS / "ocr-camera.onnx")
+    # One recognizer, or several (a list, or "a.onnx,b.onnx"): the first reads every plate, the
+    # others give a second opinion on small ones (edge.vision.ocr.EnsemblePlateOCR).
+    ocr_model: tuple[Path, ...] = DEFAULT_OCR_MODELS
     # None: the model's own threshold, or edge.vision.verify.PROPOSAL_THRESHOLD with the plate check
     detector_threshold: float | None = Field(None, ge=0, le=1)
     # Plate check (edge/vision/verify.py): keep a detection only where the OCR reads at least this
@@ -100,8 +102,6 @@ class EdgeNodeConfig(BaseModel):
     @field_validator("ocr_model", mode="before")
     @classmethod
     def _ocr_models(cls, v):
-        from edge.vision.ocr import model_paths
-
         return model_paths(v)
 
     @field_validator("broker_url")

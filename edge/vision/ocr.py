@@ -21,8 +21,8 @@ from edge.vision.vote import edit_distance
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 DEFAULT_MODEL = MODELS_DIR / "ocr.onnx"
-# What the node reads with by default: the crop recognizer and the camera recognizer, each crop
-# taking the more confident reading (EnsemblePlateOCR; why and the figures: models/ocr.md).
+# What the node reads with by default: the crop recognizer, and the camera recognizer's second
+# opinion on small plates (EnsemblePlateOCR; why and the figures: models/ocr-camera.md).
 DEFAULT_MODELS = (DEFAULT_MODEL, MODELS_DIR / "ocr-camera.onnx")
 
 
