@@ -12,6 +12,7 @@ BENCH_MODULES = [
     "edge.bench.ocr",
     "edge.bench.detect",
     "edge.bench.frames",  # bench frames, bench video
+    "edge.bench.placement",
     "edge.bench.soak",
 ]
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -47,6 +49,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="OCR ONNX, or several comma-separated (node default: models/ocr.onnx,models/ocr-camera.onnx)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per stage")
     p.add_argument("--min-confidence", type=float, default=None, help="voted confidence to publish (node default)")
+    p.add_argument("--min-plate-chars", type=int, default=None, help="shorter readings are not published (node default 4)")
     p.add_argument("--ocr-variants", type=int, default=None, help="framings per plate read and voted (node default)")
     p.add_argument("--detector-threshold", type=float, default=None)
     p.add_argument("--plate-check-chars", type=int, default=None,
@@ -66,6 +69,7 @@ def _config(args, source: str, **over):
         ocr_model=args.ocr_model,
         threads=args.threads,
         min_confidence=args.min_confidence,
+        min_plate_chars=args.min_plate_chars,
         ocr_variants=args.ocr_variants,
         detector_threshold=args.detector_threshold,
         detect_tiles=args.detect_tiles,
@@ -181,22 +185,39 @@ def _frames(args) -> int:
     return 0
 
 
+@dataclass
+class SourceRun:
+    metrics: object  # edge.node.pipeline.Metrics
+    events: list  # the read events, in order
+    wall_s: float
+
+    @property
+    def fps(self) -> float:
+        return self.metrics.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def run_on_source(cfg, source, detector, ocr) -> SourceRun:
+    """One edge node over a whole source as fast as it goes, its reads kept in memory."""
+    from edge.node.pipeline import EdgeNode, MemorySink
+
+    sink = MemorySink()
+    node = EdgeNode(cfg, source, detector, ocr, sink)
+    t0 = time.perf_counter()
+    m = node.run()
+    return SourceRun(m, sink.events, time.perf_counter() - t0)
+
+
 def _video(args) -> int:
     from edge.bench.report import machine_info, print_json_last, print_table
-    from edge.node.pipeline import EdgeNode, MemorySink
     from edge.sources.video import VideoFileSource
 
     logging.getLogger("edge").setLevel(logging.WARNING)
     source = VideoFileSource(args.file)
     cfg = _config(args, args.file, motion_gating=not args.no_motion_gating, vision=args.vision)
     detector, ocr = _stages(cfg)
-    sink = MemorySink()
-    node = EdgeNode(cfg, _Limited(source, args.max_frames), detector, ocr, sink)
-    t0 = time.perf_counter()
-    m = node.run()
-    wall = time.perf_counter() - t0
+    run = run_on_source(cfg, _Limited(source, args.max_frames), detector, ocr)
+    m, wall, fps = run.metrics, run.wall_s, run.fps
     snap = m.snapshot()
-    fps = m.frames / wall if wall > 0 else 0.0
     stages = snap["stage_ms_per_frame"]
     rows = [[k, v] for k, v in stages.items()]
     rows += [["detect per processed frame", snap["detect_ms_per_processed_frame"]], ["ocr per plate", snap["ocr_ms_per_plate"]]]
@@ -209,36 +230,8 @@ def _video(args) -> int:
     )
     out = {}
     if source.ground_truth is not None:
-        # Pass-level accuracy against the synthetic ground truth (vehicles seen in >= 3 frames
-        # within the frames processed).
-        sightings: dict[int, int] = {}
-        plate_of: dict[int, str] = {}
-        tallest: dict[int, float] = {}
-        for idx, labs in source.ground_truth.items():
-            if args.max_frames and idx >= args.max_frames:
-                continue
-            for lab in labs:
-                sightings[lab.track] = sightings.get(lab.track, 0) + 1
-                plate_of[lab.track] = lab.plate
-                tallest[lab.track] = max(tallest.get(lab.track, 0.0), lab.box[3] - lab.box[1])
-        passes = {plate_of[v] for v, n in sightings.items() if n >= 3}
-        readable = {plate_of[v] for v, n in sightings.items() if n >= 3 and tallest[v] >= 16}
-        read_plates = [e.plate for e in sink.events]
-        truth = set(plate_of.values())
-        wrong = [p for p in read_plates if p not in truth]
-        out["ground_truth"] = {
-            "vehicle_passes": len(passes),
-            "passes_read": len(passes & set(read_plates)),
-            "pass_read_rate": round(len(passes & set(read_plates)) / max(len(passes), 1), 4),
-            "readable_passes": len(readable),  # plate at least 16 px tall at its closest
-            "readable_pass_read_rate": round(len(readable & set(read_plates)) / max(len(readable), 1), 4),
-            "wrong_reads": len(wrong),
-            "duplicate_reads": len(read_plates) - len(set(read_plates)),
-            # which ones: a count alone does not say whether a misread is a cut plate or a glyph
-            "wrong": sorted(set(wrong)),
-            "unread_readable": sorted(readable - set(read_plates)),
-        }
-        rows_gt = [[k, ", ".join(v) if isinstance(v, list) else v] for k, v in out["ground_truth"].items()]
+        out["ground_truth"] = score_passes(source.ground_truth, [e.plate for e in run.events], args.max_frames)
+        rows_gt = [[k, _cell(v)] for k, v in out["ground_truth"].items()]
         print_table("against the synthetic ground truth", ["", ""], rows_gt)
     out = {
         "bench": "video",
@@ -251,7 +244,7 @@ def _video(args) -> int:
         "fps": round(fps, 2),
         "wall_s": round(wall, 3),
         "reads": m.reads,
-        "plates_in_reads": sorted(e.plate for e in sink.events),
+        "plates_in_reads": sorted(e.plate for e in run.events),
         "plates_sighted": m.plates,
         "stage_ms_per_frame": stages,
         "detect_ms_per_processed_frame": snap["detect_ms_per_processed_frame"],
@@ -264,6 +257,61 @@ def _video(args) -> int:
     if args.json:
         print_json_last(out)
     return 0
+
+
+# A vehicle counts as a pass when its plate is in view in at least this many frames, and as a
+# readable pass when its plate is also at least READABLE_PLATE_HEIGHT px tall at its closest.
+MIN_PASS_SIGHTINGS = 3
+READABLE_PLATE_HEIGHT = 16.0
+
+
+def score_passes(ground_truth: dict, read_plates: list[str], max_frames: int | None = None) -> dict:
+    """Pass-level accuracy of a run's reads against a synthetic scene's per-frame ground truth
+    (`VideoFileSource.ground_truth`: frame index -> [PlateLabel]), over the frames processed."""
+    sightings: dict[int, int] = {}
+    plate_of: dict[int, str] = {}
+    tallest: dict[int, float] = {}
+    widest: dict[int, float] = {}
+    for idx, labs in ground_truth.items():
+        if max_frames and idx >= max_frames:
+            continue
+        for lab in labs:
+            sightings[lab.track] = sightings.get(lab.track, 0) + 1
+            plate_of[lab.track] = lab.plate
+            tallest[lab.track] = max(tallest.get(lab.track, 0.0), lab.box[3] - lab.box[1])
+            widest[lab.track] = max(widest.get(lab.track, 0.0), lab.box[2] - lab.box[0])
+    vehicles = [v for v, n in sightings.items() if n >= MIN_PASS_SIGHTINGS]
+    passes = {plate_of[v] for v in vehicles}
+    readable = {plate_of[v] for v in vehicles if tallest[v] >= READABLE_PLATE_HEIGHT}
+    truth = set(plate_of.values())
+    wrong = [p for p in read_plates if p not in truth]
+    closest = sorted(widest[v] for v in vehicles)
+    return {
+        "vehicle_passes": len(passes),
+        "passes_read": len(passes & set(read_plates)),
+        "pass_read_rate": round(len(passes & set(read_plates)) / max(len(passes), 1), 4),
+        "readable_passes": len(readable),  # plate at least 16 px tall at its closest
+        "readable_pass_read_rate": round(len(readable & set(read_plates)) / max(len(readable), 1), 4),
+        "wrong_reads": len(wrong),
+        "duplicate_reads": len(read_plates) - len(set(read_plates)),
+        # how large the plates get: each pass's plate width at its closest, in pixels
+        "plate_px_at_closest": {
+            "min": round(closest[0], 1) if closest else None,
+            "median": round(statistics.median(closest), 1) if closest else None,
+            "max": round(closest[-1], 1) if closest else None,
+        },
+        # which ones: a count alone does not say whether a misread is a cut plate or a glyph
+        "wrong": sorted(set(wrong)),
+        "unread_readable": sorted(readable - set(read_plates)),
+    }
+
+
+def _cell(v) -> str:
+    if isinstance(v, list):
+        return ", ".join(v)
+    if isinstance(v, dict):
+        return " / ".join(f"{k} {x}" for k, x in v.items())
+    return v
 
 
 class _Limited:
