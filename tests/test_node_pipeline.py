@@ -82,6 +82,20 @@ def test_low_confidence_and_short_tracks_are_not_published(tmp_path):
     assert sink.events == [] and m.dropped_tracks == 3
 
 
+@pytest.mark.parametrize("min_chars, published", [(None, False), (3, True)])
+def test_readings_shorter_than_min_plate_chars_are_not_published(tmp_path, min_chars, published):
+    """A 3-character reading (a sign's "LOT") is not published by default (4, OpenALPR's
+    postprocess_min_characters); a deployment that wants short vanity plates lowers it."""
+    src = ScriptedSource(n_vehicles=3)
+    node, det, ocr, sink = make_node(tmp_path, src, min_plate_chars=min_chars)
+    ocr.plates[1] = "LOT"
+    m = node.run()
+    plates = sorted(e.plate for e in sink.events)
+    others = sorted(v.plate for i, v in enumerate(src.vehicles) if i != 1)
+    assert plates == (sorted(others + ["LOT"]) if published else others)
+    assert m.dropped_tracks == (0 if published else 1)
+
+
 def test_metrics_snapshot_has_stage_breakdown(tmp_path):
     src = ScriptedSource(n_vehicles=2)
     seen = []

@@ -29,9 +29,11 @@ def test_one_read_per_vehicle_pass(scenario, tmp_path):
         for lab in f.labels:
             truth[lab.track] += 1
             plate_of[lab.track] = lab.plate
-    # Low resolution for speed: every plate counts, however small (min_plate_height 0).
+    # Low resolution for speed: every plate counts, however small (min_plate_height 0) or short
+    # (the renderer's vanity plates have 2-7 characters; min_plate_chars 1).
     cfg = build_config(
-        camera_id="cam-1", agency_id="sac-pd", source=spec, output_dir=str(tmp_path), save_crops=False, min_plate_height=0
+        camera_id="cam-1", agency_id="sac-pd", source=spec, output_dir=str(tmp_path), save_crops=False,
+        min_plate_height=0, min_plate_chars=1,
     )
     det = LabelDetector()
     sink = MemorySink()

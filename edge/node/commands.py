@@ -23,6 +23,7 @@ RUN_FLAGS = {
     "--plate-check-chars": ("plate_check_chars", dict(type=int, help="keep detections the OCR reads at least this many characters in (0: off)")),
     "--detect-tiles": ("detect_tiles", dict(help="run the detector over COLSxROWS overlapping tiles, e.g. 2x2 (small plates, large frames)")),
     "--min-confidence": ("min_confidence", dict(type=float, help="voted plate confidence needed to publish")),
+    "--min-plate-chars": ("min_plate_chars", dict(type=int, help="shorter voted readings are not published (default 4)")),
     "--track-timeout": ("track_timeout_s", dict(type=float, help="seconds without a sighting that end a track")),
     "--min-track-frames": ("min_track_frames", dict(type=int)),
     "--outbox": ("outbox_path", dict(help="SQLite outbox file (default <output-dir>/outbox.db)")),

@@ -69,9 +69,12 @@ class EdgeNodeConfig(BaseModel):
 
     # Tracking and voting
     min_confidence: float = Field(0.2, ge=0, le=1)  # voted plate confidence to publish a read
-    # Shorter readings are not published: a lone character is nearly always a far or cut-off plate
-    # (single-character vanity plates exist but are rare; set 1 to accept them).
-    min_plate_chars: int = Field(2, ge=1, le=10)
+    # Shorter readings are not published. 4 is OpenALPR's default (postprocess_min_characters):
+    # 1-3 characters are nearly always a cut-off or far plate, or a word the detector took for a
+    # plate ("LOT", "ETC" on signs, "55" of a van's lettering: `bench placement` published such reads
+    # at 2). Short vanity plates exist (4 of the 389 real crops' labels are 1-3 characters): set 1-3
+    # to accept them.
+    min_plate_chars: int = Field(4, ge=1, le=10)
     track_timeout_s: float = Field(1.0, gt=0, le=60)  # a track ends this long after its last sighting
     # A track that ends inside the frame (occluded, missed detections) waits this long (media time)
     # for a continuation: a later track with a similar reading is the same pass, and the two are
