@@ -94,6 +94,7 @@ class Vehicle:
     enter_frame: int
     y: int
     speed: float  # px per frame (negative: right to left)
+    size: float = 1.0  # plate size relative to the others (a placard lettered like a plate: 4+)
 
 
 def plate_colour(i: int) -> tuple[int, int, int]:
@@ -103,18 +104,19 @@ def plate_colour(i: int) -> tuple[int, int, int]:
 
 def scripted_scene(
     n_vehicles: int, width: int = 320, height: int = 180, gap: int = 14, seed: int = 0, speed: float = 12.0,
-    occlude: tuple[int, int] | None = None,
+    occlude: tuple[int, int] | None = None, sizes: dict[int, float] | None = None,
 ):
     """Vehicles crossing left to right one after another; returns (vehicles, frame count, render).
-    occlude=(a, b): frames a..b-1 hide every plate (something passes in front of the camera)."""
+    occlude=(a, b): frames a..b-1 hide every plate (something passes in front of the camera).
+    sizes: vehicle index -> its plate's size relative to the others (default 1)."""
     rng = np.random.default_rng(seed)
     alphabet = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
     vehicles = []
     for i in range(n_vehicles):
         plate = "".join(rng.choice(list(alphabet), size=7))
-        vehicles.append(Vehicle(plate, plate_colour(i), i * gap, 60 + 20 * (i % 3), speed))
+        vehicles.append(Vehicle(plate, plate_colour(i), i * gap, 60 + 20 * (i % 3), speed, (sizes or {}).get(i, 1.0)))
     plate_w, plate_h = 40, 16
-    n_frames = vehicles[-1].enter_frame + int((width + plate_w) / speed) + 4
+    n_frames = vehicles[-1].enter_frame + int((width + plate_w * vehicles[-1].size) / speed) + 4
 
     def render(k: int) -> tuple[np.ndarray, list[tuple[str, tuple[int, int, int, int]]]]:
         frame = np.full((height, width, 3), ROAD_GREY, np.uint8)
@@ -123,13 +125,14 @@ def scripted_scene(
         if occlude and occlude[0] <= k < occlude[1]:
             return frame, truth
         for v in vehicles:
-            x = int(-plate_w + (k - v.enter_frame) * v.speed)
-            if k < v.enter_frame or x >= width or x + plate_w <= 0:
+            pw, ph = int(plate_w * v.size), int(plate_h * v.size)
+            x = int(-pw + (k - v.enter_frame) * v.speed)
+            if k < v.enter_frame or x >= width or x + pw <= 0:
                 continue
-            x1, x2 = max(0, x), min(width, x + plate_w)
-            frame[v.y : v.y + plate_h, x1:x2] = v.colour
-            if x2 - x1 >= plate_w * 0.7:  # mostly in view: a plate the tests expect to be read
-                truth.append((v.plate, (x1, v.y, x2, v.y + plate_h)))
+            x1, x2 = max(0, x), min(width, x + pw)
+            frame[v.y : v.y + ph, x1:x2] = v.colour
+            if x2 - x1 >= pw * 0.7:  # mostly in view: a plate the tests expect to be read
+                truth.append((v.plate, (x1, v.y, x2, v.y + ph)))
         return frame, truth
 
     return vehicles, n_frames, render

@@ -50,6 +50,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads per stage")
     p.add_argument("--min-confidence", type=float, default=None, help="voted confidence to publish (node default)")
     p.add_argument("--min-plate-chars", type=int, default=None, help="shorter readings are not published (node default 4)")
+    p.add_argument("--plate-size-max-ratio", type=float, default=None,
+                   help="video: detections this many times taller than the camera's learned plate height at that row are dropped (node default 4; 0: off)")
     p.add_argument("--ocr-variants", type=int, default=None, help="framings per plate read and voted (node default)")
     p.add_argument("--detector-threshold", type=float, default=None)
     p.add_argument("--plate-check-chars", type=int, default=None,
@@ -70,6 +72,7 @@ def _config(args, source: str, **over):
         threads=args.threads,
         min_confidence=args.min_confidence,
         min_plate_chars=args.min_plate_chars,
+        plate_size_max_ratio=args.plate_size_max_ratio,
         ocr_variants=args.ocr_variants,
         detector_threshold=args.detector_threshold,
         detect_tiles=args.detect_tiles,

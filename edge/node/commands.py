@@ -23,6 +23,7 @@ RUN_FLAGS = {
     "--plate-check-chars": ("plate_check_chars", dict(type=int, help="keep detections the OCR reads at least this many characters in (0: off)")),
     "--detect-tiles": ("detect_tiles", dict(help="run the detector over COLSxROWS overlapping tiles, e.g. 2x2 (small plates, large frames)")),
     "--min-confidence": ("min_confidence", dict(type=float, help="voted plate confidence needed to publish")),
+    "--plate-size-max-ratio": ("plate_size_max_ratio", dict(type=float, help="video: detections this many times taller than the camera's plates at that row are not plates (default 4; 0: off)")),
     "--min-plate-chars": ("min_plate_chars", dict(type=int, help="shorter voted readings are not published (default 4)")),
     "--track-timeout": ("track_timeout_s", dict(type=float, help="seconds without a sighting that end a track")),
     "--min-track-frames": ("min_track_frames", dict(type=int)),

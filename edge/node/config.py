@@ -56,6 +56,10 @@ class EdgeNodeConfig(BaseModel):
     # warped straight to it reads best: 12/17 validation frames vs 9/17 at 192x96 resized by the OCR).
     crop_width: int | None = Field(None, ge=8, le=1024)
     crop_height: int | None = Field(None, ge=8, le=512)
+    # A fixed camera learns from its own reads how tall a plate is at each image row
+    # (edge/vision/plate_size.py); a detection more than this many times taller than that is lettering
+    # built like a plate (a van's door placard, a sign), not a plate. 0: off. Never for photos.
+    plate_size_max_ratio: float = Field(4.0, ge=0, le=100)
     # Plates whose box (2:1, around the plate) is shorter than this are tracked but not read: a few
     # pixels of plate only give the vote junk. Taller ones count more, up to full_weight_height.
     min_plate_height: float = Field(12.0, ge=0, le=1000)
@@ -106,6 +110,13 @@ class EdgeNodeConfig(BaseModel):
     @classmethod
     def _ocr_models(cls, v):
         return model_paths(v)
+
+    @field_validator("plate_size_max_ratio")
+    @classmethod
+    def _size_ratio(cls, v: float) -> float:
+        if 0 < v <= 1:
+            raise ValueError("must be 0 (off) or more than 1 (a plate as wide as expected is plausible)")
+        return v
 
     @field_validator("broker_url")
     @classmethod

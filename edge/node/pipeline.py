@@ -29,6 +29,7 @@ from edge.sources.base import Frame, FrameSource, ReaderThread, paced
 from edge.vision.base import Detections, Detector, PlateOCR
 from edge.vision.motion import MotionGate
 from edge.vision.ocr import read_plates
+from edge.vision.plate_size import PlateSizeModel
 from edge.vision.tracker import IouTracker, Observation, Track
 from edge.vision.verify import SURE_SCORE
 from edge.vision.vote import Reading, edit_distance, vote
@@ -94,6 +95,7 @@ class Metrics:
     reads: int = 0  # read events emitted
     dropped_tracks: int = 0  # tracks that ended without a confident read
     merged_tracks: int = 0  # tracks of a plate read moments before (occlusion): not published again
+    oversized: int = 0  # detections far larger than this camera's plates at their row: not plates
     stage_s: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
     queue_depth: int = 0
     source_skipped: int = 0
@@ -121,6 +123,7 @@ class Metrics:
             "reads": self.reads,
             "dropped_tracks": self.dropped_tracks,
             "merged_tracks": self.merged_tracks,
+            "oversized": self.oversized,
             "queue_depth": self.queue_depth,
             "source_skipped": self.source_skipped,
             "frames_dropped": self.frames_dropped,
@@ -238,6 +241,11 @@ class EdgeNode:
         self.on_frame = on_frame  # benches: see each processed frame's detections
         self.gate = MotionGate(config.motion_threshold, max_skip=config.motion_max_skip) if config.motion_gating else None
         self.tracker = IouTracker(config.track_iou, config.track_timeout_s, config.max_track_s)
+        # One camera's plate sizes, learned from its reads (photos of many cameras share none).
+        self.plate_size = (
+            PlateSizeModel(config.plate_size_max_ratio)
+            if config.plate_size_max_ratio and not source.independent else None
+        )
         self.metrics = Metrics()
         self.stop_event = threading.Event()
         ocr_size = (getattr(ocr, "width", None), getattr(ocr, "height", None))
@@ -402,9 +410,15 @@ class EdgeNode:
         # an unsure detection without enough characters is a plate-like part, not a plate.
         check = self.config.plate_check_chars
         not_plates: list[list[int]] = [[] for _ in todo]
+        # Lettering far larger than this camera's plates at its row (a van's placard) is no plate.
+        oversized = [self.plate_size.implausible(dt.boxes) if self.plate_size is not None else None for dt in dets]
         for p, (k, j) in enumerate(owners):
             f, det = todo[k], dets[k]
             n = p * V  # the plain crop; n+1.. are its framing variants
+            if oversized[k] is not None and oversized[k][j]:
+                not_plates[k].append(j)
+                m.oversized += 1
+                continue
             if check and det.scores[j] < SURE_SCORE and len(texts.texts[n]) < check:
                 not_plates[k].append(j)
                 continue
@@ -492,6 +506,8 @@ class EdgeNode:
                     self._recent = {p: t for p, t in self._recent.items() if last - t <= window}
             self.sink.emit(event)
             self.metrics.reads += 1
+            if self.plate_size is not None and track.last.frame_size:
+                self.plate_size.learn(np.stack([o.box for o in track.observations]), track.last.frame_size[1])
         self.metrics.add("emit", time.perf_counter() - t)
 
     def _merge_pieces(self, tracks: Sequence[Track], now: float | None, final: bool) -> list[Track]:
