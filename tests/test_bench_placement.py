@@ -55,6 +55,10 @@ def test_settings_are_the_baseline_then_the_grid_without_repeating_the_baseline(
     assert runs[3][1].traffic == s.traffic  # only what was varied changes
 
 
+def test_without_vary_the_scenario_is_measured_once():
+    assert [label for label, _ in settings(parse_scenario(SMALL), [], None)] == [{}]
+
+
 def test_focal_length_replaces_the_field_of_view():
     s = parse_scenario(SMALL)
     (_, base), (label, sc) = settings(s, [parse_vary("camera.focal_length_mm=12")], None)

@@ -95,7 +95,8 @@ def settings(scenario, varies: list[tuple[tuple[str, ...], list[Any]]], duration
     if duration is not None:
         base["duration_s"] = duration
     out = []
-    combos = [()] + list(itertools.product(*[[(path, v) for v in values] for path, values in varies]))
+    grid = list(itertools.product(*[[(path, v) for v in values] for path, values in varies])) if varies else []
+    combos = [()] + grid
     for combo in combos:
         data = yaml.safe_load(yaml.safe_dump(base))  # a deep copy of plain data
         for path, value in combo:
