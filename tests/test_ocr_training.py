@@ -94,6 +94,16 @@ def test_onnx_weights_load_back_into_torch_and_fine_tune(crops_dir, tmp_path):
     with pytest.raises(ValueError, match="not this architecture"):
         load_onnx_weights(PlateRecognizer(n_states=len(STATES), width=2), first)
 
+    # a model of other widths (the camera recognizer's) fine-tunes at its own widths
+    wide = ["--channels", "24,72,96,144,192"]
+    wide_onnx, wide_tuned = tmp_path / "wide.onnx", tmp_path / "wide-tuned.onnx"
+    train_ocr.train(train_ocr.parse_args(common + wide + ["--out", str(tmp_path / "w"), "--steps", "2",
+                                                          "--export", str(wide_onnx)]))
+    s = train_ocr.train(train_ocr.parse_args(common + wide + ["--out", str(tmp_path / "wft"), "--steps", "1",
+                                                              "--init", str(wide_onnx), "--freeze-bn",
+                                                              "--export", str(wide_tuned)]))
+    assert s["steps"] == 1 and wide_tuned.is_file()
+
 
 def test_int8_model_dequantizes_to_the_weights_its_kernels_use(crops_dir, tmp_path):
     from edge.training.ocr_model import STATES, PlateRecognizer, load_onnx_weights

@@ -450,14 +450,17 @@ def train(args) -> dict:
         # a shipped model whose run's checkpoint is gone (float or int8, BatchNorms folded)
         if not args.freeze_bn:
             raise SystemExit("--init with an .onnx model needs --freeze-bn (its BatchNorms are folded)")
-        if channels:  # prune the shipped model to the narrower widths, then train (distil) those
+        try:  # a model of these widths (the default, or --channels as the model has them)
+            load_onnx_weights(model, args.init)
+        except ValueError:
+            if not channels:
+                raise
+            # a wider model: pruned to the --channels widths, then trained (distilled) at those
             from edge.training.ocr_model import prune_recognizer
 
             big = PlateRecognizer(n_states=model.n_states, input_width=args.input_width)
             load_onnx_weights(big, args.init)
             model.load_state_dict(prune_recognizer(big, channels).state_dict())
-        else:
-            load_onnx_weights(model, args.init)
         ema.model.load_state_dict(model.state_dict())
         ema.warm = True
         log.info("initialized from %s", args.init)
