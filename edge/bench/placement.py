@@ -15,6 +15,7 @@ to it. All settings are validated before anything is rendered: a wrong field or 
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import logging
 import tempfile
@@ -98,7 +99,7 @@ def settings(scenario, varies: list[tuple[tuple[str, ...], list[Any]]], duration
     grid = list(itertools.product(*[[(path, v) for v in values] for path, values in varies])) if varies else []
     combos = [()] + grid
     for combo in combos:
-        data = yaml.safe_load(yaml.safe_dump(base))  # a deep copy of plain data
+        data = copy.deepcopy(base)
         for path, value in combo:
             apply_setting(data, path, value)
         label = {".".join(path): value for path, value in combo}

@@ -115,7 +115,7 @@ class EdgeNodeConfig(BaseModel):
     @classmethod
     def _size_ratio(cls, v: float) -> float:
         if 0 < v <= 1:
-            raise ValueError("must be 0 (off) or more than 1 (a plate as wide as expected is plausible)")
+            raise ValueError("must be 0 (off) or more than 1 (a plate as tall as expected is plausible)")
         return v
 
     @field_validator("broker_url")
