@@ -72,9 +72,21 @@ def test_motion_gating_skips_static_frames(tmp_path):
 
 def test_low_confidence_and_short_tracks_are_not_published(tmp_path):
     src = ScriptedSource(n_vehicles=3)
-    node, det, ocr, sink = make_node(tmp_path, src, min_track_frames=60)  # passes last ~25 frames
+    # passes last ~25 frames: too short, and without the sure-reading exception nothing is published
+    node, det, ocr, sink = make_node(tmp_path, src, min_track_frames=60, short_track_confidence=0)
     m = node.run()
     assert sink.events == [] and m.dropped_tracks == 3
+    # A short track whose reading is sure (default 0.95) is a pass all the same; one whose readings
+    # disagree is not.
+    src = ScriptedSource(n_vehicles=3)
+    node, det, ocr, sink = make_node(tmp_path, src, min_track_frames=60)
+    node.run()
+    assert sorted(e.plate for e in sink.events) == sorted(v.plate for v in src.vehicles)
+    assert all(e.confidence >= 0.95 and e.frames_seen < 60 for e in sink.events)
+    src = ScriptedSource(n_vehicles=3)
+    node, det, ocr, sink = make_node(tmp_path, src, min_track_frames=60, ocr_error=0.3, short_track_confidence=0.999)
+    m = node.run()
+    assert all(e.confidence >= 0.999 for e in sink.events) and m.dropped_tracks + len(sink.events) == 3
     # An OCR that gets half the characters wrong: the vote's confidence says so, nothing published.
     src = ScriptedSource(n_vehicles=3)
     node, det, ocr, sink = make_node(tmp_path, src, ocr_error=0.5, min_confidence=0.5)

@@ -562,10 +562,13 @@ class EdgeNode:
     def track_to_event(self, track: Track) -> ReadEvent | None:
         cfg = self.config
         min_frames = 1 if self.source.independent else cfg.min_track_frames
-        if len(track.observations) < min_frames:
+        short = len(track.observations) < min_frames  # published only when its reading is sure
+        if short and not cfg.short_track_confidence:
             return None
         v = vote(track.readings(), n_alternatives=cfg.alternatives)
         if v is None or not cfg.min_plate_chars <= len(v.plate) <= 10 or v.confidence < cfg.min_confidence:
+            return None
+        if short and v.confidence < cfg.short_track_confidence:
             return None
         best = track.best
         # The best sighting whose own reading agrees with the vote shows the plate as published.
