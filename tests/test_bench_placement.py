@@ -10,17 +10,8 @@ from edge import cli
 from edge.bench.placement import PlacementError, parse_vary, settings
 from edge.synth.scene import parse_scenario
 
-SMALL = {
-    "name": "placement-test",
-    "seed": 3,
-    "duration_s": 4.0,
-    "camera": {"width": 480, "height": 270, "fps": 5, "mount_height_m": 3.0, "distance_to_lane_m": 3.0,
-               "horizontal_angle_deg": 12, "vertical_angle_deg": 8, "hfov_deg": 24, "shutter_s": 0.00001,
-               "timestamp_overlay": False},
-    "traffic": {"vehicles_per_minute": 90, "speed_kmh": [40, 50], "lanes": 2, "direction": "both"},
-    "scene": {"kind": "city", "clutter": 0.3},
-    "weather": {"noise_sigma": 0},
-}
+# the scene tests' small scenario (640x360, 5 fps, busy two-lane road)
+from test_synth_scene import SMALL  # noqa: E402
 
 
 @pytest.fixture
