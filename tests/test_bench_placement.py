@@ -39,7 +39,8 @@ def test_settings_are_the_baseline_then_the_grid_without_repeating_the_baseline(
     runs = settings(s, [parse_vary("camera.hfov_deg=24,40"), parse_vary("camera.mount_height_m=3,6")], duration=2.0)
     labels = [label for label, _ in runs]
     # hfov 24 + height 3 is the scenario as written: measured once, as the baseline
-    assert labels == [{}, {"camera.hfov_deg": 24, "camera.mount_height_m": 6},
+    assert labels == [{"camera.hfov_deg": 24, "camera.mount_height_m": 3},  # the baseline, with its own values
+                      {"camera.hfov_deg": 24, "camera.mount_height_m": 6},
                       {"camera.hfov_deg": 40, "camera.mount_height_m": 3}, {"camera.hfov_deg": 40, "camera.mount_height_m": 6}]
     assert all(sc.duration_s == 2.0 for _, sc in runs)
     assert runs[3][1].camera.hfov_deg == 40 and runs[3][1].camera.mount_height_m == 6
@@ -82,7 +83,7 @@ def test_each_setting_is_rendered_run_and_scored(scenario_file, tmp_path, capsys
                      "--duration", "3", "--vision", "labels", "--keep", str(keep), "--json"]) == 0
     out = last_json(capsys)
     rows = out["settings"]
-    assert [r["setting"] for r in rows] == [{}, {"camera.hfov_deg": 12}, {"camera.hfov_deg": 60}]
+    assert [r["setting"] for r in rows] == [{"camera.hfov_deg": 24}, {"camera.hfov_deg": 12}, {"camera.hfov_deg": 60}]
     assert rows[0]["baseline"] and not rows[1]["baseline"]
     assert all(r["frames"] == 15 for r in rows)  # 3 s at 5 fps
     px = [r["plate_px_at_closest"]["median"] for r in rows]

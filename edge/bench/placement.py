@@ -87,6 +87,12 @@ def apply_setting(data: dict, path: tuple[str, ...], value: Any) -> None:
         data[other[0]][other[1]] = None
 
 
+def _get(data: dict, path: tuple[str, ...]) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
 def settings(scenario, varies: list[tuple[tuple[str, ...], list[Any]]], duration: float | None):
     """[(label dict, Scenario)]: the baseline (the scenario as written) first, then every
     combination of the varied values, each validated (a refused one is a PlacementError)."""
@@ -103,7 +109,7 @@ def settings(scenario, varies: list[tuple[tuple[str, ...], list[Any]]], duration
         for path, value in combo:
             apply_setting(data, path, value)
         label = {".".join(path): value for path, value in combo}
-        desc = ", ".join(f"{k}={v}" for k, v in label.items()) or "baseline"
+        desc = ", ".join(f"{k}={v}" for k, v in label.items()) if combo else "baseline"
         try:
             s = parse_scenario(data, source=f"setting {desc}")
         except ScenarioError as err:
@@ -111,6 +117,8 @@ def settings(scenario, varies: list[tuple[tuple[str, ...], list[Any]]], duration
         if combo and s == out[0][1]:
             continue  # the baseline's own values: measured once, as the baseline
         out.append((label, s))
+    # the baseline row shows the scenario's own values of the varied fields (all known by now)
+    out[0][0].update({".".join(path): _get(base, path) for path, _ in varies})
     return out
 
 
