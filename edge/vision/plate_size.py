@@ -44,7 +44,8 @@ class PlateSizeModel:
         self._heights: deque[float] = deque(maxlen=window)
         self._tracks = 0
         self._frame_h: float | None = None
-        self._line: tuple[float, float] | None = None  # (a, b), refitted lazily
+        self._line: tuple[float, float] | None = None  # (a, b); None: not ready
+        self._stale = False  # new sightings since the last fit (refitted lazily, once)
         self._floor = 1.0
 
     @property
@@ -60,7 +61,7 @@ class PlateSizeModel:
         self._heights.extend((boxes[:, 3] - boxes[:, 1]).tolist())
         self._tracks += 1
         self._frame_h = float(frame_height)
-        self._line = None
+        self._stale = True
 
     def expected_height(self, rows: np.ndarray) -> np.ndarray | None:
         """The line's plate height at each row (None: not ready)."""
@@ -79,8 +80,9 @@ class PlateSizeModel:
         return (boxes[:, 3] - boxes[:, 1]) > self.max_ratio * expected
 
     def _line_now(self) -> tuple[float, float] | None:
-        if self._line is not None:
+        if not self._stale:  # per frame: the last fit (or "not ready") until a track is learned
             return self._line
+        self._stale, self._line = False, None
         if self._tracks < self.min_tracks or len(self._rows) < self.min_samples or not self._frame_h:
             return None
         y = np.asarray(self._rows, np.float64)
