@@ -1,4 +1,5 @@
-"""Several recognizers as one OCR stage: each crop takes the most confident reading. The combining
+"""Several recognizers as one OCR stage: readings of the same length combine character by character,
+others replace the primary's when surer and a few edits away. The combining
 rule on stand-in members (no model), then the shipped pair (models/ocr.onnx + models/ocr-camera.onnx)
 on rendered plates, and the flags and config that name them."""
 
@@ -17,8 +18,12 @@ from edge.vision.ocr import DEFAULT_MODELS, EnsemblePlateOCR, OnnxPlateOCR, load
 class _Member:
     """A recognizer that reads crop k (filled with the value k) as texts[k], with conf[k]."""
 
-    def __init__(self, texts, conf, region=None, region_conf=None, size=(48, 144)):
-        self.texts, self.conf = texts, np.asarray(conf, np.float32)
+    def __init__(self, texts, conf, region=None, region_conf=None, size=(48, 144), chars=None):
+        self.texts, self.conf = texts, np.asarray(conf if conf is not None else [], np.float32)
+        # per-character confidences (default: the plate's confidence spread evenly)
+        self.chars = chars or [np.full(len(t), c ** (1 / max(len(t), 1)), np.float32) for t, c in zip(texts, conf)]
+        if chars:  # a plate's confidence is the product of its characters'
+            self.conf = np.asarray([np.prod(c) for c in chars], np.float32)
         self.region, self.region_conf = region, region_conf
         self.height, self.width = size
         self.version = "stub"
@@ -29,7 +34,7 @@ class _Member:
         ks = [int(c[0, 0, 0]) for c in crops]
         self.seen.append(ks)
         return PlateTexts([self.texts[k] for k in ks], self.conf[ks],
-                          [np.full(len(self.texts[k]), self.conf[k], np.float32) for k in ks],
+                          [np.asarray(self.chars[k], np.float32) for k in ks],
                           [self.region[k] for k in ks] if self.region else [],
                           None if self.region_conf is None else np.asarray(self.region_conf, np.float32)[ks])
 
@@ -38,9 +43,9 @@ def _crops(n, width=90):
     return [np.full((30, width, 3), k, np.uint8) for k in range(n)]
 
 
-def test_a_surer_second_opinion_within_a_few_edits_replaces_the_primary_reading():
-    a = _Member(["3780XR", "XYZ", "7", "", "HVAYC"], [0.9, 0.2, 0.5, 0.0, 0.3], ["CA"] * 5, [0.9, 0.1, 0.5, 0.5, 0.5])
-    b = _Member(["378DXR", "XYZ789", "7", "Q1", "VAC555"], [0.95, 0.8, 0.5, 0.3, 0.9], ["NV"] * 5, [0.2, 0.7, 0.6, 0.5, 0.1])
+def test_a_surer_second_opinion_of_another_length_within_a_few_edits_replaces_the_primary_reading():
+    a = _Member(["378XR", "XYZ", "7", "", "HVAYC"], [0.5, 0.2, 0.5, 0.0, 0.3], ["CA"] * 5, [0.9, 0.1, 0.5, 0.5, 0.5])
+    b = _Member(["378DXR", "XYZ789", "71", "Q1", "VAC555"], [0.95, 0.8, 0.5, 0.3, 0.9], ["NV"] * 5, [0.2, 0.7, 0.6, 0.5, 0.1])
     res = EnsemblePlateOCR([a, b], max_edits=3).predict(_crops(5))
     # surer and close: replaced; tie: the primary; "" -> "Q1" is 2 edits; "VAC555" is 5 edits from "HVAYC"
     assert res.texts == ["378DXR", "XYZ789", "7", "Q1", "HVAYC"]
@@ -50,6 +55,19 @@ def test_a_surer_second_opinion_within_a_few_edits_replaces_the_primary_reading(
     assert res.region_confidence.tolist() == pytest.approx([0.9, 0.7, 0.6, 0.5, 0.5])
     strict = EnsemblePlateOCR([a, b], max_edits=2).predict(_crops(5))
     assert strict.texts[1] == "XYZ"  # three edits away: the primary's reading stands
+
+
+def test_readings_of_the_same_length_take_each_character_from_the_surer_reader():
+    # the primary misreads D as 0, the second opinion Z as 7: each is sure where it is right
+    a = _Member(["3780XR", "JRZY", "AB12"], None,
+                chars=[[0.99, 0.99, 0.99, 0.6, 0.99, 0.99], [0.9, 0.9, 0.95, 0.9], [0.9, 0.8, 0.7, 0.6]])
+    b = _Member(["378DXR", "JR7Y", "AB12"], None,
+                chars=[[0.9, 0.9, 0.9, 0.97, 0.9, 0.9], [0.8, 0.8, 0.7, 0.8], [0.9, 0.9, 0.6, 0.6]])
+    res = EnsemblePlateOCR([a, b]).predict(_crops(3))
+    assert res.texts == ["378DXR", "JRZY", "AB12"]
+    assert res.char_confidence[0].tolist() == pytest.approx([0.99, 0.99, 0.99, 0.97, 0.99, 0.99])
+    assert res.char_confidence[2].tolist() == pytest.approx([0.9, 0.9, 0.7, 0.6])  # ties: the primary's
+    assert res.confidence.tolist() == pytest.approx([np.prod(c) for c in res.char_confidence], rel=1e-5)
 
 
 def test_only_small_plates_get_the_second_opinion():
@@ -138,6 +156,8 @@ def test_camera_recognizer_reads_rendered_plates_and_matches_its_float_master():
 
 @shipped
 def test_the_pair_corrects_small_plates_and_leaves_large_ones_to_the_primary():
+    """Every change to the primary's reading comes from the camera recognizer: its character where
+    the readings have the same length and it is surer, its whole reading otherwise."""
     from edge.vision.vote import edit_distance
 
     plates = render_plates(48, np.random.default_rng(21), size=(48, 110), degrade=True)
@@ -146,9 +166,15 @@ def test_the_pair_corrects_small_plates_and_leaves_large_ones_to_the_primary():
     primary, camera = (m.predict(imgs) for m in pair.members)
     res = pair.predict(imgs, plate_widths=[110] * len(imgs))
     for i, text in enumerate(res.texts):
-        if text != primary.texts[i]:  # replaced: by a surer camera reading a few edits away
-            assert text == camera.texts[i] and camera.confidence[i] > primary.confidence[i]
-            assert edit_distance(text, primary.texts[i]) <= pair.max_edits
+        p, c = primary.texts[i], camera.texts[i]
+        if text == p:
+            continue
+        if len(p) == len(c) and p:  # per character: from the camera reader only where it is surer
+            for k, ch in enumerate(text):
+                assert ch == (c[k] if camera.char_confidence[i][k] > primary.char_confidence[i][k] else p[k])
+        else:  # replaced: by a surer camera reading a few edits away
+            assert text == c and camera.confidence[i] > primary.confidence[i]
+            assert edit_distance(text, p) <= pair.max_edits
     exact = np.mean([p == t for p, t in zip(res.texts, plates.texts)])
     assert exact >= 0.8, list(zip(plates.texts, res.texts))
     assert exact >= np.mean([p == t for p, t in zip(primary.texts, plates.texts)]) - 0.05

@@ -222,15 +222,22 @@ SECOND_OPINION_MAX_WIDTH = 130.0
 class EnsemblePlateOCR(PlateOCR):
     """Several recognizers read the crops. The first is the primary and reads every crop; the
     others give a second opinion on plates at most `max_width` source pixels wide (their training
-    domain; None: every plate), and a second opinion replaces the primary's reading when it is more
-    confident and within `max_edits` character edits of it (ties: the primary). It corrects
-    characters (378DXR for 3780XR, 6TIX874 for 6TTX874); it does not read a plate where the
-    primary reads something else entirely. The state guess comes from the surest state head.
+    domain; None: every plate). How a second opinion counts:
 
-    Why: recognizers trained differently fail on different plates. The default pair
-    (DEFAULT_MODELS) is the crop recognizer, best on sharp plates, and the camera recognizer, trained
-    on plates shrunk, blurred and JPEG-compressed as a distant camera delivers them, best on small
-    plates; together they read more real camera frames than either (models/ocr.md)."""
+    - same length as the primary's reading (the two agree on the plate's layout): each character
+      comes from the recognizer surer of it (ties: the primary). Recognizers trained differently
+      misread different characters of one plate; a per-character choice keeps both right halves
+      where a whole-reading choice keeps one recognizer's mistake;
+    - another length: it replaces the primary's reading when it is more confident and within
+      `max_edits` character edits of it (a dropped or doubled character), never when it reads
+      something else entirely.
+
+    The state guess comes from the surest state head.
+
+    Why: the default pair (DEFAULT_MODELS) is the crop recognizer, best on sharp plates, and the
+    camera recognizer, trained on plates shrunk, blurred and JPEG-compressed as a distant camera
+    delivers them, best on small plates; together they read more real camera frames than either
+    (models/ocr.md, models/ocr-camera.md)."""
 
     uses_plate_widths = True  # predict() takes the plates' source widths (read_plates passes them)
 
@@ -266,9 +273,17 @@ class EnsemblePlateOCR(PlateOCR):
         for m in self.members[1:]:
             r = m.predict([crops[i] for i in asked])
             for at, i in enumerate(asked):
-                # a surer reading a few edits from the primary's (strictly surer: ties keep the earlier)
-                if r.confidence[at] > conf[i] and edit_distance(r.texts[at], out.texts[i]) <= self.max_edits:
-                    texts[i], conf[i], chars[i] = r.texts[at], r.confidence[at], r.char_confidence[at]
+                other, other_chars = r.texts[at], np.asarray(r.char_confidence[at], np.float32)
+                if texts[i] and len(other) == len(texts[i]):
+                    # the same layout: each character from the surer reader (strictly: ties keep the earlier)
+                    surer = other_chars > chars[i]
+                    if surer.any():
+                        texts[i] = "".join(o if s else t for t, o, s in zip(texts[i], other, surer))
+                        chars[i] = np.where(surer, other_chars, chars[i]).astype(np.float32)
+                        conf[i] = float(np.prod(chars[i]))
+                elif r.confidence[at] > conf[i] and edit_distance(other, out.texts[i]) <= self.max_edits:
+                    # a surer reading a few edits from the primary's (strictly surer: ties keep the earlier)
+                    texts[i], conf[i], chars[i] = other, r.confidence[at], other_chars
                 if r.region and r.region_confidence is not None and r.region_confidence[at] > region_conf[i]:
                     region[i], region_conf[i] = r.region[at], r.region_confidence[at]
         has_region = any(g is not None for g in region)
