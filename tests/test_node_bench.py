@@ -27,9 +27,11 @@ def test_bench_frames_counts_exact_reads(tmp_path, scene, capsys):
     for f in frames:
         name = f"f{f.index:04d}.png"
         cv2.imwrite(str(tmp_path / name), f.image)
-        for lab in f.labels:
+        for k, lab in enumerate(f.labels):
             x1, y1, x2, y2 = lab.box
-            rows.append(f"{name},{x1},{y1},{x2 - x1},{y2 - y1},{lab.plate}")
+            # the last frame's first plate labelled with other text: its read is a misread
+            plate = "WRONG1" if f is frames[-1] and k == 0 else lab.plate
+            rows.append(f"{name},{x1},{y1},{x2 - x1},{y2 - y1},{plate}")
     # One label the OCR cannot read (wrong text): a miss, not a crash.
     x1, y1, x2, y2 = frames[0].labels[0].box
     rows.append(f"f{frames[0].index:04d}.png,{x1},{y1},{x2 - x1},{y2 - y1},NOTREAD")
@@ -38,9 +40,15 @@ def test_bench_frames_counts_exact_reads(tmp_path, scene, capsys):
     assert cli.main(["bench", "frames", str(tmp_path), "--json"]) == 0
     out = last_json(capsys)
     assert out["n"] == len(frames) and out["plates"] == n_labels
-    assert out["read_rate"] == pytest.approx((n_labels - 1) / n_labels, abs=1e-3)
+    assert out["read_rate"] == pytest.approx((n_labels - 2) / n_labels, abs=1e-3)
     assert out["detect_recall"] == 1.0
     assert out["ms_per_frame"] > 0 and set(out["splits"]) == {"val", "train"}
+    # WRONG1's box holds a read with other text: a misread. NOTREAD's box holds a read of the other
+    # label there: no misread (a read that is some label of its frame is right)
+    sweep = out["by_min_confidence"]
+    assert [r["min_confidence"] for r in sweep] == [0.2, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
+    assert sweep[0]["read_rate"] == out["read_rate"] and sweep[0]["misreads"] == out["misreads"] == 1
+    assert all(a["read_rate"] >= b["read_rate"] and a["misreads"] >= b["misreads"] for a, b in zip(sweep, sweep[1:]))
 
 
 def test_bench_video_reports_fps_reads_and_stages(tmp_path, scene, capsys):
@@ -87,3 +95,46 @@ def test_bench_video_scores_passes_against_ground_truth(tmp_path, monkeypatch, c
     assert g["vehicle_passes"] == 4 and g["passes_read"] == 3
     assert g["wrong_reads"] == 1 and g["wrong"] == ["ZZZ999"]
     assert wrong_for in g["unread_readable"] and g["duplicate_reads"] == 0
+    assert g["by_min_confidence"][0] == {"min_confidence": 0.2, "passes_read": 3, "wrong_reads": 1}
+
+
+def _event(plate, conf, box=(0, 0, 100, 50)):
+    from types import SimpleNamespace
+
+    x1, y1, x2, y2 = box
+    return SimpleNamespace(plate=plate, confidence=conf, box=SimpleNamespace(x=x1, y=y1, w=x2 - x1, h=y2 - y1))
+
+
+def test_frames_confidence_sweep_counts_reads_misreads_and_other_reads_per_threshold():
+    from edge.bench.frames import frames_confidence_sweep
+    from edge.sources.base import PlateLabel
+
+    box = (0.0, 0.0, 100.0, 50.0)
+    labels = [[PlateLabel("ABC123", box)], [PlateLabel("XYZ789", box)], [PlateLabel("QQQ111", box)]]
+    events = [
+        [_event("ABC123", 0.95)],
+        [_event("XYZ780", 0.92), _event("BG1234", 0.6, box=(300, 300, 400, 350))],  # misread; background plate
+        [_event("QQQ111", 0.4)],
+    ]
+    rows = {r["min_confidence"]: r for r in frames_confidence_sweep(labels, events, 0.2)}
+    assert list(rows) == [0.2, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
+    assert rows[0.2] == {"min_confidence": 0.2, "read_rate": pytest.approx(2 / 3, abs=1e-3), "misreads": 1, "other_reads": 2}
+    assert (rows[0.5]["read_rate"], rows[0.5]["misreads"], rows[0.5]["other_reads"]) == (pytest.approx(1 / 3, abs=1e-3), 1, 2)
+    assert (rows[0.7]["misreads"], rows[0.7]["other_reads"]) == (1, 1)
+    assert (rows[0.95]["read_rate"], rows[0.95]["misreads"], rows[0.95]["other_reads"]) == (pytest.approx(1 / 3, abs=1e-3), 0, 0)
+    assert rows[0.99]["read_rate"] == 0.0
+    # the run's own threshold comes first; nothing below it was published, so nothing below is shown
+    assert [r["min_confidence"] for r in frames_confidence_sweep(labels, events, 0.6)] == [0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+
+
+def test_video_confidence_sweep_counts_passes_and_wrong_reads_per_threshold():
+    from edge.bench.frames import video_confidence_sweep
+    from edge.sources.base import PlateLabel
+
+    gt = {i: [PlateLabel("AAA111", (0, 0, 40, 20), track=1), PlateLabel("BBB222", (50, 0, 90, 20), track=2)] for i in range(5)}
+    events = [_event("AAA111", 0.99), _event("BBB222", 0.6), _event("CCC33X", 0.85)]
+    rows = {r["min_confidence"]: r for r in video_confidence_sweep(gt, events, 0.2)}
+    assert rows[0.2] == {"min_confidence": 0.2, "passes_read": 2, "wrong_reads": 1}
+    assert rows[0.7] == {"min_confidence": 0.7, "passes_read": 1, "wrong_reads": 1}
+    assert rows[0.9] == {"min_confidence": 0.9, "passes_read": 1, "wrong_reads": 0}
+    assert rows[0.99]["passes_read"] == 1

@@ -10,6 +10,11 @@ trained on) and the training part separately.
 
 bench video: a video file through the node as fast as possible; fps, reads, and where the time goes
 (ms per frame by stage, detector ms per processed frame, OCR ms per plate).
+
+Both also sweep the publishing threshold (`by_min_confidence`): what the run would have read, and
+misread, had the node published only reads at least that confident. A read is a lookup against a
+hotlist, so a misread is a false hit on someone else's car: the sweep says what a stricter
+threshold costs in reads for what it saves in misreads, measured, not guessed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 
 def register(sub) -> None:
@@ -139,6 +146,7 @@ def _frames(args) -> int:
     m = node.run()
     wall = time.perf_counter() - t0
 
+    floor = cfg.min_confidence
     groups = {"all": names}
     if args.split == "all":
         groups["val"] = [n for n in names if is_validation(n)]
@@ -161,18 +169,29 @@ def _frames(args) -> int:
                 if not ok and gname == "all":
                     misses.append((name, lab.plate, ",".join(texts) or "-"))
             other += sum(1 for t in texts if t not in labelled)
+        sweep = frames_confidence_sweep(
+            [labels.get(name, []) for name in gnames], [per_frame_events.get(name, []) for name in gnames], floor
+        )
         results[gname] = {
             "n": len(gnames),
             "plates": n_plates,
             "read_rate": round(read / n_plates, 4) if n_plates else 0.0,
             "detect_recall": round(found / n_plates, 4) if n_plates else 0.0,
             "other_reads": other,
+            "misreads": sweep[0]["misreads"] if sweep else 0,
+            "by_min_confidence": sweep,
         }
     ms_per_frame = 1000 * wall / max(m.frames, 1)
     rows = [[g, r["n"], r["plates"], r["read_rate"], r["detect_recall"], r["other_reads"]] for g, r in results.items()]
     print_table(f"bench frames: {folder} ({ms_per_frame:.1f} ms/frame)", ["split", "frames", "plates", "read rate", "detect recall (IoU>0.4)", "other reads"], rows)
     if misses:
         print_table("missed plates", ["file", "label", "read"], misses[:40])
+    shown = "val" if "val" in results else "all"
+    print_table(
+        f"publishing only reads at least this confident ({shown}; misread: a read on a labelled plate with other text)",
+        ["min confidence", "read rate", "misreads", "other reads"],
+        [[r["min_confidence"], r["read_rate"], r["misreads"], r["other_reads"]] for r in results[shown]["by_min_confidence"]],
+    )
     out = {
         "bench": "frames",
         "folder": str(folder),
@@ -236,6 +255,13 @@ def _video(args) -> int:
         out["ground_truth"] = score_passes(source.ground_truth, [e.plate for e in run.events], args.max_frames)
         rows_gt = [[k, _cell(v)] for k, v in out["ground_truth"].items()]
         print_table("against the synthetic ground truth", ["", ""], rows_gt)
+        sweep = video_confidence_sweep(source.ground_truth, run.events, cfg.min_confidence, args.max_frames)
+        out["ground_truth"]["by_min_confidence"] = sweep
+        print_table(
+            "publishing only reads at least this confident",
+            ["min confidence", "passes read", "wrong reads"],
+            [[r["min_confidence"], r["passes_read"], r["wrong_reads"]] for r in sweep],
+        )
     out = {
         "bench": "video",
         "file": str(args.file),
@@ -307,6 +333,58 @@ def score_passes(ground_truth: dict, read_plates: list[str], max_frames: int | N
         "wrong": sorted(set(wrong)),
         "unread_readable": sorted(readable - set(read_plates)),
     }
+
+
+# Publishing thresholds the sweep reports, from the run's own (the node default is 0.2) up: the
+# last ones are where a hotlist alert would sit.
+SWEEP_CONFIDENCES = (0.2, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def _thresholds(floor: float) -> list[float]:
+    """The run's own threshold, then the sweep's above it (below it nothing was published)."""
+    return [round(float(floor), 4)] + [t for t in SWEEP_CONFIDENCES if t > floor + 1e-9]
+
+
+def frames_confidence_sweep(labels: list, events: list, floor: float) -> list[dict]:
+    """Labelled frames: per threshold, the share of labelled plates read exactly by a read at least
+    that confident, the misreads (a read whose box overlaps a labelled plate, IoU > 0.4, with other
+    text) and the other reads (any read matching no label: misreads, unlabelled background plates,
+    false alarms). `labels[i]` / `events[i]`: frame i's PlateLabels and ReadEvents."""
+    right: list[float] = []  # per labelled plate: its best exact read's confidence (-1: none)
+    misread: list[float] = []
+    other: list[float] = []
+    for labs, evs in zip(labels, events):
+        texts = {lab.plate for lab in labs}
+        for lab in labs:
+            right.append(max((e.confidence for e in evs if e.plate == lab.plate), default=-1.0))
+        for e in evs:
+            if e.plate in texts:
+                continue
+            other.append(e.confidence)
+            box = (e.box.x, e.box.y, e.box.x + e.box.w, e.box.y + e.box.h)
+            if any(_iou(lab.box, box) > 0.4 for lab in labs):
+                misread.append(e.confidence)
+    r, m, o = np.asarray(right), np.asarray(misread), np.asarray(other)
+    return [
+        {
+            "min_confidence": t,
+            "read_rate": round(float((r >= t).mean()), 4) if len(r) else 0.0,
+            "misreads": int((m >= t).sum()),
+            "other_reads": int((o >= t).sum()),
+        }
+        for t in _thresholds(floor)
+    ]
+
+
+def video_confidence_sweep(ground_truth: dict, events: list, floor: float, max_frames: int | None = None) -> list[dict]:
+    """A synthetic scene: per threshold, the vehicle passes read by a read at least that confident and
+    the wrong reads (plates no vehicle carries) at least that confident, counted as score_passes does."""
+    out = []
+    for t in _thresholds(floor):
+        kept = [e.plate for e in events if e.confidence >= t]
+        score = score_passes(ground_truth, kept, max_frames)
+        out.append({"min_confidence": t, "passes_read": score["passes_read"], "wrong_reads": score["wrong_reads"]})
+    return out
 
 
 def _cell(v) -> str:

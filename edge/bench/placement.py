@@ -123,7 +123,7 @@ def settings(scenario, varies: list[tuple[tuple[str, ...], list[Any]]], duration
 
 
 def _placement(args: argparse.Namespace) -> int:
-    from edge.bench.frames import _config, _stages, run_on_source, score_passes
+    from edge.bench.frames import _config, _stages, run_on_source, score_passes, video_confidence_sweep
     from edge.bench.report import machine_info, print_json_last, print_table
     from edge.sources.video import VideoFileSource
     from edge.synth.scene import ScenarioError, load_scenario, render_scene_to_dir
@@ -150,6 +150,7 @@ def _placement(args: argparse.Namespace) -> int:
             source = VideoFileSource(rendered["video"])
             run = run_on_source(cfg, source, detector, ocr)
             score = score_passes(source.ground_truth or {}, [e.plate for e in run.events])
+            score["by_min_confidence"] = video_confidence_sweep(source.ground_truth or {}, run.events, cfg.min_confidence)
             result = {"setting": label, "baseline": n == 0, **score, "fps": round(run.fps, 2),
                       "frames": run.metrics.frames, "render_s": round(render_s, 2)}
             if args.keep:
