@@ -51,6 +51,32 @@ def test_bench_frames_counts_exact_reads(tmp_path, scene, capsys):
     assert all(a["read_rate"] >= b["read_rate"] and a["misreads"] >= b["misreads"] for a, b in zip(sweep, sweep[1:]))
 
 
+def test_bench_frames_scale_shrinks_frames_and_labels_together(tmp_path, scene, capsys):
+    """--scale S: the node sees each frame S times as large (area shrink, JPEG at that size) and the
+    labels move with it, so the colour-keyed stages still read every plate and the boxes still match."""
+    from edge.bench.frames import _Shrunk
+    from edge.sources.folder import FolderSource
+
+    rows = ["file,x,y,w,h,plate"]
+    frames = [f for f in scene if f.labels][::9]
+    for f in frames:
+        name = f"f{f.index:04d}.png"
+        cv2.imwrite(str(tmp_path / name), f.image)
+        rows += [f"{name},{b[0]},{b[1]},{b[2] - b[0]},{b[3] - b[1]},{lab.plate}" for lab in f.labels for b in [lab.box]]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    full = next(iter(FolderSource(tmp_path)))
+    half = next(iter(_Shrunk(FolderSource(tmp_path), 0.5)))
+    assert half.size == (round(full.size[0] / 2), round(full.size[1] / 2)) and half.name == full.name
+    assert [lab.box for lab in half.labels] == [pytest.approx([v / 2 for v in lab.box]) for lab in full.labels]
+    # 0.8: the stand-in detector wants rectangles at least 28 px wide (the scene's are 40)
+    assert cli.main(["bench", "frames", str(tmp_path), "--scale", "0.8", "--json"]) == 0
+    out = last_json(capsys)
+    assert out["scale"] == 0.8 and out["plates"] == len(rows) - 1
+    assert out["read_rate"] == 1.0 and out["detect_recall"] == 1.0 and out["misreads"] == 0
+    assert cli.main(["bench", "frames", str(tmp_path), "--scale", "1.5"]) == 2
+    assert "--scale" in capsys.readouterr().out
+
+
 def test_bench_video_reports_fps_reads_and_stages(tmp_path, scene, capsys):
     path = tmp_path / "v.avi"
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 180))

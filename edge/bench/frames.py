@@ -36,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="first N labelled images only")
     p.add_argument("--vision", choices=["onnx", "label-boxes"], default="onnx",
                    help="label-boxes: the labelled boxes instead of the detector (the OCR's share of the misses)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="shrink each frame by this factor (area) and JPEG it at that size (quality 60), labels "
+                   "with it: the same scene from a camera with fewer pixels, or farther away (0 < S <= 1)")
     _common(p)
     p.set_defaults(func=_frames)
 
@@ -121,9 +124,15 @@ def _frames(args) -> int:
         names = [n for n in names if is_validation(n) == (args.split == "val")]
     if args.limit:
         names = names[: args.limit]
+    if not 0 < args.scale <= 1:
+        print(f"bench frames: --scale must be in (0, 1], got {args.scale}")
+        return 2
     cfg = _config(args, str(folder), vision=args.vision)
     detector, ocr = _stages(cfg)
     source = FolderSource(folder, names=names)
+    if args.scale != 1:
+        source = _Shrunk(source, args.scale)
+        labels = {name: [_scaled_label(lab, args.scale) for lab in labs] for name, labs in labels.items()}
     sink = MemorySink()
     per_frame_events: dict[str, list] = {}
     detections: dict[str, object] = {}
@@ -193,6 +202,7 @@ def _frames(args) -> int:
     out = {
         "bench": "frames",
         "folder": str(folder),
+        "scale": args.scale,
         **results["all"],
         "ms_per_frame": round(ms_per_frame, 2),
         "splits": {k: v for k, v in results.items() if k != "all"},
@@ -391,6 +401,36 @@ def _cell(v) -> str:
     if isinstance(v, dict):
         return " / ".join(f"{k} {x}" for k, x in v.items())
     return v
+
+
+def _scaled_label(lab, scale: float):
+    from edge.sources.base import PlateLabel
+
+    return PlateLabel(lab.plate, tuple(v * scale for v in lab.box), lab.track)
+
+
+class _Shrunk:
+    """An image folder whose frames reach the node shrunk by `scale` and JPEG-compressed at that size
+    (edge.bench.ocr.shrink_like_camera), their labels with them: the same scenes from a camera with
+    `scale` times the pixels across, or `1/scale` times as far away."""
+
+    def __init__(self, source, scale: float):
+        self._s = source
+        self._scale = scale
+
+    def __getattr__(self, name):
+        return getattr(self._s, name)
+
+    def __iter__(self):
+        from dataclasses import replace
+
+        from edge.bench.ocr import shrink_like_camera
+
+        for f in self._s:
+            w, h = f.size
+            size = (max(1, round(w * self._scale)), max(1, round(h * self._scale)))
+            labels = None if f.labels is None else [_scaled_label(lab, self._scale) for lab in f.labels]
+            yield replace(f, image=shrink_like_camera(f.image, size), labels=labels)
 
 
 class _Limited:

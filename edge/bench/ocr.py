@@ -91,20 +91,27 @@ def load_dir(root: Path, split: str) -> tuple[list[str], list[np.ndarray], list[
     return files, images, plates, states
 
 
+def shrink_like_camera(img: np.ndarray, size: tuple[int, int], jpeg_quality: int = 60) -> np.ndarray:
+    """The image as a camera with fewer pixels on it delivers it: shrunk (area) to `size` (w, h) and
+    JPEG-compressed at that size (quality 60, a common camera setting). Deterministic."""
+    import cv2
+
+    small = cv2.resize(img, (int(size[0]), int(size[1])), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else small
+
+
 def at_plate_width(img: np.ndarray, width: int, jpeg_quality: int = 60) -> np.ndarray:
-    """The crop as a camera farther away delivers it: shrunk (area) until the plate is `width`
-    pixels wide, JPEG-compressed at that size (quality 60, a common camera setting), then scaled
-    back up (linear) as the node's rectifier scales plates to the OCR's size. Deterministic, so
-    every engine and every run sees the same pixels. Crops already narrower are left alone."""
+    """The crop as a camera farther away delivers it: shrunk until the plate is `width` pixels
+    wide and JPEG-compressed at that size (shrink_like_camera), then scaled back up (linear) as the
+    node's rectifier scales plates to the OCR's size. Deterministic, so every engine and every run
+    sees the same pixels. Crops already narrower are left alone."""
     import cv2
 
     h, w = img.shape[:2]
     if w <= width:
         return img
-    small = cv2.resize(img, (int(width), max(4, int(round(h * width / w)))), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
-    if ok:
-        small = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    small = shrink_like_camera(img, (int(width), max(4, int(round(h * width / w)))), jpeg_quality)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
