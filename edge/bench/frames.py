@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.sources.base import PlateLabel
+
 
 def register(sub) -> None:
     p = sub.add_parser("frames", help="end-to-end read rate and ms/frame on a folder of labelled frames")
@@ -302,9 +304,9 @@ MIN_PASS_SIGHTINGS = 3
 READABLE_PLATE_HEIGHT = 16.0
 
 
-def score_passes(ground_truth: dict, read_plates: list[str], max_frames: int | None = None) -> dict:
-    """Pass-level accuracy of a run's reads against a synthetic scene's per-frame ground truth
-    (`VideoFileSource.ground_truth`: frame index -> [PlateLabel]), over the frames processed."""
+def _pass_truth(ground_truth: dict, max_frames: int | None) -> tuple[set, set, set, list]:
+    """From a scene's per-frame ground truth: the plates of the vehicle passes, of the readable
+    ones, every plate in the scene, and each pass's plate width at its closest (sorted)."""
     sightings: dict[int, int] = {}
     plate_of: dict[int, str] = {}
     tallest: dict[int, float] = {}
@@ -320,9 +322,14 @@ def score_passes(ground_truth: dict, read_plates: list[str], max_frames: int | N
     vehicles = [v for v, n in sightings.items() if n >= MIN_PASS_SIGHTINGS]
     passes = {plate_of[v] for v in vehicles}
     readable = {plate_of[v] for v in vehicles if tallest[v] >= READABLE_PLATE_HEIGHT}
-    truth = set(plate_of.values())
+    return passes, readable, set(plate_of.values()), sorted(widest[v] for v in vehicles)
+
+
+def score_passes(ground_truth: dict, read_plates: list[str], max_frames: int | None = None) -> dict:
+    """Pass-level accuracy of a run's reads against a synthetic scene's per-frame ground truth
+    (`VideoFileSource.ground_truth`: frame index -> [PlateLabel]), over the frames processed."""
+    passes, readable, truth, closest = _pass_truth(ground_truth, max_frames)
     wrong = [p for p in read_plates if p not in truth]
-    closest = sorted(widest[v] for v in vehicles)
     return {
         "vehicle_passes": len(passes),
         "passes_read": len(passes & set(read_plates)),
@@ -387,11 +394,12 @@ def frames_confidence_sweep(labels: list, events: list, floor: float) -> list[di
 def video_confidence_sweep(ground_truth: dict, events: list, floor: float, max_frames: int | None = None) -> list[dict]:
     """A synthetic scene: per threshold, the vehicle passes read by a read at least that confident and
     the wrong reads (plates no vehicle carries) at least that confident, counted as score_passes does."""
+    passes, _, truth, _ = _pass_truth(ground_truth, max_frames)  # once, not per threshold
     out = []
     for t in _thresholds(floor):
         kept = [e.plate for e in events if e.confidence >= t]
-        score = score_passes(ground_truth, kept, max_frames)
-        out.append({"min_confidence": t, "passes_read": score["passes_read"], "wrong_reads": score["wrong_reads"]})
+        out.append({"min_confidence": t, "passes_read": len(passes & set(kept)),
+                    "wrong_reads": sum(p not in truth for p in kept)})
     return out
 
 
@@ -404,8 +412,6 @@ def _cell(v) -> str:
 
 
 def _scaled_label(lab, scale: float):
-    from edge.sources.base import PlateLabel
-
     return PlateLabel(lab.plate, tuple(v * scale for v in lab.box), lab.track)
 
 
