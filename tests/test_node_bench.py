@@ -51,6 +51,35 @@ def test_bench_frames_counts_exact_reads(tmp_path, scene, capsys):
     assert all(a["read_rate"] >= b["read_rate"] and a["misreads"] >= b["misreads"] for a, b in zip(sweep, sweep[1:]))
 
 
+def test_bench_frames_takes_labels_from_a_file_elsewhere(tmp_path, scene, capsys):
+    """--labels CSV: the folder holds only images; every label of the file is scored, no val/train
+    split (the fixed split names the dev set's frames), and a label naming an image the folder lacks
+    or --split with --labels is refused with the reason."""
+    images = tmp_path / "images"
+    images.mkdir()
+    rows = ["file,x,y,w,h,plate"]
+    frames = [f for f in scene if f.labels][::8]
+    for f in frames:
+        name = f"f{f.index:04d}.png"
+        cv2.imwrite(str(images / name), f.image)
+        rows += [f"{name},{b[0]},{b[1]},{b[2] - b[0]},{b[3] - b[1]},{lab.plate}" for lab in f.labels for b in [lab.box]]
+    rows.append(rows[1].replace(rows[1].split(",")[-1], "NOTREAD"))  # a second label on a frame: a miss
+    labels = tmp_path / "mine.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    assert cli.main(["bench", "frames", str(images), "--labels", str(labels), "--json"]) == 0
+    out = last_json(capsys)
+    n = len(rows) - 1
+    assert out["n"] == len(frames) and out["plates"] == n and out["splits"] == {}
+    assert out["read_rate"] == pytest.approx((n - 1) / n, abs=1e-3)
+    assert cli.main(["bench", "frames", str(images), "--labels", str(labels), "--split", "val"]) == 2
+    assert "--split" in capsys.readouterr().out
+    labels.write_text("\n".join(rows + ["gone.png,1,1,10,5,ABC123"]) + "\n")
+    assert cli.main(["bench", "frames", str(images), "--labels", str(labels)]) == 2
+    assert "gone.png" in capsys.readouterr().out
+    assert cli.main(["bench", "frames", str(images), "--labels", str(tmp_path / "nope.csv")]) == 2
+    assert "labels file not found" in capsys.readouterr().out
+
+
 def test_bench_frames_scale_shrinks_frames_and_labels_together(tmp_path, scene, capsys):
     """--scale S: the node sees each frame S times as large (area shrink, JPEG at that size) and the
     labels move with it, so the colour-keyed stages still read every plate and the boxes still match."""

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge.sources import ReaderThread, SourceError, open_source, paced
-from edge.sources.folder import FolderSource
+from edge.sources.folder import FolderSource, read_labels
 from edge.sources.stream import StreamSource
 from edge.sources.video import VideoFileSource
 
@@ -149,3 +149,28 @@ def test_live_reader_drops_oldest_when_the_pipeline_lags():
         got.append(f.index)
     assert reader.dropped > 0 and got[-1] == 49 and got == sorted(got)
     assert len(got) + reader.dropped == 50
+
+
+def test_folder_labels_from_a_file_elsewhere_and_its_errors(tmp_path):
+    """Labels apart from the images (a read-only archive): the file's labels win over the folder's;
+    a missing file, a missing column or a bad row is an error naming the file and line."""
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.zeros((20, 30, 3), np.uint8))
+    (images / "labels.csv").write_text("file,x,y,w,h,plate\na.png,1,1,4,2,FOLDER1\n")
+    good = tmp_path / "mine.csv"
+    good.write_text("file,x,y,w,h,plate\na.png,1,2,10,5,abc123\n")
+    (f,) = list(FolderSource(images, labels_file=good))
+    assert [lab.plate for lab in f.labels] == ["ABC123"] and f.labels[0].box == (1, 2, 11, 7)
+    assert read_labels(images)["a.png"][0].plate == "FOLDER1"
+    with pytest.raises(ValueError, match="labels file not found"):
+        read_labels(images, tmp_path / "nope.csv")
+    (tmp_path / "cols.csv").write_text("file,x,y,w,plate\na.png,1,2,10,ABC\n")
+    with pytest.raises(ValueError, match=r"cols\.csv: missing column\(s\) h"):
+        read_labels(images, tmp_path / "cols.csv")
+    (tmp_path / "row.csv").write_text("file,x,y,w,h,plate\na.png,1,2,10,5,ABC\na.png,1,two,10,5,ABC\n")
+    with pytest.raises(ValueError, match=r"row\.csv line 3: bad row"):
+        read_labels(images, tmp_path / "row.csv")
+    (tmp_path / "plate.csv").write_text("file,x,y,w,h,plate\na.png,1,2,10,5,AB-12\n")
+    with pytest.raises(ValueError, match=r"plate\.csv line 2: plate must be A-Z0-9"):
+        read_labels(images, tmp_path / "plate.csv")

@@ -34,7 +34,11 @@ from edge.sources.base import PlateLabel
 def register(sub) -> None:
     p = sub.add_parser("frames", help="end-to-end read rate and ms/frame on a folder of labelled frames")
     p.add_argument("folder", help="image folder with labels.csv (file,x,y,w,h,plate) or openalpr .txt labels")
-    p.add_argument("--split", choices=["all", "val", "train"], default="all", help="the fixed validation split, or all")
+    p.add_argument("--labels", default=None, metavar="CSV",
+                   help="labels from this CSV (file,x,y,w,h,plate) instead of the folder's own, e.g. "
+                   "benchmarks/openalpr-us-speed.labels.csv for the dev set's speed frames")
+    p.add_argument("--split", choices=["all", "val", "train"], default="all",
+                   help="the fixed validation split of the dev set's frames, or all (with --labels: all only)")
     p.add_argument("--limit", type=int, default=None, help="first N labelled images only")
     p.add_argument("--vision", choices=["onnx", "label-boxes"], default="onnx",
                    help="label-boxes: the labelled boxes instead of the detector (the OCR's share of the misses)")
@@ -117,11 +121,24 @@ def _frames(args) -> int:
 
     logging.getLogger("edge").setLevel(logging.WARNING)
     folder = Path(args.folder)
-    labels = read_labels(folder)
+    try:
+        labels = read_labels(folder, args.labels)
+    except ValueError as e:
+        print(f"bench frames: {e}")
+        return 2
     if not labels:
-        print(f"bench frames: no labels in {folder} (labels.csv or openalpr .txt files)")
+        print(f"bench frames: no labels in {args.labels or folder} (labels.csv or openalpr .txt files)")
         return 2
     names = sorted(labels)
+    if args.labels:
+        absent = [n for n in names if not (folder / n).is_file()]
+        if absent:
+            print(f"bench frames: {args.labels} labels images not in {folder}: {', '.join(absent[:10])}")
+            return 2
+        if args.split != "all":
+            # the fixed split is a hash of the dev set's frame names: it means nothing for other labels
+            print("bench frames: --split val|train applies to the dev set's own labels, not to --labels")
+            return 2
     if args.split != "all":
         names = [n for n in names if is_validation(n) == (args.split == "val")]
     if args.limit:
@@ -131,7 +148,7 @@ def _frames(args) -> int:
         return 2
     cfg = _config(args, str(folder), vision=args.vision)
     detector, ocr = _stages(cfg)
-    source = FolderSource(folder, names=names)
+    source = FolderSource(folder, names=names, labels_file=args.labels)
     if args.scale != 1:
         source = _Shrunk(source, args.scale)
         labels = {name: [_scaled_label(lab, args.scale) for lab in labs] for name, labs in labels.items()}
@@ -158,7 +175,7 @@ def _frames(args) -> int:
     wall = time.perf_counter() - t0
 
     groups = {"all": names}
-    if args.split == "all":
+    if args.split == "all" and not args.labels:
         groups["val"] = [n for n in names if is_validation(n)]
         groups["train"] = [n for n in names if not is_validation(n)]
     results = {}

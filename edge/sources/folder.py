@@ -21,7 +21,12 @@ from edge.sources.base import Frame, FrameSource, PlateLabel, SourceError, wall_
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
-def read_labels(folder: Path) -> dict[str, list[PlateLabel]]:
+def read_labels(folder: Path, labels_file: str | os.PathLike | None = None) -> dict[str, list[PlateLabel]]:
+    """The folder's labels; with labels_file, that CSV (`file,x,y,w,h,plate`) instead, so labels
+    can live apart from the images (a read-only archive, someone else's footage). A labels_file
+    that is missing, lacks a column or has a bad row is a ValueError naming the file and line."""
+    if labels_file is not None:
+        return _read_labels_file(Path(labels_file))
     labels: dict[str, list[PlateLabel]] = {}
     csv_path = folder / "labels.csv"
     if csv_path.is_file():
@@ -47,10 +52,35 @@ def read_labels(folder: Path) -> dict[str, list[PlateLabel]]:
     return labels
 
 
+LABEL_COLUMNS = ("file", "x", "y", "w", "h", "plate")
+
+
+def _read_labels_file(path: Path) -> dict[str, list[PlateLabel]]:
+    if not path.is_file():
+        raise ValueError(f"labels file not found: {path}")
+    labels: dict[str, list[PlateLabel]] = {}
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(LABEL_COLUMNS)})")
+        for row in reader:
+            try:
+                x, y, w, h = (float(row[k]) for k in ("x", "y", "w", "h"))
+                plate = row["plate"].strip().upper()
+            except (ValueError, AttributeError, TypeError):
+                raise ValueError(f"{path} line {reader.line_num}: bad row {row}") from None
+            if not plate or not plate.isalnum() or w <= 0 or h <= 0:
+                raise ValueError(f"{path} line {reader.line_num}: plate must be A-Z0-9 and w, h > 0, got {row}")
+            labels.setdefault(row["file"], []).append(PlateLabel(plate, (x, y, x + w, y + h)))
+    return labels
+
+
 class FolderSource(FrameSource):
     independent = True
 
-    def __init__(self, folder: str | os.PathLike, fps: float = 1.0, names: list[str] | None = None):
+    def __init__(self, folder: str | os.PathLike, fps: float = 1.0, names: list[str] | None = None,
+                 labels_file: str | os.PathLike | None = None):
         super().__init__()
         self.folder = Path(folder)
         if not self.folder.is_dir():
@@ -64,7 +94,7 @@ class FolderSource(FrameSource):
         self.files = files
         self.length = len(files)
         self.fps = float(fps)
-        self.labels = read_labels(self.folder)
+        self.labels = read_labels(self.folder, labels_file)
 
     def describe(self) -> str:
         return f"folder {self.folder} ({self.length} images, {len(self.labels)} labelled)"
