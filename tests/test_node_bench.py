@@ -66,11 +66,18 @@ def test_bench_frames_takes_labels_from_a_file_elsewhere(tmp_path, scene, capsys
     rows.append(rows[1].replace(rows[1].split(",")[-1], "NOTREAD"))  # a second label on a frame: a miss
     labels = tmp_path / "mine.csv"
     labels.write_text("\n".join(rows) + "\n")
-    assert cli.main(["bench", "frames", str(images), "--labels", str(labels), "--json"]) == 0
+    misses = tmp_path / "misses"
+    assert cli.main(["bench", "frames", str(images), "--labels", str(labels), "--save-misses", str(misses), "--json"]) == 0
     out = last_json(capsys)
     n = len(rows) - 1
     assert out["n"] == len(frames) and out["plates"] == n and out["splits"] == {}
     assert out["read_rate"] == pytest.approx((n - 1) / n, abs=1e-3)
+    # the one miss: named in the JSON, with a picture of it (label and detections drawn on it)
+    first = rows[1].split(",")[0]
+    assert [(m["file"], m["label"]) for m in out["missed"]] == [(first, "NOTREAD")]
+    assert out["miss_pictures"] == [str(misses / f"{first[:-4]}_NOTREAD.png")]
+    pic = cv2.imread(out["miss_pictures"][0])
+    assert pic is not None and pic.shape[1] >= 480 and (pic[:, :, 2] > 200).any()  # red detections drawn
     assert cli.main(["bench", "frames", str(images), "--labels", str(labels), "--split", "val"]) == 2
     assert "--split" in capsys.readouterr().out
     labels.write_text("\n".join(rows + ["gone.png,1,1,10,5,ABC123"]) + "\n")

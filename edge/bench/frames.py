@@ -45,6 +45,9 @@ def register(sub) -> None:
     p.add_argument("--scale", type=float, default=1.0,
                    help="shrink each frame by this factor (area) and JPEG it at that size (quality 60), labels "
                    "with it: the same scene from a camera with fewer pixels, or farther away (0 < S <= 1)")
+    p.add_argument("--save-misses", metavar="FOLDER", default=None,
+                   help="write a PNG per labelled plate not read: the plate in context, its label (green), "
+                   "the node's detections (red) with what was read there")
     _common(p)
     p.set_defaults(func=_frames)
 
@@ -114,6 +117,8 @@ def _iou(a, b) -> float:
 
 
 def _frames(args) -> int:
+    import cv2
+
     from edge.bench.report import machine_info, print_json_last, print_table
     from edge.node.pipeline import EdgeNode, MemorySink
     from edge.sources.folder import FolderSource, read_labels
@@ -157,9 +162,16 @@ def _frames(args) -> int:
     detections: dict[str, object] = {}
     frame_at: dict[object, str] = {}  # capture time -> file: the folder source gives each its own
 
+    # --save-misses: each label's surroundings, cut while the frame is at hand (not whole frames,
+    # which would hold every image of a large folder in memory until the end)
+    surroundings: dict[tuple[str, int], tuple[np.ndarray, tuple[int, int]]] = {}
+
     def on_frame(frame, dets):
         detections[frame.name] = dets
         frame_at[frame.captured_at] = frame.name
+        if args.save_misses:
+            for i, lab in enumerate(frame.labels or []):
+                surroundings[(frame.name, i)] = _surroundings(frame.image, lab.box)
 
     node = EdgeNode(cfg, source, detector, ocr, sink, on_frame=on_frame)
     # Attribute each read to its frame by capture time (unique per image in a folder source).
@@ -180,12 +192,16 @@ def _frames(args) -> int:
         groups["train"] = [n for n in names if not is_validation(n)]
     results = {}
     misses = []
+    pictures: list[str] = []
+    save_dir = Path(args.save_misses) if args.save_misses else None
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
     for gname, gnames in groups.items():
         n_plates = read = found = 0
         for name in gnames:
             events = per_frame_events.get(name, [])
             texts = [e.plate for e in events]
-            for lab in labels.get(name, []):
+            for i, lab in enumerate(labels.get(name, [])):
                 n_plates += 1
                 ok = lab.plate in texts
                 read += ok
@@ -194,6 +210,10 @@ def _frames(args) -> int:
                     found += 1
                 if not ok and gname == "all":
                     misses.append((name, lab.plate, ",".join(texts) or "-"))
+                    if save_dir is not None and (name, i) in surroundings:
+                        path = save_dir / f"{Path(name).stem}_{lab.plate}.png"
+                        cv2.imwrite(str(path), _miss_picture(*surroundings[(name, i)], lab, detections.get(name), events))
+                        pictures.append(str(path))
         sweep = frames_confidence_sweep(
             [labels.get(name, []) for name in gnames], [per_frame_events.get(name, []) for name in gnames],
             cfg.min_confidence,
@@ -227,8 +247,12 @@ def _frames(args) -> int:
         "splits": {k: v for k, v in results.items() if k != "all"},
         "stage_ms_per_frame": m.snapshot()["stage_ms_per_frame"],
         "skipped": source.skipped,
+        "missed": [{"file": f, "label": lab, "read": r} for f, lab, r in misses],
         "machine": machine_info(),
     }
+    if save_dir is not None:
+        out["miss_pictures"] = pictures
+        print(f"{len(pictures)} pictures of missed plates in {save_dir}")
     if args.json:
         print_json_last(out)
     return 0
@@ -426,6 +450,46 @@ def _cell(v) -> str:
     if isinstance(v, dict):
         return " / ".join(f"{k} {x}" for k, x in v.items())
     return v
+
+
+def _surroundings(image: np.ndarray, box) -> tuple[np.ndarray, tuple[int, int]]:
+    """A copy of the image around a plate box (1.5 box widths each side) and its top-left corner."""
+    x1, y1, x2, y2 = box
+    w = max(8.0, x2 - x1)
+    h_img, w_img = image.shape[:2]
+    cx1, cy1 = int(max(0, x1 - 1.5 * w)), int(max(0, y1 - 1.5 * w))
+    cx2, cy2 = int(min(w_img, x2 + 1.5 * w)), int(min(h_img, y2 + 1.5 * w))
+    return image[cy1:cy2, cx1:cx2].copy(), (cx1, cy1)
+
+
+def _miss_picture(pic: np.ndarray, origin: tuple[int, int], label, dets, events) -> np.ndarray:
+    """A missed plate: label box green, the node's detections red, each published read's text at
+    its box; small pictures upscaled (nearest) so a person can see what the OCR had."""
+    import cv2
+
+    ox, oy = origin
+    pic = pic.copy()
+    f = max(1.0, 480 / max(pic.shape[1], 1))
+    if f > 1:
+        pic = cv2.resize(pic, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST)
+
+    def rect(x1, y1, x2, y2, colour):
+        p1 = (int((x1 - ox) * f), int((y1 - oy) * f))
+        p2 = (int((x2 - ox) * f), int((y2 - oy) * f))
+        cv2.rectangle(pic, p1, p2, colour, 1)
+        return p1
+
+    rect(*label.box, (0, 200, 0))
+    if dets is not None:
+        for b in np.asarray(dets.boxes).reshape(-1, 4):
+            rect(*b, (0, 0, 255))
+    for e in events:
+        x, y = rect(e.box.x, e.box.y, e.box.x + e.box.w, e.box.y + e.box.h, (0, 0, 255))
+        cv2.putText(pic, f"{e.plate} {e.confidence:.2f}", (max(0, x), max(14, y - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5, (0, 0, 255), 1, cv2.LINE_AA)
+    cv2.putText(pic, f"label {label.plate}", (4, pic.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 200, 0), 1,
+                cv2.LINE_AA)
+    return pic
 
 
 def _scaled_label(lab, scale: float):
