@@ -21,6 +21,16 @@ def last_json(capsys):
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+def write_labelled_frames(folder, frames) -> list[str]:
+    """Each frame as a PNG in folder; the label rows (header first) for them, not yet written."""
+    rows = ["file,x,y,w,h,plate"]
+    for f in frames:
+        name = f"f{f.index:04d}.png"
+        cv2.imwrite(str(folder / name), f.image)
+        rows += [f"{name},{b[0]},{b[1]},{b[2] - b[0]},{b[3] - b[1]},{lab.plate}" for lab in f.labels for b in [lab.box]]
+    return rows
+
+
 def test_bench_frames_counts_exact_reads(tmp_path, scene, capsys):
     rows = ["file,x,y,w,h,plate"]
     frames = [f for f in scene if f.labels][::7]
@@ -57,12 +67,8 @@ def test_bench_frames_takes_labels_from_a_file_elsewhere(tmp_path, scene, capsys
     or --split with --labels is refused with the reason."""
     images = tmp_path / "images"
     images.mkdir()
-    rows = ["file,x,y,w,h,plate"]
     frames = [f for f in scene if f.labels][::8]
-    for f in frames:
-        name = f"f{f.index:04d}.png"
-        cv2.imwrite(str(images / name), f.image)
-        rows += [f"{name},{b[0]},{b[1]},{b[2] - b[0]},{b[3] - b[1]},{lab.plate}" for lab in f.labels for b in [lab.box]]
+    rows = write_labelled_frames(images, frames)
     rows.append(rows[1].replace(rows[1].split(",")[-1], "NOTREAD"))  # a second label on a frame: a miss
     labels = tmp_path / "mine.csv"
     labels.write_text("\n".join(rows) + "\n")
@@ -93,12 +99,7 @@ def test_bench_frames_scale_shrinks_frames_and_labels_together(tmp_path, scene, 
     from edge.bench.frames import _Shrunk
     from edge.sources.folder import FolderSource
 
-    rows = ["file,x,y,w,h,plate"]
-    frames = [f for f in scene if f.labels][::9]
-    for f in frames:
-        name = f"f{f.index:04d}.png"
-        cv2.imwrite(str(tmp_path / name), f.image)
-        rows += [f"{name},{b[0]},{b[1]},{b[2] - b[0]},{b[3] - b[1]},{lab.plate}" for lab in f.labels for b in [lab.box]]
+    rows = write_labelled_frames(tmp_path, [f for f in scene if f.labels][::9])
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     full = next(iter(FolderSource(tmp_path)))
     half = next(iter(_Shrunk(FolderSource(tmp_path), 0.5)))

@@ -200,12 +200,10 @@ def _false_alarm_picture(frame: np.ndarray, box: np.ndarray, score: float, label
     """The false alarm (red) with context, labelled plates in green, upscaled small ones."""
     import cv2
 
+    from edge.bench.report import surroundings
+
     x1, y1, x2, y2 = box
-    w = max(8.0, x2 - x1)
-    h_img, w_img = frame.shape[:2]
-    cx1, cy1 = int(max(0, x1 - 1.5 * w)), int(max(0, y1 - 1.5 * w))
-    cx2, cy2 = int(min(w_img, x2 + 1.5 * w)), int(min(h_img, y2 + 1.5 * w))
-    pic = frame[cy1:cy2, cx1:cx2].copy()
+    pic, (cx1, cy1) = surroundings(frame, box)
     for lb in labels:
         cv2.rectangle(pic, (int(lb[0] - cx1), int(lb[1] - cy1)), (int(lb[2] - cx1), int(lb[3] - cy1)), (0, 200, 0), 1)
     cv2.rectangle(pic, (int(x1 - cx1), int(y1 - cy1)), (int(x2 - cx1), int(y2 - cy1)), (0, 0, 255), 1)

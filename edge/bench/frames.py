@@ -119,7 +119,7 @@ def _iou(a, b) -> float:
 def _frames(args) -> int:
     import cv2
 
-    from edge.bench.report import machine_info, print_json_last, print_table
+    from edge.bench.report import machine_info, print_json_last, print_table, surroundings
     from edge.node.pipeline import EdgeNode, MemorySink
     from edge.sources.folder import FolderSource, read_labels
     from edge.training.splits import is_validation
@@ -164,14 +164,14 @@ def _frames(args) -> int:
 
     # --save-misses: each label's surroundings, cut while the frame is at hand (not whole frames,
     # which would hold every image of a large folder in memory until the end)
-    surroundings: dict[tuple[str, int], tuple[np.ndarray, tuple[int, int]]] = {}
+    around: dict[tuple[str, int], tuple[np.ndarray, tuple[int, int]]] = {}
 
     def on_frame(frame, dets):
         detections[frame.name] = dets
         frame_at[frame.captured_at] = frame.name
         if args.save_misses:
             for i, lab in enumerate(frame.labels or []):
-                surroundings[(frame.name, i)] = _surroundings(frame.image, lab.box)
+                around[(frame.name, i)] = surroundings(frame.image, lab.box)
 
     node = EdgeNode(cfg, source, detector, ocr, sink, on_frame=on_frame)
     # Attribute each read to its frame by capture time (unique per image in a folder source).
@@ -210,9 +210,9 @@ def _frames(args) -> int:
                     found += 1
                 if not ok and gname == "all":
                     misses.append((name, lab.plate, ",".join(texts) or "-"))
-                    if save_dir is not None and (name, i) in surroundings:
+                    if save_dir is not None and (name, i) in around:
                         path = save_dir / f"{Path(name).stem}_{lab.plate}.png"
-                        cv2.imwrite(str(path), _miss_picture(*surroundings[(name, i)], lab, detections.get(name), events))
+                        cv2.imwrite(str(path), _miss_picture(*around[(name, i)], lab, detections.get(name), events))
                         pictures.append(str(path))
         sweep = frames_confidence_sweep(
             [labels.get(name, []) for name in gnames], [per_frame_events.get(name, []) for name in gnames],
@@ -450,16 +450,6 @@ def _cell(v) -> str:
     if isinstance(v, dict):
         return " / ".join(f"{k} {x}" for k, x in v.items())
     return v
-
-
-def _surroundings(image: np.ndarray, box) -> tuple[np.ndarray, tuple[int, int]]:
-    """A copy of the image around a plate box (1.5 box widths each side) and its top-left corner."""
-    x1, y1, x2, y2 = box
-    w = max(8.0, x2 - x1)
-    h_img, w_img = image.shape[:2]
-    cx1, cy1 = int(max(0, x1 - 1.5 * w)), int(max(0, y1 - 1.5 * w))
-    cx2, cy2 = int(min(w_img, x2 + 1.5 * w)), int(min(h_img, y2 + 1.5 * w))
-    return image[cy1:cy2, cx1:cx2].copy(), (cx1, cy1)
 
 
 def _miss_picture(pic: np.ndarray, origin: tuple[int, int], label, dets, events) -> np.ndarray:

@@ -43,6 +43,17 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def surroundings(image, box, context: float = 1.5):
+    """A copy of the image around a box (x1, y1, x2, y2; `context` box widths each side, clipped to
+    the image) and the copy's top-left corner in the image: a picture of a plate in context."""
+    x1, y1, x2, y2 = box
+    w = max(8.0, x2 - x1)
+    h_img, w_img = image.shape[:2]
+    cx1, cy1 = int(max(0, x1 - context * w)), int(max(0, y1 - context * w))
+    cx2, cy2 = int(min(w_img, x2 + context * w)), int(min(h_img, y2 + context * w))
+    return image[cy1:cy2, cx1:cx2].copy(), (cx1, cy1)
+
+
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     table = Table(title=title)
     for c in columns:
