@@ -457,8 +457,7 @@ def _miss_picture(pic: np.ndarray, origin: tuple[int, int], label, dets, events)
     its box; small pictures upscaled (nearest) so a person can see what the OCR had."""
     import cv2
 
-    ox, oy = origin
-    pic = pic.copy()
+    ox, oy = origin  # pic is the bench's own copy (surroundings()): drawn on in place
     f = max(1.0, 480 / max(pic.shape[1], 1))
     if f > 1:
         pic = cv2.resize(pic, None, fx=f, fy=f, interpolation=cv2.INTER_NEAREST)
