@@ -201,3 +201,68 @@ def test_framing_variants_show_a_tightly_detected_plate_whole(with_corners):
         img = crop(frame, det if s == 1.0 else _scaled(det, s), (144, 48))[0]
         dark_cols = np.nonzero((img[:, :, 0] < 60).mean(axis=0) > 0.5)[0]
         assert (dark_cols < 72).any() and (dark_cols >= 72).any(), f"scale {s}: an end bar is cut (dark columns {dark_cols})"
+
+
+class _FixedBoxDetector:
+    """One detection per frame, always the same box (a box narrower than its plate)."""
+
+    def __init__(self, box):
+        self.box = np.array([box], np.float32)
+
+    def predict(self, frames):
+        return [Detections(self.box.copy(), np.full(1, 0.9, np.float32), None) for _ in frames]
+
+
+class _EdgeMarkOCR:
+    """Reads every crop as US664, plus a leading E (e_conf sure) when the crop shows any of the
+    plate's red first character and an X before it when it shows the blue sticker left of the
+    plate: a reader that can only read what its framing holds."""
+
+    def __init__(self, e_conf: float = 0.99):
+        self.e_conf = e_conf
+
+    def predict(self, crops):
+        from edge.vision.base import PlateTexts
+
+        texts, ccs = [], []
+        for c in crops:
+            b, g, r = (c[:, :, k].astype(int) for k in range(3))
+            red, blue = ((r > 150) & (g < 100) & (b < 100)).any(), ((b > 150) & (g < 100) & (r < 100)).any()
+            texts.append(("X" if blue else "") + ("E" if red else "") + "US664")
+            cc = np.full(len(texts[-1]), 0.99, np.float32)
+            if red:
+                cc[int(blue)] = self.e_conf
+            ccs.append(cc)
+        return PlateTexts(texts, np.array([float(np.prod(c)) for c in ccs], np.float32), ccs)
+
+
+@pytest.mark.parametrize(
+    "sticker, e_conf, max_chars, expected",
+    [
+        (False, 0.99, 5, "EUS664"),  # both wider framings (1.4x, 1.55x) show the cut-off E: it is taken
+        (False, 0.99, 0, "US664"),   # second look off: the voted framings (1, 1.12, 1.25x) never see it
+        (True, 0.99, 5, "US664"),    # the widest framing also reads a sticker: the two disagree, no change
+        (False, 0.8, 5, "US664"),    # the wider framings are unsure of the E: no change
+    ],
+)
+def test_second_look_recovers_an_end_character_the_box_cut_off(tmp_path, sticker, e_conf, max_chars, expected):
+    import cv2
+
+    from edge.sources.folder import FolderSource
+
+    frame = np.full((200, 400, 3), 114, np.uint8)
+    frame[75:125, 100:300] = 250  # the plate
+    frame[90:110, 128:137] = (0, 0, 255)  # its first character, left of the detector's box
+    if sticker:
+        frame[90:110, 100:125] = (255, 0, 0)
+    cv2.imwrite(str(tmp_path / "car.png"), frame)
+    source = FolderSource(tmp_path)
+    config = build_config(camera_id="cam-1", agency_id="sac-pd", source=str(tmp_path), output_dir=str(tmp_path / "out"),
+                          ocr_variants=3, second_look_max_chars=max_chars, save_crops=False)
+    sink = MemorySink()
+    # box centre x 230, 120 wide: the axis-aligned crop (8% margin) starts at x 160, 152, 143 for
+    # the voted framings and 133, 122 for the second look's
+    ocr = _EdgeMarkOCR(e_conf)
+    node = EdgeNode(config, source, _FixedBoxDetector([170, 100, 290, 160]), ocr, sink, cropper=crop_axis_aligned)
+    node.run()
+    assert [e.plate for e in sink.events] == [expected]

@@ -72,6 +72,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plate-size-max-ratio", type=float, default=None,
                    help="video: detections this many times taller than the camera's learned plate height at that row are dropped (node default 4; 0: off)")
     p.add_argument("--ocr-variants", type=int, default=None, help="framings per plate read and voted (node default)")
+    p.add_argument("--second-look-max-chars", type=int, default=None,
+                   help="with framings voted: readings this short are read again wider (node default 5; 0: off)")
     p.add_argument("--detector-threshold", type=float, default=None)
     p.add_argument("--plate-check-chars", type=int, default=None,
                    help="keep detections the OCR reads this many characters in (node default 3; 0: off)")
@@ -93,6 +95,7 @@ def _config(args, source: str, **over):
         min_plate_chars=args.min_plate_chars,
         plate_size_max_ratio=args.plate_size_max_ratio,
         ocr_variants=args.ocr_variants,
+        second_look_max_chars=args.second_look_max_chars,
         detector_threshold=args.detector_threshold,
         detect_tiles=args.detect_tiles,
         plate_check_chars=args.plate_check_chars,

@@ -36,6 +36,8 @@ RUN_FLAGS = {
     "--batch-frames": ("batch_frames", dict(type=int)),
     "--min-plate-height": ("min_plate_height", dict(type=float, help="plate boxes shorter than this (px) are tracked, not read")),
     "--ocr-variants": ("ocr_variants", dict(type=int, help="framings of each plate the OCR reads and votes over (1-5)")),
+    "--second-look-max-chars": ("second_look_max_chars", dict(
+        type=int, help="with framings voted: readings this short are read again wider for a cut-off end character (default 5; 0: off)")),
     "--speed": ("speed", dict(type=float, help="real-time pacing multiplier")),
     "--vision": ("vision", dict(choices=["onnx", "labels", "label-boxes"], help="labels: plates from the source's ground truth (network simulation); label-boxes: ground-truth boxes, real OCR")),
     "--label-misread-rate": ("label_misread_rate", dict(type=float, help="vision=labels: share of characters misread")),

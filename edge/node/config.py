@@ -67,6 +67,12 @@ class EdgeNodeConfig(BaseModel):
     # Framings of each plate read and voted (1: the plain crop). None: 3 for photos (one look at
     # each plate), 1 for video (the vote across frames does the same job for free).
     ocr_variants: int | None = Field(None, ge=1, le=5)
+    # With framings voted (ocr_variants > 1): a voted reading of at most this many characters is
+    # read again from two wider framings (1.4x, 1.55x the box), and takes one more character at its
+    # start or end when both wider readings agree on it, sure of it. Why: US plates have 6-7
+    # characters (none of the 108 dev-set frames has fewer), and a short reading is most often a
+    # detector box narrower than its plate cutting an end character off. 0: off.
+    second_look_max_chars: int = Field(5, ge=0, le=10)
     batch_frames: int = Field(4, ge=1, le=64)  # frames detected per batch (OCR batches all their plates)
     threads: int = Field(1, ge=1, le=64)  # onnxruntime intra-op threads per stage
     overlap_stages: bool = True  # detector of the next batch runs while the OCR reads this one

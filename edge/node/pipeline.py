@@ -148,6 +148,35 @@ class Metrics:
 VARIANT_SCALES = (1.0, 1.12, 1.25, 1.06, 1.18)
 
 
+# The second look's framings (EdgeNodeConfig.second_look_max_chars) and how sure both must be of
+# the character they add. Wider than VARIANT_SCALES: they are for boxes that cut a character off
+# (the development frames' narrowest box holds 72% of its plate), and are never voted with them,
+# so the junk wide framings read on ordinary plates cannot outvote right readings.
+SECOND_LOOK_SCALES = (1.4, 1.55)
+SECOND_LOOK_MIN_CONFIDENCE = 0.9
+
+
+def _one_more_character(reading: Reading, wider: Sequence[tuple[str, np.ndarray]]) -> Reading | None:
+    """The wider framings' reading when all agree on it and it is `reading` with one character
+    more at its start or end, each wider reading at least SECOND_LOOK_MIN_CONFIDENCE sure of that
+    character; else None."""
+    text = reading.text
+    longer = wider[0][0]
+    if len(longer) != len(text) + 1 or any(t != longer for t, _ in wider):
+        return None
+    if longer.endswith(text):
+        added = 0
+    elif longer.startswith(text):
+        added = -1
+    else:
+        return None
+    confs = [np.asarray(c, np.float32) for _, c in wider]
+    if min(float(c[added]) for c in confs) < SECOND_LOOK_MIN_CONFIDENCE:
+        return None
+    cc = np.mean(confs, axis=0).astype(np.float32)
+    return Reading(longer, float(np.prod(cc)), cc)
+
+
 def _scaled(d: Detections, s: float) -> Detections:
     c = (d.boxes[:, :2] + d.boxes[:, 2:]) / 2
     half = (d.boxes[:, 2:] - d.boxes[:, :2]) / 2 * s
@@ -401,15 +430,15 @@ class EdgeNode:
         # each plate's width in the frame: an ensemble asks its camera recognizer about small ones
         widths = np.repeat([float(dets[k].boxes[j, 2] - dets[k].boxes[j, 0]) for k, j in owners], self.ocr_variants)
         texts = read_plates(self.ocr, crops, widths) if crops else None
-        m.add("ocr", time.perf_counter() - t)
         V = self.ocr_variants
+        combined = [_combine_variants(texts, p * V, V) for p in range(len(owners))] if V > 1 else []
+        if combined and self.config.second_look_max_chars:
+            combined = self._second_look(todo, dets, owners, combined, texts)
+        m.add("ocr", time.perf_counter() - t)
 
         t = time.perf_counter()
         per_frame: list[list[Observation]] = [[] for _ in todo]
-        # The plate check (edge/vision/verify.py) on the plain crop's reading made here anyway:
-        # an unsure detection without enough characters is a plate-like part, not a plate.
-        check = self.config.plate_check_chars
-        not_plates: list[list[int]] = [[] for _ in todo]
+        not_plates: list[list[int]] = [[] for _ in todo]  # oversized, or failing the plate check
         # Lettering far larger than this camera's plates at its row (a van's placard) is no plate.
         oversized = [self.plate_size.implausible(dt.boxes) if self.plate_size is not None else None for dt in dets]
         for p, (k, j) in enumerate(owners):
@@ -419,13 +448,13 @@ class EdgeNode:
                 not_plates[k].append(j)
                 m.oversized += 1
                 continue
-            if check and det.scores[j] < SURE_SCORE and len(texts.texts[n]) < check:
+            if self._fails_plate_check(float(det.scores[j]), texts.texts[n]):
                 not_plates[k].append(j)
                 continue
             if V == 1:
                 reading = Reading(texts.texts[n], float(texts.confidence[n]), np.asarray(texts.char_confidence[n]))
             else:
-                reading = _combine_variants(texts, n, V)
+                reading = combined[p]
             h = float(det.boxes[j, 3] - det.boxes[j, 1])
             reading = Reading(reading.text, reading.confidence, reading.char_confidence, min(1.0, (h / self.config.full_weight_height) ** 2))
             region = texts.region[n] if texts.region and n < len(texts.region) else None
@@ -482,6 +511,42 @@ class EdgeNode:
         self._finish(finished, now=batch[-1].timestamp)
 
     # -- tracks -> read events ---------------------------------------------------------------------
+    def _fails_plate_check(self, score: float, plain_text: str) -> bool:
+        """The plate check (edge/vision/verify.py) on the plain crop's reading, made here anyway:
+        an unsure detection without enough characters is a plate-like part, not a plate."""
+        check = self.config.plate_check_chars
+        return bool(check) and score < SURE_SCORE and len(plain_text) < check
+
+    def _second_look(self, todo, dets, owners, readings: list[Reading], texts) -> list[Reading]:
+        """Short readings (at most config.second_look_max_chars characters) of detections that pass
+        the plate check, read again from the SECOND_LOOK_SCALES framings, all in one OCR batch; see
+        _one_more_character."""
+        V = self.ocr_variants
+        short = [
+            p for p, r in enumerate(readings)
+            if 0 < len(r.text) <= self.config.second_look_max_chars
+            and not self._fails_plate_check(float(dets[owners[p][0]].scores[owners[p][1]]), texts.texts[p * V])
+        ]
+        if not short:
+            return readings
+        crops: list[np.ndarray] = []
+        widths: list[float] = []
+        for p in short:
+            k, j = owners[p]
+            det = dets[k][j : j + 1]
+            for s in SECOND_LOOK_SCALES:
+                crops.extend(self.cropper(todo[k].image, _scaled(det, s), self.out_size))
+            widths += [float(det.boxes[0, 2] - det.boxes[0, 0])] * len(SECOND_LOOK_SCALES)
+        wide = read_plates(self.ocr, crops, widths)
+        S = len(SECOND_LOOK_SCALES)
+        out = list(readings)
+        for q, p in enumerate(short):
+            looks = [(wide.texts[i], wide.char_confidence[i]) for i in range(q * S, (q + 1) * S)]
+            longer = _one_more_character(readings[p], looks)
+            if longer is not None:
+                out[p] = longer
+        return out
+
     def _finish(self, tracks: Sequence[Track], now: float | None = None, final: bool = False) -> None:
         """Ended tracks -> read events, after merging the pieces of one pass."""
         if not tracks and not self._pending:
