@@ -510,7 +510,6 @@ class EdgeNode:
         m.add("track", time.perf_counter() - t)
         self._finish(finished, now=batch[-1].timestamp)
 
-    # -- tracks -> read events ---------------------------------------------------------------------
     def _fails_plate_check(self, score: float, plain_text: str) -> bool:
         """The plate check (edge/vision/verify.py) on the plain crop's reading, made here anyway:
         an unsure detection without enough characters is a plate-like part, not a plate."""
@@ -547,6 +546,7 @@ class EdgeNode:
                 out[p] = longer
         return out
 
+    # -- tracks -> read events ---------------------------------------------------------------------
     def _finish(self, tracks: Sequence[Track], now: float | None = None, final: bool = False) -> None:
         """Ended tracks -> read events, after merging the pieces of one pass."""
         if not tracks and not self._pending:
