@@ -174,3 +174,19 @@ def test_folder_labels_from_a_file_elsewhere_and_its_errors(tmp_path):
     (tmp_path / "plate.csv").write_text("file,x,y,w,h,plate\na.png,1,2,10,5,AB-12\n")
     with pytest.raises(ValueError, match=r"plate\.csv line 2: plate must be A-Z0-9"):
         read_labels(images, tmp_path / "plate.csv")
+
+
+def test_the_shipped_benchmark_labels_parse():
+    """benchmarks/*.labels.csv (read by `bench frames --labels`) stay well-formed: one label per
+    frame, boxes 2:1 within a frame, plates A-Z0-9."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    files = sorted(root.glob("*.labels.csv"))
+    assert files
+    for path in files:
+        labels = read_labels(root, path)
+        assert labels and all(len(v) == 1 for v in labels.values())
+        for (lab,) in labels.values():
+            x1, y1, x2, y2 = lab.box
+            assert x1 >= 0 and y1 >= 0 and 1.6 < (x2 - x1) / (y2 - y1) < 2.4 and lab.plate.isalnum()
