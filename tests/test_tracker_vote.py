@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from edge.vision.motion import MotionGate
 from edge.vision.tracker import IouTracker, Observation, greedy_match, iou_matrix
-from edge.vision.vote import ALPHABET, Reading, vote
+from edge.vision.vote import ALPHABET, Reading, _aligned_confidence, vote
 
 
 def R(text, conf=0.9, cc=None):
@@ -50,6 +50,36 @@ def test_vote_weights_by_confidence_not_count():
     # Two confident readings beat three unsure ones at the disputed position.
     reads = [R("ABC123", cc=[0.9, 0.95, 0.9, 0.9, 0.9, 0.9])] * 2 + [R("A8C123", cc=[0.9, 0.3, 0.9, 0.9, 0.9, 0.9])] * 3
     assert vote(reads).plate == "ABC123"
+
+
+def test_framing_vote_counts_a_shifted_reading_where_it_agrees():
+    # Framings of one crop (independent=False): one framing lost the first character and read a
+    # bolt as an extra one (a real development frame: K4W31L beside two FK4W3L). Aligned, it
+    # agrees on K, 4, W, 3 and L; position by position it disagreed everywhere and the plate's
+    # confidence fell from about 0.6 to 0.12, under the node's publishing threshold.
+    sure = [1.0] * 6
+    reads = [R("K4W31L", cc=[0.9] * 6), R("FK4W3L", cc=sure), R("FK4W3L", cc=sure)]
+    v = vote(reads, n_alternatives=0, independent=False)
+    assert v.plate == "FK4W3L"
+    np.testing.assert_allclose(v.char_confidence, [2 / 3] + [(0.9 + 2) / 3] * 5, rtol=1e-6)
+    # a reading that differs only in characters still counts 0 where it differs, nothing more
+    v = vote([R("FK4W8L", cc=[0.9] * 6), R("FK4W3L", cc=sure), R("FK4W3L", cc=sure)], n_alternatives=0, independent=False)
+    np.testing.assert_allclose(v.char_confidence, [(0.9 + 2) / 3] * 4 + [2 / 3, (0.9 + 2) / 3], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "plate, text, expected",
+    [
+        ("FK4W3L", "K4W31L", [0, 1, 2, 3, 4, 6]),  # shifted left, a character added at the end
+        ("383WJP", "83WJP", [0, 1, 2, 3, 4, 5]),  # the first character dropped
+        ("378DXR", "3780XR", [1, 2, 3, 0, 5, 6]),  # one substitution: position by position
+        ("ABC", "", [0, 0, 0]),
+    ],
+)
+def test_aligned_confidence_pairs_characters_by_least_edits(plate, text, expected):
+    conf = np.arange(1, len(text) + 1, dtype=np.float32)  # character k's value is k + 1 (0: unpaired)
+    got = _aligned_confidence(plate, text, conf)
+    assert got.tolist() == expected
 
 
 def test_vote_ignores_empty_and_garbage():

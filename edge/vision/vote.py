@@ -70,7 +70,10 @@ def vote(
 
     independent=False: the readings are not separate looks (e.g. several framings of one crop), so
     agreement does not raise confidence: a character's confidence is the mean confidence the
-    readings gave it (0 from those that disagree)."""
+    readings of the voted length gave it (0 from those that disagree). A reading shifted by one
+    character (a framing that lost the first character and picked up a bolt as a last one) is
+    aligned to the voted plate first (_aligned_confidence), so the characters it shares count as
+    agreement instead of every position as disagreement."""
     rs = _clean(readings)
     if not rs:
         return None
@@ -99,11 +102,12 @@ def vote(
     agree = idx == best[None, :]  # (M, L): which readings agree with the winner
     all_wrong = np.prod(np.where(agree, 1.0 - np.clip(cc, 0.0, 0.999999), 1.0), axis=0)
     mean_conf = scores / float(look_w.sum())  # (L, 36): mean confidence each character got at each position
+    plate = "".join(ALPHABET[i] for i in best)
     if independent:
         char_conf = (share * (1.0 - all_wrong)).astype(np.float32)
     else:
-        char_conf = mean_conf[np.arange(L), best].astype(np.float32)
-    plate = "".join(ALPHABET[i] for i in best)
+        aligned = np.stack([_aligned_confidence(plate, r.text, c) for r, c in zip(same, cc)])  # (M, L)
+        char_conf = ((aligned * look_w).sum(axis=0) / float(look_w.sum())).astype(np.float32)
     confidence = float(np.prod(char_conf))
 
     alternatives = _beam_alternatives(mean_conf, plate, beam, n_alternatives)
@@ -140,6 +144,32 @@ def _beam_alternatives(mean_conf: np.ndarray, plate: str, beam: int, n: int) -> 
         nxt.sort(key=lambda x: -x[0])
         cands = nxt[: beam + 1]
     return [(t, s) for s, t in cands if t != plate][:n]
+
+
+def _aligned_confidence(plate: str, text: str, conf: np.ndarray) -> np.ndarray:
+    """For each character of `plate`, the confidence `text` gave the same character where a
+    least-edits (Levenshtein) alignment of the two pairs them; 0 where it pairs another character
+    or none. Equal-length strings that differ only in characters align position by position (a
+    substitution costs less than a deletion and an insertion)."""
+    n, m = len(plate), len(text)
+    d = np.zeros((n + 1, m + 1), np.int32)
+    d[:, 0] = np.arange(n + 1)
+    d[0, :] = np.arange(m + 1)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (plate[i - 1] != text[j - 1]))
+    out = np.zeros(n, np.float64)
+    i, j = n, m
+    while i > 0 and j > 0:  # back from the end, preferring the diagonal (match or substitution)
+        if d[i, j] == d[i - 1, j - 1] + (plate[i - 1] != text[j - 1]):
+            if plate[i - 1] == text[j - 1]:
+                out[i - 1] = conf[j - 1]
+            i, j = i - 1, j - 1
+        elif d[i, j] == d[i - 1, j] + 1:
+            i -= 1
+        else:
+            j -= 1
+    return out
 
 
 def edit_distance(a: str, b: str) -> int:
