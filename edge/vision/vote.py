@@ -146,38 +146,39 @@ def _beam_alternatives(mean_conf: np.ndarray, plate: str, beam: int, n: int) -> 
     return [(t, s) for s, t in cands if t != plate][:n]
 
 
+def _edit_table(a: str, b: str) -> list[list[int]]:
+    """Levenshtein table: [i][j] is the least edits turning a[:i] into b[:j]."""
+    table = [list(range(len(b) + 1))]
+    for i, ca in enumerate(a, 1):
+        prev, cur = table[-1], [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        table.append(cur)
+    return table
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance between two plate strings."""
+    return _edit_table(a, b)[-1][-1]
+
+
 def _aligned_confidence(plate: str, text: str, conf: np.ndarray) -> np.ndarray:
     """For each character of `plate`, the confidence `text` gave the same character where a
     least-edits (Levenshtein) alignment of the two pairs them; 0 where it pairs another character
     or none. Equal-length strings that differ only in characters align position by position (a
     substitution costs less than a deletion and an insertion)."""
-    n, m = len(plate), len(text)
-    d = np.zeros((n + 1, m + 1), np.int32)
-    d[:, 0] = np.arange(n + 1)
-    d[0, :] = np.arange(m + 1)
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (plate[i - 1] != text[j - 1]))
-    out = np.zeros(n, np.float64)
-    i, j = n, m
+    if text == plate:
+        return np.asarray(conf, np.float64)
+    d = _edit_table(plate, text)
+    out = np.zeros(len(plate), np.float64)
+    i, j = len(plate), len(text)
     while i > 0 and j > 0:  # back from the end, preferring the diagonal (match or substitution)
-        if d[i, j] == d[i - 1, j - 1] + (plate[i - 1] != text[j - 1]):
+        if d[i][j] == d[i - 1][j - 1] + (plate[i - 1] != text[j - 1]):
             if plate[i - 1] == text[j - 1]:
                 out[i - 1] = conf[j - 1]
             i, j = i - 1, j - 1
-        elif d[i, j] == d[i - 1, j] + 1:
+        elif d[i][j] == d[i - 1][j] + 1:
             i -= 1
         else:
             j -= 1
     return out
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance between two plate strings."""
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
