@@ -6,6 +6,7 @@ import cv2
 import pytest
 
 from edge import cli
+from edge.bench.report import wilson_interval
 from edge.sources.video import VideoFileSource
 from edge_node_helpers import ColourKeyedDetector, ColourKeyedOCR, ScriptedSource
 
@@ -52,6 +53,7 @@ def test_bench_frames_counts_exact_reads(tmp_path, scene, capsys):
     assert out["n"] == len(frames) and out["plates"] == n_labels
     assert out["read_rate"] == pytest.approx((n_labels - 2) / n_labels, abs=1e-3)
     assert out["detect_recall"] == 1.0
+    assert out["read_rate_ci95"] == pytest.approx(wilson_interval(n_labels - 2, n_labels), abs=1e-4)
     assert out["ms_per_frame"] > 0 and set(out["splits"]) == {"val", "train"}
     # WRONG1's box holds a read with other text: a misread. NOTREAD's box holds a read of the other
     # label there: no misread (a read that is some label of its frame is right)
@@ -166,6 +168,21 @@ def _event(plate, conf, box=(0, 0, 100, 50)):
 
     x1, y1, x2, y2 = box
     return SimpleNamespace(plate=plate, confidence=conf, box=SimpleNamespace(x=x1, y=y1, w=x2 - x1, h=y2 - y1))
+
+
+@pytest.mark.parametrize("hits, n", [(15, 17), (0, 10), (10, 10), (1, 2), (104, 108)])
+def test_wilson_interval_bounds_solve_the_score_equation(hits, n):
+    # Wilson's bounds are the rates p at which the observed rate lies exactly z standard errors
+    # from p: (p - hits/n)^2 = z^2 p (1 - p) / n. Checked from that definition, not the formula.
+    z = 1.96
+    lo, hi = wilson_interval(hits, n, z)
+    assert 0.0 <= lo <= hits / n <= hi <= 1.0 and lo < hi
+    for p in (lo, hi):
+        assert (p - hits / n) ** 2 == pytest.approx(z * z * p * (1 - p) / n, abs=1e-12)
+    assert wilson_interval(15, 17) == pytest.approx((0.6566, 0.9671), abs=1e-4)  # the dev set's validation split
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="hits"):
+        wilson_interval(3, 2)
 
 
 def test_frames_confidence_sweep_counts_reads_misreads_and_other_reads_per_threshold():

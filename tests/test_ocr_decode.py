@@ -82,6 +82,8 @@ def test_scores_exact_o0_and_char_accuracy():
     s = score_reads(["ABC123", "0EC617", "XY", ""], ["ABC123", "OEC617", "XYZ", "Q1"])
     assert s["n"] == 4
     assert s["exact"] == 0.25
+    # Wilson 95% for 1 of 4: centre 0.3725, half-width 0.3269
+    assert s["exact_ci95"] == pytest.approx([0.0456, 0.6994], abs=1e-4)
     assert s["exact_o0"] == 0.5
     # edit distances 0 + 1 + 1 + 2 over 6 + 6 + 3 + 2 label characters
     assert s["char_acc"] == pytest.approx(1 - 4 / 17)

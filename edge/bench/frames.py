@@ -122,7 +122,7 @@ def _iou(a, b) -> float:
 def _frames(args) -> int:
     import cv2
 
-    from edge.bench.report import machine_info, print_json_last, print_table, surroundings
+    from edge.bench.report import machine_info, print_json_last, print_table, surroundings, wilson_interval
     from edge.node.pipeline import EdgeNode, MemorySink
     from edge.sources.folder import FolderSource, read_labels
     from edge.training.splits import is_validation
@@ -225,14 +225,22 @@ def _frames(args) -> int:
             "n": len(gnames),
             "plates": n_plates,
             "read_rate": round(read / n_plates, 4) if n_plates else 0.0,
+            # a split of 17 frames cannot tell 88% from 94%: say so with the figure
+            "read_rate_ci95": [round(v, 4) for v in wilson_interval(read, n_plates)],
             "detect_recall": round(found / n_plates, 4) if n_plates else 0.0,
             "other_reads": sweep[0]["other_reads"],  # at the run's own threshold: every read
             "misreads": sweep[0]["misreads"],
             "by_min_confidence": sweep,
         }
     ms_per_frame = 1000 * wall / max(m.frames, 1)
-    rows = [[g, r["n"], r["plates"], r["read_rate"], r["detect_recall"], r["other_reads"]] for g, r in results.items()]
-    print_table(f"bench frames: {folder} ({ms_per_frame:.1f} ms/frame)", ["split", "frames", "plates", "read rate", "detect recall (IoU>0.4)", "other reads"], rows)
+    rows = [
+        [g, r["n"], r["plates"], r["read_rate"], "{:.1%}-{:.1%}".format(*r["read_rate_ci95"]), r["detect_recall"], r["other_reads"]]
+        for g, r in results.items()
+    ]
+    print_table(
+        f"bench frames: {folder} ({ms_per_frame:.1f} ms/frame)",
+        ["split", "frames", "plates", "read rate", "95% interval (Wilson)", "detect recall (IoU>0.4)", "other reads"], rows,
+    )
     if misses:
         print_table("missed plates", ["file", "label", "read"], misses[:40])
     shown = "val" if "val" in results else "all"

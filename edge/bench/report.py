@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import os
 from typing import Any, Sequence
@@ -52,6 +53,20 @@ def surroundings(image, box, context: float = 1.5):
     cx1, cy1 = int(max(0, x1 - context * w)), int(max(0, y1 - context * w))
     cx2, cy2 = int(min(w_img, x2 + context * w)), int(min(h_img, y2 + context * w))
     return image[cy1:cy2, cx1:cx2].copy(), (cx1, cy1)
+
+
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95% at z=1.96) for a rate of `hits` in `n`: what a rate measured on
+    a few dozen images can and cannot tell apart (17 frames read 15 of 17: 66-97%). Unlike the
+    normal approximation it stays inside [0, 1] and is not empty at 0 or n hits. (0, 1) for n = 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    if not 0 <= hits <= n:
+        raise ValueError(f"hits: {hits} is not between 0 and n = {n}")
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
