@@ -266,3 +266,74 @@ def test_second_look_recovers_an_end_character_the_box_cut_off(tmp_path, sticker
     node = EdgeNode(config, source, _FixedBoxDetector([170, 100, 290, 160]), ocr, sink, cropper=crop_axis_aligned)
     node.run()
     assert [e.plate for e in sink.events] == [expected]
+
+
+class _FramingScriptOCR:
+    """Reads the three voted framings of one plate (one OCR call: box, 1.12x, 1.25x) as scripted,
+    and any later call (the second look's wider framings) as the last scripted reading."""
+
+    def __init__(self, script):
+        self.script = script  # [(text, confidence)] per framing
+
+    def predict(self, crops):
+        from edge.vision.base import PlateTexts
+
+        rows = self.script if len(crops) == len(self.script) else [self.script[-1]] * len(crops)
+        ccs = [np.full(len(t), c ** (1 / len(t)), np.float32) for t, c in rows]
+        return PlateTexts([t for t, _ in rows], np.array([c for _, c in rows], np.float32), ccs)
+
+
+@pytest.mark.parametrize(
+    "min_confidence, expected",
+    [
+        (0.2, ["383WJP"]),  # the piece (voted 0.59 sure) gives way to the box's whole reading (0.95)
+        (0.7, []),          # a vote too unsure to publish is not lifted into a read by the rule
+    ],
+)
+def test_a_short_framing_vote_gives_way_to_the_whole_plate(tmp_path, min_confidence, expected):
+    """A real development frame (wts-lg-000087): the box framing read 383WJP, the wider two lost
+    the first 3 and the length vote chose 83WJP."""
+    import cv2
+
+    from edge.sources.folder import FolderSource
+
+    cv2.imwrite(str(tmp_path / "car.png"), np.full((200, 400, 3), 114, np.uint8))
+    config = build_config(camera_id="cam-1", agency_id="sac-pd", source=str(tmp_path), output_dir=str(tmp_path / "out"),
+                          ocr_variants=3, save_crops=False, min_confidence=min_confidence)
+    sink = MemorySink()
+    ocr = _FramingScriptOCR([("383WJP", 0.954), ("83WJP", 0.953), ("83WJP", 0.311)])
+    node = EdgeNode(config, FolderSource(tmp_path), _FixedBoxDetector([170, 100, 290, 160]), ocr, sink,
+                    cropper=crop_axis_aligned)
+    node.run()
+    assert [e.plate for e in sink.events] == expected
+
+
+def test_a_pass_read_mostly_in_pieces_is_published_whole(tmp_path):
+    """One vehicle's plate read, frame after frame, as HMM2, HM42, 2M2 and 2FHM942 in turn (a
+    rendered city pass, whose readings these are): the length vote goes to the piece HM42, whose
+    disputed third character leaves the vote less sure than the whole reading; the node publishes
+    2FHM942, the piece among the alternatives."""
+    src = ScriptedSource(n_vehicles=3)
+    node, det, ocr, sink = make_node(tmp_path, src)
+    ocr.plates[1] = "2FHM942"
+    turns = [("HMM2", 0.11), ("HM42", 0.94), ("2M2", 0.16), ("2FHM942", 0.75)]
+    base = ocr.predict
+    seen = []
+
+    def predict(crops):
+        out = base(crops)
+        for i, t in enumerate(out.texts):
+            if t == "2FHM942":
+                text, conf = turns[len(seen) % len(turns)]
+                seen.append(text)
+                out.texts[i] = text
+                out.char_confidence[i] = np.full(len(text), conf ** (1 / len(text)), np.float32)
+                out.confidence[i] = conf
+        return out
+
+    ocr.predict = predict
+    node.run()
+    assert len(seen) >= 8  # every reading took its turn at least twice
+    assert sorted(e.plate for e in sink.events) == sorted(["2FHM942"] + [v.plate for i, v in enumerate(src.vehicles) if i != 1])
+    whole = next(e for e in sink.events if e.plate == "2FHM942")
+    assert "HM42" in [a.plate for a in whole.alternatives]

@@ -82,6 +82,34 @@ def test_aligned_confidence_pairs_characters_by_least_edits(plate, text, expecte
     assert got.tolist() == expected
 
 
+def test_a_short_vote_gives_way_to_a_surer_whole_plate_that_holds_it():
+    # A city pass (rendered scene): the plate read whole once, cut three times; the length vote
+    # went to the 4-character piece HM42 (0.94), a plate no car carries.
+    reads = [R("HMM2", 0.11), R("HM42", 0.94), R("2M2", 0.16), R("2FHM942", 0.75)]
+    assert vote(reads).plate == "HM42"  # the rule is off unless the caller names its floor
+    v = vote(reads, whole_plate_from=0.2)
+    assert v.plate == "2FHM942" and v.confidence == pytest.approx(0.75, abs=1e-6)
+    assert len(v.char_confidence) == 7 and v.agreeing == 1
+    assert "HM42" in [a for a, _ in v.alternatives]  # the piece stays on record
+    # ...but not when the vote itself is too unsure to publish (a van's lettering read in
+    # disputed pieces: HVAYC / VAC55, and VACS5S5 once): the rule replaces, it never creates
+    junk = [R("HVAYC", 0.48), R("VAC55", 0.71), R("VACS5S5", 0.4)]
+    v = vote(junk, whole_plate_from=0.2)
+    assert len(v.plate) == 5 and v.confidence < 0.2
+    # a short vanity plate read many times keeps its vote against one longer misread holding it
+    vanity = [R("SUNMS", 0.9)] * 6 + [R("1SUNMS", 0.8)]
+    assert vote(vanity, whole_plate_from=0.2).plate == "SUNMS"
+    # a plate-length vote is never replaced (a bolt read as an eighth character)
+    v = vote([R("6WVC447", 0.8), R("6WVC44T", 0.8), R("16WVC447", 0.9)], whole_plate_from=0.2)
+    assert v.plate in ("6WVC447", "6WVC44T") and v.confidence < 0.9
+    # the longer reading must hold the piece in order and be at least as sure as the vote
+    # (HM42 and HMM2 dispute a character: the vote on HM42 is about 0.52 sure)
+    pieces = [R("HM42", 0.9), R("HMM2", 0.5)]
+    assert vote(pieces + [R("2FMH942", 0.95)], whole_plate_from=0.2).plate == "HM42"
+    assert vote(pieces + [R("2FHM942", 0.45)], whole_plate_from=0.2).plate == "HM42"
+    assert vote(pieces + [R("2FHM942", 0.6)], whole_plate_from=0.2).plate == "2FHM942"
+
+
 def test_vote_ignores_empty_and_garbage():
     assert vote([R("", 0.0, []), R("ab-c", 0.5, [0.5] * 4)]) is None
     v = vote([R("", 0.0, []), R("XYZ9", 0.9)])

@@ -188,11 +188,11 @@ def _scaled(d: Detections, s: float) -> Detections:
     return Detections(boxes, d.scores, corners)
 
 
-def _combine_variants(texts, n: int, V: int) -> Reading:
+def _combine_variants(texts, n: int, V: int, whole_plate_from: float | None = None) -> Reading:
     """One reading from V framings of the same plate in the same frame (not independent looks:
-    agreement does not add confidence, see vote(independent=False))."""
+    agreement does not add confidence, see vote(independent=False)). whole_plate_from: see vote."""
     rs = [Reading(texts.texts[i], float(texts.confidence[i]), np.asarray(texts.char_confidence[i])) for i in range(n, n + V)]
-    v = vote(rs, n_alternatives=0, independent=False)
+    v = vote(rs, n_alternatives=0, independent=False, whole_plate_from=whole_plate_from)
     if v is None:
         return rs[0]
     return Reading(v.plate, v.confidence, v.char_confidence)
@@ -431,7 +431,7 @@ class EdgeNode:
         widths = np.repeat([float(dets[k].boxes[j, 2] - dets[k].boxes[j, 0]) for k, j in owners], self.ocr_variants)
         texts = read_plates(self.ocr, crops, widths) if crops else None
         V = self.ocr_variants
-        combined = [_combine_variants(texts, p * V, V) for p in range(len(owners))] if V > 1 else []
+        combined = [_combine_variants(texts, p * V, V, self.config.min_confidence) for p in range(len(owners))] if V > 1 else []
         if combined and self.config.second_look_max_chars:
             combined = self._second_look(todo, dets, owners, combined, texts)
         m.add("ocr", time.perf_counter() - t)
@@ -630,7 +630,7 @@ class EdgeNode:
         short = len(track.observations) < min_frames  # published only when its reading is sure
         if short and not cfg.short_track_confidence:
             return None
-        v = vote(track.readings(), n_alternatives=cfg.alternatives)
+        v = vote(track.readings(), n_alternatives=cfg.alternatives, whole_plate_from=cfg.min_confidence)
         if v is None or not cfg.min_plate_chars <= len(v.plate) <= 10 or v.confidence < cfg.min_confidence:
             return None
         if short and v.confidence < cfg.short_track_confidence:

@@ -8,6 +8,8 @@ A vehicle pass gives the OCR many looks at the same plate; single frames get cha
 2. Characters: among readings of that length, each position accumulates the character confidence
    every reading gave its character there (one `np.add.at` over an (M, L) index array); the
    character with the largest sum wins.
+3. Pieces (when the caller asks, `whole_plate_from`): a voted plate of 4-5 characters gives way to
+   a surer reading of a plate's length that holds it in order (_whole_plate).
 
 The reported confidence of a character combines two things: the share of the position's total
 confidence that went to the winner (disagreement lowers it), times the chance that not all
@@ -64,9 +66,15 @@ def _clean(readings: Sequence[Reading]) -> list[Reading]:
 
 
 def vote(
-    readings: Sequence[Reading], n_alternatives: int = 3, beam: int = 8, independent: bool = True
+    readings: Sequence[Reading], n_alternatives: int = 3, beam: int = 8, independent: bool = True,
+    whole_plate_from: float | None = None,
 ) -> VoteResult | None:
     """Vote over the readings of one track; None when no reading has any text.
+
+    whole_plate_from: a voted plate of at most FRAGMENT_MAX_CHARS characters, at least this
+    confident, gives way to a longer reading that holds it (_whole_plate); None: never. The node
+    passes its publishing threshold: the rule replaces a piece that would be published, and never
+    lifts a vote too unsure to publish (a van's lettering read in disputed pieces) into a read.
 
     independent=False: the readings are not separate looks (e.g. several framings of one crop), so
     agreement does not raise confidence: a character's confidence is the mean confidence the
@@ -109,8 +117,14 @@ def vote(
         aligned = np.stack([_aligned_confidence(plate, r.text, c) for r, c in zip(same, cc)])  # (M, L)
         char_conf = ((aligned * look_w).sum(axis=0) / float(look_w.sum())).astype(np.float32)
     confidence = float(np.prod(char_conf))
-
     alternatives = _beam_alternatives(mean_conf, plate, beam, n_alternatives)
+
+    whole = _whole_plate(plate, confidence, rs) if whole_plate_from is not None and confidence >= whole_plate_from else None
+    if whole is not None:  # the voted plate was a piece of this reading: it is an alternative now
+        alternatives.append((plate, confidence))
+        plate, confidence = whole.text, whole.confidence
+        char_conf = np.asarray(whole.char_confidence, np.float32)
+        L = len(plate)
     # Readings of another length are alternatives too, scaled by the share of confidence their
     # length received.
     total_w = float(weights.sum())
@@ -129,6 +143,32 @@ def vote(
         uniq_alts.append((text, float(min(max(conf, 0.0), 1.0))))
     agreeing = sum(1 for r in rs if r.text == plate)
     return VoteResult(plate, confidence, char_conf, uniq_alts[:n_alternatives], len(rs), agreeing)
+
+
+# A voted plate of at most this many characters may be a piece of a plate (US plates have 6-7):
+# a box narrower than the plate, a plate entering the frame or half hidden. See _whole_plate.
+FRAGMENT_MAX_CHARS = 5
+
+
+def _contains_in_order(text: str, piece: str) -> bool:
+    """Whether `piece`'s characters stand in `text` in the same order (not necessarily adjacent)."""
+    rest = iter(text)
+    return all(c in rest for c in piece)
+
+
+def _whole_plate(plate: str, confidence: float, rs: Sequence[Reading]) -> Reading | None:
+    """For a short voted plate (at most FRAGMENT_MAX_CHARS characters): the surest reading of a
+    plate's length that holds it in order and is at least as confident as the vote; else None.
+
+    A pass whose plate was read whole once (`2FHM942`, 0.75) and cut once (`HM42`, 0.94) voted
+    the piece by the length vote's squared confidences, and published a plate no car carries. A
+    short plate read many times keeps its vote: agreement makes the vote surer than a single
+    longer misread holding it (a bolt read as a character beside a vanity plate)."""
+    if len(plate) > FRAGMENT_MAX_CHARS:
+        return None
+    longer = [r for r in rs if len(r.text) > FRAGMENT_MAX_CHARS and r.confidence >= confidence
+              and _contains_in_order(r.text, plate)]
+    return max(longer, key=lambda r: r.confidence, default=None)
 
 
 def _beam_alternatives(mean_conf: np.ndarray, plate: str, beam: int, n: int) -> list[tuple[str, float]]:
