@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 
@@ -48,6 +49,39 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _user_error(err: BaseException) -> tuple[str, int] | None:
+    """The message and exit status for an error caused by what the user gave (a file, a config,
+    a model, a broker address), or None for a bug. A user error is reported in one line naming the
+    problem, never as a traceback (`-vv` shows the traceback too). Exit 2: the input is wrong;
+    exit 1: something it names could not be reached or opened (a broker, a database)."""
+    from pydantic import ValidationError
+
+    from edge.node.sink import ReadNotStored
+    from edge.policy.audit import AuditStoreError
+    from edge.sources.base import SourceError
+    from edge.transport.mqtt import MQTTError
+    from edge.transport.outbox import OutboxError
+
+    if isinstance(err, ValidationError):  # a config model refused a value: name the fields
+        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or e.get('type', 'value')}: "
+                           f"{e['msg'].removeprefix('Value error, ')}" for e in err.errors())
+        return f"invalid {err.title}: {fields}", 2
+    if isinstance(err, (MQTTError, OutboxError, SourceError, ReadNotStored, AuditStoreError,
+                        sqlite3.Error, ConnectionError)):
+        return str(err) or type(err).__name__, 1
+    if isinstance(err, OSError):  # a missing, unreadable or unwritable path: name it
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror or err}{where}", 2
+    if isinstance(err, ValueError):  # bad input everywhere in this package (registry, policy, config...)
+        return str(err) or type(err).__name__, 2
+    module = type(err).__module__ or ""
+    if module.startswith("onnxruntime"):  # a model file onnxruntime cannot load or run
+        return f"model: {str(err).strip()}", 2
+    if module.startswith("psycopg"):  # the PostgreSQL audit store
+        return f"database: {str(err).strip()}", 1
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     # SIGTERM (timeout, systemd, docker stop) unwinds like Ctrl-C, so the `finally` blocks that stop
     # a command's brokers and child processes run; by default Python would die and leave them behind.
@@ -65,6 +99,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        reported = _user_error(err)
+        if reported is None:
+            raise  # a bug: the traceback is what a report needs
+        message, status = reported
+        if args.verbose >= 2:
+            logging.exception("traceback")
+        print(f"alpr-edge {args.command}: error: {message}", file=sys.stderr)
+        return status
 
 
 if __name__ == "__main__":

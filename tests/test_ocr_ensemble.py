@@ -119,7 +119,7 @@ def test_model_lists_from_flags_and_config():
 
 
 def test_a_missing_member_is_named(tmp_path):
-    with pytest.raises(ValueError, match="missing.onnx"):
+    with pytest.raises(FileNotFoundError, match="OCR model not found: .*missing.onnx"):
         load_ocr(f"{DEFAULT_MODELS[0]},{tmp_path / 'missing.onnx'}")
 
 

@@ -80,7 +80,7 @@ def test_degraded_plates_are_mostly_read(ocr):
 
 
 def test_bad_model_path_is_named(tmp_path):
-    with pytest.raises(ValueError, match="model_path"):
+    with pytest.raises(FileNotFoundError, match="OCR model not found: .*missing.onnx"):
         OnnxPlateOCR(tmp_path / "missing.onnx")
 
 

@@ -77,6 +77,9 @@ def load_dir(root: Path, split: str) -> tuple[list[str], list[np.ndarray], list[
     missing = {"file", "plate"} - set(rows[0].keys() if rows else [])
     if missing:
         raise SystemExit(f"bench ocr: {path} lacks column(s) {sorted(missing)}")
+    if rows and {"x", "y", "w", "h"} <= set(rows[0].keys()):  # plate boxes: whole frames, not crops
+        raise SystemExit(f"bench ocr: {path} labels plate boxes in frames (file,x,y,w,h,plate); bench ocr reads "
+                         f"plate crops (file,state,plate): use `alpr-edge bench frames {root}` for frames")
     if split != "all":
         train, val = split_names([r["file"] for r in rows])
         keep = set(val if split == "val" else train)

@@ -14,7 +14,7 @@ log = logging.getLogger("edge.node")
 
 
 def _fail(msg: str) -> int:
-    print(f"alpr-edge run: {msg}", file=sys.stderr)
+    print(f"alpr-edge run: error: {msg}", file=sys.stderr)
     return 2
 
 

@@ -81,7 +81,7 @@ def run_sim(args) -> int:
     try:
         plan = plan_cameras(args)
     except (ValueError, OSError) as err:
-        print(f"alpr-edge sim: {err}", file=sys.stderr)
+        print(f"alpr-edge sim: error: {err}", file=sys.stderr)
         return 2
     extra = [a for a in args.run_args if a != "--"]
     procs: list[tuple[str, subprocess.Popen]] = []

@@ -342,6 +342,10 @@ class PostgresAuditStore(AuditStore):
         self.conn.close()
 
 
+class AuditStoreError(RuntimeError):
+    """The audit store named on the command line cannot be opened."""
+
+
 def open_audit(target: str) -> AuditStore:
     """`postgresql://...` (or `postgres://`) for PostgreSQL, anything else is a SQLite file path.
 
@@ -356,5 +360,14 @@ def open_audit(target: str) -> AuditStore:
         if not prefix.replace("_", "").isalnum():
             raise ValueError(f"table_prefix {prefix!r}: letters, digits and '_' only")
         dsn = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "table_prefix"])))
-        return PostgresAuditStore(dsn, table_prefix=prefix)
-    return SQLiteAuditStore(target)
+        try:
+            return PostgresAuditStore(dsn, table_prefix=prefix)
+        except Exception as err:
+            if not type(err).__module__.startswith("psycopg"):
+                raise
+            raise AuditStoreError(f"audit database {parts.hostname or 'localhost'}:{parts.port or 5432}"
+                                  f"{parts.path}: {str(err).strip()}") from err
+    try:
+        return SQLiteAuditStore(target)
+    except sqlite3.Error as err:  # a missing folder, a file that is not a database: name the file
+        raise AuditStoreError(f"audit database {target}: {err}") from err

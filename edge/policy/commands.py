@@ -57,7 +57,7 @@ def register(sub) -> None:
     s.set_defaults(func=_audit_show)
 
     p = sub.add_parser("verify-acl", help="log in as each agency and camera, try what the ACL must refuse, report")
-    _common(p)
+    _common(p, policy=False)  # the ACL follows from the registry alone; the policy is the gate's
     p.add_argument("--mqtt311", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_verify_acl)
@@ -69,9 +69,10 @@ def register(sub) -> None:
     p.set_defaults(func=_policy_table)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, policy: bool = True) -> None:
     p.add_argument("--registry", required=True, help="registry YAML ('demo': the demo's registry)")
-    p.add_argument("--policy", default="ca-sb34", help="policy file or shipped policy name (default %(default)s)")
+    if policy:
+        p.add_argument("--policy", default="ca-sb34", help="policy file or shipped policy name (default %(default)s)")
     p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL (default %(default)s)")
     p.add_argument("--secrets", help="directory of `file:` credentials (default: secrets/ next to the registry)")
 

@@ -144,14 +144,15 @@ def _plates(args: argparse.Namespace) -> int:
 
 
 def _scene(args: argparse.Namespace) -> int:
-    from edge.synth.scene import ScenarioError, load_scenario, render_scene_to_dir
+    from edge.synth.scene import ScenarioError, load_scenario, parse_scenario, render_scene_to_dir
 
     try:
         scenario = load_scenario(args.scenario)
+        if args.duration is not None:  # validated as if the file said it (model_copy would not check)
+            scenario = parse_scenario({**scenario.model_dump(), "duration_s": float(args.duration)},
+                                      source=f"--duration {args.duration}")
     except ScenarioError as err:
         raise SystemExit(f"synth scene: {err}") from None
-    if args.duration is not None:
-        scenario = scenario.model_copy(update={"duration_s": float(args.duration)})
     if args.frames_every < 0:
         raise SystemExit("synth scene: --frames-every must be >= 0")
     summary = render_scene_to_dir(scenario, args.out, seed=args.seed, container=args.format,

@@ -154,8 +154,11 @@ class OnnxPlateOCR(PlateOCR):
     def __init__(self, model_path: str | os.PathLike | None = None, intra_op_threads: int = 1, max_batch: int = 64):
         import onnxruntime as ort
 
+        path = Path(model_path) if model_path is not None else DEFAULT_MODEL
+        if not path.is_file():  # said plainly here, not as the config model's validation report
+            raise FileNotFoundError(f"OCR model not found: {path}")
         self.config = OcrConfig(
-            model_path=Path(model_path) if model_path is not None else DEFAULT_MODEL,
+            model_path=path,
             intra_op_threads=intra_op_threads,
             max_batch=max_batch,
         )
@@ -292,7 +295,7 @@ class EnsemblePlateOCR(PlateOCR):
 
 def load_ocr(models=None, intra_op_threads: int = 1, max_batch: int = 64) -> PlateOCR:
     """The OCR stage for one model path, several (comma-separated string or sequence: an
-    EnsemblePlateOCR), or None (DEFAULT_MODELS). A missing file is a ValueError naming it."""
+    EnsemblePlateOCR), or None (DEFAULT_MODELS). A missing file is a FileNotFoundError naming it."""
     members = [OnnxPlateOCR(p, intra_op_threads=intra_op_threads, max_batch=max_batch) for p in model_paths(models)]
     return members[0] if len(members) == 1 else EnsemblePlateOCR(members)
 

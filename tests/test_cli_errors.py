@@ -1,0 +1,142 @@
+"""Bad input on the command line: one line naming the problem and a non-zero exit, never a traceback.
+
+Each case is something a user plausibly types: a registry with a typo'd field, a policy name that
+does not exist, a file that is not an ONNX model or not a database, a folder of the wrong layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+REGISTRY = ROOT / "examples" / "registry.yaml"
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str]:
+    status = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return status, captured.err
+
+
+def assert_one_clear_line(err: str, command: str, *names: str) -> None:
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if f"alpr-edge {command}: error:" in line]
+    assert len(lines) == 1, err
+    for name in names:
+        assert name in err, (name, err)
+
+
+def test_registry_with_a_typo_names_the_field(tmp_path, capsys):
+    bad = tmp_path / "registry.yaml"
+    bad.write_text(REGISTRY.read_text().replace("jurisdiction:", "jursidiction:", 1))
+    status, err = run_cli(capsys, "policy", bad)
+    assert status == 2
+    assert_one_clear_line(err, "policy", str(bad), "jursidiction", "unknown field")
+
+
+def test_unknown_policy_name_is_named(capsys):
+    status, err = run_cli(capsys, "policy", REGISTRY, "--policy", "ca-sb35")
+    assert status == 2
+    assert_one_clear_line(err, "policy", "ca-sb35")
+
+
+def test_verify_acl_without_secrets_names_the_missing_file(tmp_path, capsys):
+    status, err = run_cli(capsys, "verify-acl", "--registry", REGISTRY, "--secrets", tmp_path / "nope",
+                          "--broker", "mqtt://127.0.0.1:9")
+    assert status == 2
+    assert_one_clear_line(err, "verify-acl", str(tmp_path / "nope"), "does not exist")
+
+
+def test_verify_acl_takes_no_policy(capsys):
+    """The ACL follows from the registry alone: a --policy it would ignore is refused, not accepted."""
+    with pytest.raises(SystemExit) as exc:
+        main(["verify-acl", "--registry", str(REGISTRY), "--policy", "whatever.yaml"])
+    assert exc.value.code == 2
+    assert "--policy" in capsys.readouterr().err
+
+
+def test_audit_verify_on_a_file_that_is_not_a_database(tmp_path, capsys):
+    junk = tmp_path / "audit.db"
+    junk.write_text("this is not sqlite\n" * 100)
+    status, err = run_cli(capsys, "audit", "verify", junk)
+    assert status == 1
+    assert_one_clear_line(err, "audit", str(junk), "not a database")
+
+
+def test_gate_with_an_audit_file_in_a_missing_folder(tmp_path, capsys):
+    (tmp_path / "secrets").mkdir()
+    where = tmp_path / "no" / "such" / "audit.db"
+    status, err = run_cli(capsys, "gate", "--registry", REGISTRY, "--broker", "mqtt://gate:pw@127.0.0.1:9",
+                          "--audit", where, "--run-for", "1")
+    assert status == 1
+    assert_one_clear_line(err, "gate", str(where))
+
+
+@pytest.mark.parametrize("flag", ["--ocr-model", "--detector-model"])
+def test_a_model_that_is_not_onnx(tmp_path, capsys, flag):
+    fake = tmp_path / "model.onnx"
+    fake.write_text("# not a model\n")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(frames / "a.jpg"), np.zeros((64, 64, 3), np.uint8))
+    status, err = run_cli(capsys, "run", "--source", frames, "--camera-id", "c1", "--agency-id", "a1",
+                          "--broker", "mqtt://u:p@127.0.0.1:9", "--outbox", tmp_path / "outbox.db", flag, fake)
+    assert status == 2
+    assert_one_clear_line(err, "run", "model")
+
+
+def test_second_ocr_model_missing_names_the_file(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(frames / "a.jpg"), np.zeros((64, 64, 3), np.uint8))
+    missing = tmp_path / "nope.onnx"
+    status, err = run_cli(capsys, "run", "--source", frames, "--camera-id", "c1", "--agency-id", "a1",
+                          "--broker", "mqtt://u:p@127.0.0.1:9", "--outbox", tmp_path / "outbox.db",
+                          "--ocr-model", f"{ROOT / 'models' / 'ocr.onnx'},{missing}")
+    assert status == 2
+    assert "pydantic.dev" not in err
+    assert_one_clear_line(err, "run", str(missing))
+
+
+def test_bench_ocr_on_a_frames_folder_points_to_bench_frames(tmp_path, capsys):
+    (tmp_path / "labels.csv").write_text("file,x,y,w,h,plate\na.jpg,1,2,30,15,ABC123\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "ocr", str(tmp_path)])
+    assert "bench frames" in str(exc.value.code)
+
+
+def test_bench_detect_on_a_missing_folder(tmp_path, capsys):
+    status, err = run_cli(capsys, "bench", "detect", tmp_path / "nope")
+    assert status == 2
+    assert_one_clear_line(err, "bench", str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize("duration", ["-1", "0"])
+def test_synth_scene_duration_is_validated(tmp_path, duration):
+    with pytest.raises(SystemExit) as exc:
+        main(["synth", "scene", str(ROOT / "examples" / "scenarios" / "parking_entrance.yaml"),
+              "--duration", duration, "--out", str(tmp_path / "out")])
+    assert "duration_s" in str(exc.value.code) and "greater than 0" in str(exc.value.code)
+    assert not (tmp_path / "out" / "video.mp4").exists()
+
+
+def test_a_bug_still_shows_its_traceback(monkeypatch):
+    """Only errors about the user's input are turned into one line; a programming error is not hidden."""
+    import edge.policy.commands as commands
+
+    def broken(args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(commands, "_policy_table", broken)
+    with pytest.raises(KeyError):
+        main(["policy", str(REGISTRY)])
