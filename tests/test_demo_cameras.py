@@ -24,3 +24,16 @@ def test_demo_default_cameras_end_to_end(tmp_path):
     assert result["leaks"] == 0 and result["audit_verified"] is True
     page = report.read_text()
     assert page.count("data:image/jpeg;base64,") >= 2  # sample frames from the cameras
+
+
+def test_demo_seed_gives_the_default_scenes_other_traffic():
+    """`demo --seed N` re-seeds the default footage (camera i: N+i); a source naming its seed keeps it."""
+    from edge.demo.cameras import DEFAULT_SOURCES, _with_seed, without_seed
+
+    for spec in DEFAULT_SOURCES:
+        assert "seed=" in spec  # the fixed default footage
+        assert _with_seed(without_seed(spec), 11).endswith("seed=11")
+        assert without_seed(spec).count("?") == 1 and "seed=" not in without_seed(spec)
+    assert without_seed("synthetic:night_ir?seed=4") == "synthetic:night_ir"
+    assert without_seed("clip.mp4") == "clip.mp4"
+    assert _with_seed("synthetic:night_ir?seed=4", 11) == "synthetic:night_ir?seed=4"

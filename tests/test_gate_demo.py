@@ -33,6 +33,14 @@ def check_demo_result(result: dict, reads: int):
     assert ag["reno-pd"]["rules"] == ["refuse:out-of-jurisdiction"]
     assert ag["norcal-task-force"]["rules"] == ["refuse:on-behalf-of"]
     assert result["gate_rules"] == {"refuse:camera-topic-mismatch": 1, "refuse:malformed": 2}
+    # per agency, what decided each message (from the audit log): every message once, by its own rule
+    for a in ALLOWED | REFUSED:
+        decided = ag[a]["decided_by"]
+        assert sum(decided.values()) == ag[a]["forwarded"] + ag[a]["refused"], a
+        assert decided["refuse:malformed"] == 2 and decided["refuse:camera-topic-mismatch"] == 1, a
+    for a in ALLOWED:
+        assert ag[a]["decided_by"]["allow:in-jurisdiction-public-agency"] == reads, a
+    assert ag["ice"]["decided_by"]["refuse:recipient-kind"] == reads
 
 
 def test_demo_cli_embedded(tmp_path):

@@ -56,6 +56,15 @@ class _QueueSink:
         self.q.put((self.cam.camera_id, event))
 
 
+def without_seed(spec: str) -> str:
+    """The synthetic source spec with its `seed=` option removed (so the demo's --seed applies)."""
+    if not spec.startswith("synthetic:") or "?" not in spec:
+        return spec
+    head, query = spec.split("?", 1)
+    kept = [kv for kv in query.split("&") if not kv.startswith("seed=")]
+    return head + ("?" + "&".join(kept) if kept else "")
+
+
 def _with_seed(spec: str, seed: int) -> str:
     if not spec.startswith("synthetic:") or "seed=" in spec:
         return spec

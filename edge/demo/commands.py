@@ -12,7 +12,9 @@ def register(sub) -> None:
                         "synthetic:<scenario>); repeat for more cameras. Default: two synthetic scenes")
     p.add_argument("--synthetic-reads", type=int, metavar="N",
                    help="no vision: publish N made-up read events instead of running cameras")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int,
+                   help="seed of the made-up reads (default 7) and of the synthetic footage (camera i gets SEED+i; "
+                        "default: the demo's fixed footage). A synthetic --source that names its own seed keeps it")
     p.add_argument("--detector-model", help="ONNX detector (default: models/detector.onnx)")
     p.add_argument("--ocr-model", help="ONNX OCR, one or several comma-separated (default: models/ocr.onnx,models/ocr-camera.onnx)")
     p.add_argument("--broker", help="use this Mosquitto (configured by `broker-config demo`) instead of the embedded broker")
@@ -59,7 +61,7 @@ def _demo(args) -> int:
     from pathlib import Path
 
     from edge.bench.report import print_json_last, print_table
-    from edge.demo.run import demo_registry, run_demo, synthetic_reads, write_html
+    from edge.demo.run import decided_by_text, demo_registry, run_demo, synthetic_reads, write_html
     from edge.policy.policy import PolicyError, load_policy
     from edge.policy.registry import RegistryError, Secrets, load_registry
 
@@ -67,7 +69,7 @@ def _demo(args) -> int:
         registry = load_registry(args.registry) if args.registry else demo_registry()
         policy = load_policy(args.policy)
     except (RegistryError, PolicyError) as err:
-        print(f"alpr-edge demo: {err}", file=sys.stderr)
+        print(f"alpr-edge demo: error: {err}", file=sys.stderr)
         return 2
     if args.broker and not args.secrets:
         print("error: --broker needs --secrets DIR (from `alpr-edge broker-config demo --out DIR`: DIR/secrets)",
@@ -77,17 +79,20 @@ def _demo(args) -> int:
 
     cams = None
     if args.synthetic_reads is not None:
-        reads = synthetic_reads(registry, args.synthetic_reads, args.seed)
+        reads = synthetic_reads(registry, args.synthetic_reads, 7 if args.seed is None else args.seed)
     else:
-        from edge.demo.cameras import DEFAULT_SOURCES, DemoCameras
+        from edge.demo.cameras import DEFAULT_SOURCES, DemoCameras, without_seed
         from edge.sources import SourceError
 
         out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="alpr-demo-"))
         try:
-            cams = DemoCameras(registry.cameras, args.source or DEFAULT_SOURCES, out, args.detector_model,
-                               args.ocr_model, seed=args.seed)
+            sources = args.source or DEFAULT_SOURCES
+            if args.seed is not None and not args.source:  # other traffic on the default scenes
+                sources = tuple(without_seed(s) for s in DEFAULT_SOURCES)
+            cams = DemoCameras(registry.cameras, sources, out, args.detector_model, args.ocr_model,
+                               seed=7 if args.seed is None else args.seed)
         except (SourceError, ValueError, FileNotFoundError, ImportError) as err:
-            print(f"alpr-edge demo: cannot start the cameras: {err}", file=sys.stderr)
+            print(f"alpr-edge demo: error: cannot start the cameras: {err}", file=sys.stderr)
             return 2
         for r in cams.runs:
             print(f"camera {r.camera_id} ({r.agency_id}): {r.source}", file=sys.stderr)
@@ -107,10 +112,11 @@ def _demo(args) -> int:
     camera_errors = [f"{r.camera_id}: {r.error}" for r in (cams.runs if cams else []) if r.error]
 
     rows = [(a_id, a["kind"], a["jurisdiction"], a["purpose"] + (f" (for {a['on_behalf_of']})" if a["on_behalf_of"] else ""),
-             a["forwarded"], a["refused"], a["received"], ", ".join(a["rules"]))
+             a["forwarded"], a["refused"], a["received"], decided_by_text(a))
             for a_id, a in result.agencies.items()]
     print_table(f"alpr-edge demo: policy {result.policy}, {result.reads_published} reads, broker {result.broker}",
-                ["agency", "kind", "state", "purpose", "forwarded", "refused", "stored by agency (own login)", "rule"], rows)
+                ["agency", "kind", "state", "purpose", "forwarded", "refused", "stored by agency (own login)",
+                 "decided by (rule x messages)"], rows)
     if cams is not None:
         print_table("cameras", ["camera", "agency", "source", "frames", "reads", "fps", "error"],
                     [(r.camera_id, r.agency_id, r.source, r.progress(), r.reads,

@@ -171,6 +171,7 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
         time.sleep(settle_s)
 
         snap = gate.snapshot()
+        decided_by = _rules_by_agency(audit)
         agencies: dict[str, dict] = {}
         leaks = 0
         allowed_anywhere = {a for allowed in table.allowed_by_owner.values() for a in allowed}
@@ -183,10 +184,14 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
                         if a.id not in allowed_anywhere or not t.startswith(f"{SHARE_PREFIX}/{a.id}/")]
             leaks += len(bad) + len(bad_wild)
             rules = sorted({table.decide(o, a.id).rule for o in {c.agency for c in registry.cameras}})
+            decided = decided_by.get(a.id, {})
             agencies[a.id] = {
                 "name": a.name, "kind": a.kind.value, "jurisdiction": a.jurisdiction, "purpose": a.purpose,
                 "on_behalf_of": a.on_behalf_of, "forwarded": snap["forwarded"].get(a.id, 0),
                 "refused": snap["refused"].get(a.id, 0), "received": len(got), "rules": rules,
+                # what actually decided each message for this agency (policy rules and the gate's checks
+                # of forged or malformed messages), from the audit log
+                "decided_by": dict(sorted(decided.items(), key=lambda kv: (-kv[1], kv[0]))),
             }
         verified = audit.verify()
         timeline = _timeline(audit)
@@ -207,6 +212,21 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
             embedded.stop()
 
 
+def _rules_by_agency(audit) -> dict[str, dict[str, int]]:
+    """{agency: {rule: messages}}: every decision the audit log holds, per recipient agency."""
+    out: dict[str, dict[str, int]] = {}
+    for r in audit.records():
+        for agency, _outcome, rule, *_ in json.loads(r["decisions"] or "[]"):
+            counts = out.setdefault(agency, {})
+            counts[rule] = counts.get(rule, 0) + 1
+    return out
+
+
+def decided_by_text(agency: dict) -> str:
+    """'allow:in-jurisdiction-public-agency x12, refuse:malformed x2' for the tables."""
+    return ", ".join(f"{rule} x{n}" for rule, n in agency["decided_by"].items()) or ", ".join(agency["rules"])
+
+
 def _timeline(audit) -> list[tuple]:
     """(captured_at, camera, plate, forwarded_to, refused_for) per decided read, from the audit log."""
     out = []
@@ -222,7 +242,7 @@ def _timeline(audit) -> list[tuple]:
 def write_html(result: DemoResult, path: str, samples: list | None = None) -> None:
     from edge.demo.report import AgencyRow, DemoReport, TimelineEvent, write_report
 
-    rows = [AgencyRow(a_id, a["name"], a["kind"], a["jurisdiction"], a["forwarded"], a["refused"], tuple(a["rules"]),
+    rows = [AgencyRow(a_id, a["name"], a["kind"], a["jurisdiction"], a["forwarded"], a["refused"], (decided_by_text(a),),
                       a["received"]) for a_id, a in result.agencies.items()]
     timeline = [TimelineEvent(datetime.fromisoformat(t[0]), t[1], t[2], t[3], t[4]) for t in result.timeline]
     write_report(DemoReport(
@@ -233,4 +253,4 @@ def write_html(result: DemoResult, path: str, samples: list | None = None) -> No
     ), path)
 
 
-__all__ = ["run_demo", "synthetic_reads", "demo_registry", "DemoResult", "write_html"]
+__all__ = ["run_demo", "synthetic_reads", "demo_registry", "DemoResult", "write_html", "decided_by_text"]
