@@ -111,7 +111,7 @@ def render_acl(registry: Registry, acl: Acl) -> str:
 
     block("the policy gate: the only reader of raw reads and the only writer of shared reads", registry.gate.username)
     for c in registry.cameras:
-        block(f"camera {c.id} (operated by {c.agency}): writes its own raw topic only", c.username)
+        block(f"camera {c.id} (operated by {c.agency}): writes its own raw and status topics only", c.username)
     for a in registry.agencies:
         block(f"agency {a.id} ({a.kind.value}, {a.jurisdiction}): reads its own share topic only", a.username)
     return "\n".join(lines)
