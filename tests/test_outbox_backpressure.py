@@ -18,9 +18,16 @@ def event(plate="ABC123"):
     )  # fmt: skip
 
 
+class _Publisher:
+    """Stands in for the MQTT publisher that would drain the outbox (only notify() is called)."""
+
+    def notify(self) -> None:
+        pass
+
+
 def test_full_outbox_blocks_until_the_broker_takes_reads(tmp_path, caplog):
     ob = Outbox(tmp_path / "o.db", max_rows=2)
-    sink = OutboxSink(ob, "alpr/raw/cam-1", retry_s=0.02)
+    sink = OutboxSink(ob, "alpr/raw/cam-1", publisher=_Publisher(), retry_s=0.02)
     sink.emit(event())
     sink.emit(event())
     done = threading.Event()
@@ -34,6 +41,21 @@ def test_full_outbox_blocks_until_the_broker_takes_reads(tmp_path, caplog):
     assert done.wait(5)
     assert len(ob) == 2 and sink.stored == 3
     t.join()
+
+
+def test_full_outbox_without_a_broker_stops_at_once_instead_of_waiting_for_good(tmp_path, caplog):
+    """No broker configured (outbox-only run): nothing will ever free a row, so a full outbox ends
+    the run with the unstored read in the log, instead of hanging."""
+    ob = Outbox(tmp_path / "o.db", max_rows=2)
+    sink = OutboxSink(ob, "alpr/raw/cam-1", retry_s=0.02)
+    sink.emit(event())
+    sink.emit(event())
+    ev = event("XYZ789")
+    t0 = time.monotonic()
+    with pytest.raises(ReadNotStored, match="no broker"):
+        sink.emit(ev)
+    assert time.monotonic() - t0 < 1.0
+    assert len(ob) == 2 and ev.read_id in caplog.text
 
 
 def test_disk_full_stops_intake_and_stop_request_reports_the_unstored_read(tmp_path, caplog):

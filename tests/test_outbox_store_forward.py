@@ -77,6 +77,32 @@ def test_drains_on_puback_and_survives_broker_restart(tmp_path, mosquitto):
         broker.stop()
 
 
+def test_unreachable_broker_is_said_at_once_and_drains_when_it_answers(tmp_path, mosquitto, caplog):
+    """Nothing listening (connection refused): a warning naming the broker, not silence; the reads
+    wait in the outbox and go out when the broker comes up."""
+    broker = mosquitto
+    broker.stop()
+    ob = Outbox(tmp_path / "o.db")
+    _fill(ob, 5)
+    pub = publisher_for_url(ob, broker.url("cam-1"), "cam-1-test")
+    caplog.set_level("WARNING", logger="edge.transport.outbox")
+    pub.start()
+    try:
+        deadline = time.monotonic() + 10
+        while pub.connect_failures == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pub.connect_failures >= 1 and len(ob) == 5
+        assert f"127.0.0.1:{broker.port}" in pub.last_error and "***" in pub.last_error  # no password shown
+        warned = [r.getMessage() for r in caplog.records if "cannot reach" in r.getMessage()]
+        assert len(warned) == 1, warned  # once, not per retry
+        broker.start()
+        assert pub.wait_drained(20), f"{len(ob)} reads still waiting"
+        assert pub.last_error is None and pub.connect_failures == 0
+    finally:
+        pub.stop()
+        broker.stop()
+
+
 DRAIN_SCRIPT = r"""
 import sys, time
 from edge.transport.outbox import Outbox, publisher_for_url

@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from edge.schema import ReadEvent
+from edge.transport.mqtt import redact_url
 
 log = logging.getLogger("edge.demo")
 
@@ -116,7 +117,7 @@ class DemoCameras:
             )
             source = open_source(cfg.source)
             detector, ocr = load_stages(cfg)
-            run = CameraRun(cam.id, cam.agency, spec, total=source.length)
+            run = CameraRun(cam.id, cam.agency, redact_url(spec), total=source.length)  # shown in tables and the report
             self.runs.append(run)
             self._nodes.append(self._make_node(cfg, source, detector, ocr, run))
 

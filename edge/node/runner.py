@@ -60,6 +60,7 @@ def run_node(args) -> int:
     from edge.node.pipeline import EdgeNode
     from edge.node.sink import OutboxSink, ReadNotStored
     from edge.sources import SourceError, open_source
+    from edge.transport.mqtt import redact_url
     from edge.transport.outbox import Outbox, OutboxError, publisher_for_url
 
     if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
@@ -74,7 +75,7 @@ def run_node(args) -> int:
     try:
         source = open_source(cfg.source)
     except (SourceError, ValueError, TypeError) as err:
-        return _fail(f"source {cfg.source!r}: {err}")
+        return _fail(f"source {redact_url(cfg.source)!r}: {err}")  # a stream URL may hold a password
     try:
         detector, ocr = load_stages(cfg)
     except (FileNotFoundError, ValueError, ImportError) as err:
@@ -95,20 +96,23 @@ def run_node(args) -> int:
     stop = threading.Event()
     sink = OutboxSink(outbox, cfg.topic, publisher, stop_event=stop)
 
-    def on_metrics(snap: dict) -> None:
-        if publisher is None:
-            return
+    def publish_status(state: str, snap: dict) -> None:
+        """The retained alpr/status/<camera> message: the same fields while running and at the end."""
         status = {
             "camera_id": cfg.camera_id,
             "agency_id": cfg.agency_id,
             "at": datetime.now(timezone.utc).isoformat(),
-            "state": "running",
+            "state": state,
             "outbox_depth": len(outbox),
             "outbox_max": cfg.outbox_max_rows,
             "broker_connected": publisher.connected,
             **snap,
         }
         publisher.publish_status(cfg.status_topic, json.dumps(status).encode())
+
+    def on_metrics(snap: dict) -> None:
+        if publisher is not None:
+            publish_status("running", snap)
 
     node = EdgeNode(cfg, source, detector, ocr, sink, on_metrics=on_metrics)
     node.stop_event = stop
@@ -147,12 +151,13 @@ def run_node(args) -> int:
             log.info("waiting up to %.0f s for the broker to acknowledge %d reads", limit, waiting)
             publisher.wait_drained(limit)
         if publisher.connected:
-            snap = metrics.snapshot({"state": "stopped", "camera_id": cfg.camera_id, "outbox_depth": len(outbox)})
-            publisher.publish_status(cfg.status_topic, json.dumps(snap).encode())
+            publish_status("stopped", metrics.snapshot())
         publisher.stop()
     waiting = len(outbox)
     if waiting:
-        log.warning("%d reads stay in the outbox %s; they are sent on the next start", waiting, cfg.resolved_outbox_path)
+        why = f" ({publisher.last_error})" if publisher is not None and publisher.last_error else ""
+        log.warning("%d reads stay in the outbox %s%s; they are sent on the next start", waiting,
+                    cfg.resolved_outbox_path, why)
     outbox.close()
     summary = metrics.snapshot(
         {

@@ -4,7 +4,8 @@ When the outbox cannot take a read (full because the broker has been away, or th
 read-only), `emit` does not return: the pipeline stops taking new frames, which is the only way
 not to drop reads. It says so in the log, clearly and periodically, and continues by itself when
 the outbox can take the read again. If the node is asked to stop while blocked, the read that
-could not be stored is logged in full (so it is not silently gone) and `ReadNotStored` is raised.
+could not be stored is logged in full (so it is not silently gone) and `ReadNotStored` is raised;
+so it is at once when the outbox is full and no broker is configured (nothing would ever drain it).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class OutboxSink:
                 break
             except OutboxFull as err:
                 self.full_events += 1
+                if self.publisher is None:  # nothing will ever drain it: waiting would hang for good
+                    log.error("stopping with a read that could not be stored: %s", payload.decode())
+                    raise ReadNotStored(f"outbox {self.outbox.path} is full ({self.outbox.max_rows} reads) and no broker "
+                                        "is configured to drain it: run again with --broker to send the stored "
+                                        "reads, or raise --outbox-max") from None
                 if time.monotonic() - last_warn >= self.warn_every_s:
                     log.warning("%s; new frames wait until the broker acknowledges reads", err)
                     last_warn = time.monotonic()

@@ -32,13 +32,9 @@ class StreamSource(FrameSource):
 
     def _safe_url(self) -> str:
         # Never log stream credentials.
-        from urllib.parse import urlsplit, urlunsplit
+        from edge.transport.mqtt import redact_url
 
-        u = urlsplit(self.url)
-        if u.password:
-            netloc = f"{u.username}:***@{u.hostname}" + (f":{u.port}" if u.port else "")
-            return urlunsplit(u._replace(netloc=netloc))
-        return self.url
+        return redact_url(self.url)
 
     def describe(self) -> str:
         return f"stream {self._safe_url()}"

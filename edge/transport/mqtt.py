@@ -53,8 +53,9 @@ class BrokerURL:
         return f"{scheme}://{user}{self.host}:{self.port}"
 
 
-def _without_password(url: str) -> str:
-    """The URL as error messages may show it: a password in it is replaced by ***."""
+def redact_url(url: str) -> str:
+    """The URL as logs and error messages may show it: a password in it is replaced by ***.
+    Anything that is not a URL with a password (a file path, a synthetic: spec) comes back as is."""
     try:
         parts = urlsplit(url)
         if parts.password is None:
@@ -66,7 +67,7 @@ def _without_password(url: str) -> str:
 
 
 def parse_broker_url(url: str) -> BrokerURL:
-    shown = _without_password(url)  # errors end up in logs and terminals: never echo the password
+    shown = redact_url(url)  # errors end up in logs and terminals: never echo the password
     try:
         parts = urlsplit(url)
     except ValueError as err:  # e.g. an unclosed IPv6 bracket

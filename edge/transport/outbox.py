@@ -153,8 +153,11 @@ class OutboxPublisher:
         self.last_error: str | None = None
         self.broker = "broker"
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        self.connect_failures = 0
+        self._fail_logged_at = 0.0
 
     # paho callbacks (network thread) -------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties=None):
@@ -166,7 +169,20 @@ class OutboxPublisher:
             self._connected = True
             self.connects += 1
             self._cond.notify_all()
+        if self.connect_failures:
+            self.connect_failures = 0
+            self.last_error = None
         log.info("connected to broker (%d unacknowledged reads in the outbox)", len(self.outbox))
+
+    def _on_connect_fail(self, client, userdata):
+        # No TCP connection at all (refused, unreachable, name not resolved): paho retries on its own;
+        # say so at once and then every minute, so an unreachable broker is never silent.
+        self.connect_failures += 1
+        self.last_error = f"cannot reach {self.broker}: {self.connect_failures} connection attempt(s) failed"
+        now = time.monotonic()
+        if self.connect_failures == 1 or now - self._fail_logged_at >= 60:
+            self._fail_logged_at = now
+            log.warning("%s; reads stay in the outbox and are sent when it answers", self.last_error)
 
     def _on_disconnect(self, client, userdata, flags, reason_code=None, properties=None):
         with self._cond:
