@@ -140,3 +140,14 @@ def test_a_bug_still_shows_its_traceback(monkeypatch):
     monkeypatch.setattr(commands, "_policy_table", broken)
     with pytest.raises(KeyError):
         main(["policy", str(REGISTRY)])
+
+
+def test_a_stream_password_never_appears_in_the_source_error(tmp_path, capsys):
+    from edge.transport.mosquitto import free_port
+
+    url = f"rtsp://viewer:s3cretpw@127.0.0.1:{free_port()}/stream1"  # nothing listens there
+    status, err = run_cli(capsys, "run", "--source", url, "--camera-id", "c1", "--agency-id", "a1",
+                          "--outbox", tmp_path / "outbox.db")
+    assert status == 2
+    assert "s3cretpw" not in err and "viewer:***@" in err
+    assert_one_clear_line(err, "run", "cannot open stream")
