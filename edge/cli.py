@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -99,6 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `alpr-edge audit show | head`: the reader left; not an error
+        # Python would complain again when it flushes stdout at exit: point stdout at /dev/null
+        # (the recipe in Python's signal module documentation).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except SystemExit as err:
+        if not isinstance(err.code, str):
+            raise
+        # commands end on bad input with SystemExit("<command>: <what is wrong>"): exit 2, as the rest
+        print(f"alpr-edge {err.code}", file=sys.stderr)
+        return 2
     except Exception as err:
         reported = _user_error(err)
         if reported is None:

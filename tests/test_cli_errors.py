@@ -110,9 +110,9 @@ def test_second_ocr_model_missing_names_the_file(tmp_path, capsys):
 
 def test_bench_ocr_on_a_frames_folder_points_to_bench_frames(tmp_path, capsys):
     (tmp_path / "labels.csv").write_text("file,x,y,w,h,plate\na.jpg,1,2,30,15,ABC123\n")
-    with pytest.raises(SystemExit) as exc:
-        main(["bench", "ocr", str(tmp_path)])
-    assert "bench frames" in str(exc.value.code)
+    status, err = run_cli(capsys, "bench", "ocr", tmp_path)
+    assert status == 2 and "Traceback" not in err
+    assert "alpr-edge bench ocr:" in err and "bench frames" in err
 
 
 def test_bench_detect_on_a_missing_folder(tmp_path, capsys):
@@ -122,12 +122,69 @@ def test_bench_detect_on_a_missing_folder(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("duration", ["-1", "0"])
-def test_synth_scene_duration_is_validated(tmp_path, duration):
-    with pytest.raises(SystemExit) as exc:
-        main(["synth", "scene", str(ROOT / "examples" / "scenarios" / "parking_entrance.yaml"),
-              "--duration", duration, "--out", str(tmp_path / "out")])
-    assert "duration_s" in str(exc.value.code) and "greater than 0" in str(exc.value.code)
+def test_synth_scene_duration_is_validated(tmp_path, capsys, duration):
+    status, err = run_cli(capsys, "synth", "scene", ROOT / "examples" / "scenarios" / "parking_entrance.yaml",
+                          "--duration", duration, "--out", tmp_path / "out")
+    assert status == 2
+    assert "--duration" in err and "duration_s" in err and "greater than 0" in err
     assert not (tmp_path / "out" / "video.mp4").exists()
+
+
+def _frames_folder(tmp_path, labels: str, images=("a.jpg", "b.jpg")):
+    import cv2
+    import numpy as np
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in images:
+        cv2.imwrite(str(folder / name), np.full((120, 200, 3), 90, np.uint8))
+    (folder / "labels.csv").write_text(labels)
+    return folder
+
+
+@pytest.mark.parametrize("labels, named", [
+    ("file,x,y,w,h,plate\na.jpg,10,10,40,20,ABC123\nb.jpg,5,5\n", "line 3"),  # a short row
+    ("file,x,y,w,h,plate\na.jpg,ten,10,40,20,ABC123\n", "line 2"),  # not a number
+    ("file,x,y,w,h,plate\nzzz.jpg,10,10,40,20,ABC123\n", "zzz.jpg"),  # labels an image not there
+])
+def test_bench_frames_names_the_bad_label(tmp_path, capsys, labels, named):
+    folder = _frames_folder(tmp_path, labels)
+    status = main(["bench", "frames", str(folder)])
+    out = capsys.readouterr()
+    assert status == 2 and "Traceback" not in out.err
+    assert named in out.out + out.err
+
+
+def test_bench_frames_refuses_a_bad_limit_and_an_unusable_misses_folder(tmp_path, capsys):
+    folder = _frames_folder(tmp_path, "file,x,y,w,h,plate\na.jpg,10,10,40,20,ABC123\n")
+    assert main(["bench", "frames", str(folder), "--limit", "-2"]) == 2
+    assert "--limit" in capsys.readouterr().out
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["bench", "frames", str(folder), "--save-misses", str(blocker / "sub")]) == 2
+    assert "--save-misses" in capsys.readouterr().out
+
+
+def test_bench_detect_names_a_short_row(tmp_path, capsys):
+    folder = _frames_folder(tmp_path, "file,x,y,w,h,plate\na.jpg,10,10\n")
+    status, err = run_cli(capsys, "bench", "detect", folder)
+    assert status == 2
+    assert_one_clear_line(err, "bench", "line 2")
+
+
+def test_audit_show_into_a_closed_pipe_is_quiet(tmp_path):
+    import subprocess
+    import sys
+
+    from edge.policy.audit import SQLiteAuditStore
+
+    db = tmp_path / "audit.db"
+    SQLiteAuditStore(db).close()
+    r = subprocess.run(f"{sys.executable} -m edge.cli demo --synthetic-reads 200 --no-forgeries --audit {db} "
+                       f"> /dev/null && {sys.executable} -m edge.cli audit show {db} --limit 200 | head -1",
+                       shell=True, capture_output=True, text=True, timeout=120)
+    assert r.stdout.count("\n") == 1 and '"seq": 1' in r.stdout
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
 
 
 def test_a_bug_still_shows_its_traceback(monkeypatch):

@@ -80,6 +80,32 @@ def test_read_source_is_pluggable():
         run_demo(iter([("cam-x", reads[0][1])]), reg, with_forgeries=False)
 
 
+def test_a_kept_audit_file_run_twice_counts_each_run_alone(tmp_path):
+    """demo --audit FILE keeps the log across runs; each run's tables (inboxes, decided_by, leaks)
+    are its own. Found when a second run counted the first run's inbox rows as leaks."""
+    reg = demo_registry()
+    audit = str(tmp_path / "audit.db")
+    for run in (1, 2):
+        res = run_demo(synthetic_reads(reg, 8, seed=run), reg, audit_path=audit, with_forgeries=False)
+        assert res.leaks == 0, run
+        assert res.audit_records == 8 * run  # one chain, growing
+        for a in ALLOWED:
+            assert res.agencies[a]["received"] == 8, (run, a)
+            assert res.agencies[a]["decided_by"] == {"allow:in-jurisdiction-public-agency": 8}, (run, a)
+        assert len(res.timeline) == 8
+
+
+def test_made_up_reads_lie_in_the_past_so_the_gate_takes_them_all():
+    """More reads than the gate's 300 s clock-skew allowance: none may be dated in the future."""
+    from datetime import datetime, timezone
+
+    reads = list(synthetic_reads(demo_registry(), 400))
+    now = datetime.now(timezone.utc)
+    assert all(ev.captured_at <= now for _cam, ev in reads)
+    stamps = [ev.captured_at for _cam, ev in reads]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 400
+
+
 @pytest.mark.parametrize(
     "requested, allowed, ok",
     [

@@ -134,6 +134,30 @@ def test_video_ground_truth_next_to_it(tmp_path):
     assert list(VideoFileSource(tmp_path / "video.avi", ground_truth=False))[1].labels is None
 
 
+def test_video_ground_truth_with_bad_lines_says_so(tmp_path, caplog):
+    """A truncated ground_truth.jsonl: the lines that parse are kept, the others named, not silently lost."""
+    import json
+
+    write_video(tmp_path / "video.avi", n=4)
+    lines = [json.dumps({"frame": i, "plates": [{"plate": "ABC123", "box": [1, 1, 11, 6], "vehicle_id": 1}]})
+             for i in range(4)]
+    lines[2] = lines[2][: len(lines[2]) // 2]  # cut mid-line
+    (tmp_path / "ground_truth.jsonl").write_text("\n".join(lines) + "\n")
+    source = VideoFileSource(tmp_path / "video.avi")
+    assert sorted(source.ground_truth) == [0, 1, 3]
+    assert source.ground_truth.bad_lines == [3]
+    assert "ground_truth.jsonl: 1 line(s) do not parse (first: line 3)" in caplog.text
+
+
+def test_folder_labels_csv_bad_row_is_named_other_labels_ignored(tmp_path, caplog):
+    (tmp_path / "labels.csv").write_text("file,x,y,w,h,plate\na.jpg,1,2,30,15,ABC123\nb.jpg,1,2\n")
+    with pytest.raises(ValueError, match="line 3"):
+        read_labels(tmp_path)
+    (tmp_path / "labels.csv").write_text("file,state,plate\na.png,ca,ABC123\n")  # a crops folder
+    assert read_labels(tmp_path) == {}
+    assert "no x,y,w,h columns" in caplog.text
+
+
 def test_live_reader_drops_oldest_when_the_pipeline_lags():
     from datetime import datetime, timezone
 

@@ -138,11 +138,22 @@ def _frames(args) -> int:
         print(f"bench frames: no labels in {args.labels or folder} (labels.csv or openalpr .txt files)")
         return 2
     names = sorted(labels)
-    if args.labels:
-        absent = [n for n in names if not (folder / n).is_file()]
-        if absent:
-            print(f"bench frames: {args.labels} labels images not in {folder}: {', '.join(absent[:10])}")
+    absent = [n for n in names if not (folder / n).is_file()]
+    if absent:
+        print(f"bench frames: {args.labels or folder / 'labels.csv'} labels {len(absent)} image(s) not in {folder}: "
+              f"{', '.join(absent[:10])}")
+        return 2
+    if args.limit is not None and args.limit < 1:
+        print(f"bench frames: --limit must be at least 1, got {args.limit}")
+        return 2
+    save_dir = Path(args.save_misses) if args.save_misses else None
+    if save_dir is not None:  # before the run, so a bad folder is said at once, not after it
+        try:
+            save_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            print(f"bench frames: --save-misses {save_dir}: {err.strerror or err}")
             return 2
+    if args.labels:
         if args.split != "all":
             # the fixed split is a hash of the dev set's frame names: it means nothing for other labels
             print("bench frames: --split val|train applies to the dev set's own labels, not to --labels")
@@ -196,9 +207,6 @@ def _frames(args) -> int:
     results = {}
     misses = []
     pictures: list[str] = []
-    save_dir = Path(args.save_misses) if args.save_misses else None
-    if save_dir is not None:
-        save_dir.mkdir(parents=True, exist_ok=True)
     for gname, gnames in groups.items():
         n_plates = read = found = 0
         for name in gnames:
@@ -212,7 +220,8 @@ def _frames(args) -> int:
                 if d is not None and any(_iou(lab.box, b) > 0.4 for b in d.boxes.tolist()):
                     found += 1
                 if not ok and gname == "all":
-                    misses.append((name, lab.plate, ",".join(texts) or "-"))
+                    # a frame that did not decode counts as not read, and says so
+                    misses.append((name, lab.plate, ",".join(texts) or ("-" if d is not None else "(unreadable frame)")))
                     if save_dir is not None and (name, i) in around:
                         path = save_dir / f"{Path(name).stem}_{lab.plate}.png"
                         cv2.imwrite(str(path), _miss_picture(*around[(name, i)], lab, detections.get(name), events))
@@ -234,7 +243,7 @@ def _frames(args) -> int:
         }
     ms_per_frame = 1000 * wall / max(m.frames, 1)
     rows = [
-        [g, r["n"], r["plates"], r["read_rate"], "{:.1%}-{:.1%}".format(*r["read_rate_ci95"]), r["detect_recall"], r["other_reads"]]
+        [g if g != "all" or args.split == "all" else args.split, r["n"], r["plates"], r["read_rate"], "{:.1%}-{:.1%}".format(*r["read_rate_ci95"]), r["detect_recall"], r["other_reads"]]
         for g, r in results.items()
     ]
     print_table(
@@ -243,6 +252,8 @@ def _frames(args) -> int:
     )
     if misses:
         print_table("missed plates", ["file", "label", "read"], misses[:40])
+    if source.skipped:
+        print(f"{source.skipped} frame(s) did not decode and were skipped; their plates count as not read")
     shown = "val" if "val" in results else "all"
     print_table(
         f"publishing only reads at least this confident ({shown}; misread: a read on a labelled plate with other text)",
@@ -315,8 +326,13 @@ def _video(args) -> int:
     out = {}
     if source.ground_truth is not None:
         out["ground_truth"] = score_passes(source.ground_truth, [e.plate for e in run.events], args.max_frames)
+        bad = getattr(source.ground_truth, "bad_lines", [])
+        out["ground_truth"]["bad_lines"] = len(bad)
         rows_gt = [[k, _cell(v)] for k, v in out["ground_truth"].items()]
         print_table("against the synthetic ground truth", ["", ""], rows_gt)
+        if bad:
+            print(f"warning: {len(bad)} line(s) of ground_truth.jsonl did not parse (first: line {bad[0]}): "
+                  "the passes, wrong and unread counts above are incomplete")
         sweep = video_confidence_sweep(source.ground_truth, run.events, cfg.min_confidence, args.max_frames)
         out["ground_truth"]["by_min_confidence"] = sweep
         print_table(

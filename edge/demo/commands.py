@@ -21,7 +21,8 @@ def register(sub) -> None:
     p.add_argument("--secrets", help="with --broker: the secrets directory broker-config wrote")
     p.add_argument("--registry", help="registry YAML (default: the packaged demo registry)")
     p.add_argument("--policy", default="ca-sb34", help="policy file or shipped name (default %(default)s)")
-    p.add_argument("--audit", help="keep the audit log in this SQLite file (default: a temp file)")
+    p.add_argument("--audit", help="keep the audit log in this SQLite file (default: a temp file); a kept file grows run "
+                   "after run, and the agencies' inboxes beside it (inbox-<agency>.db) are fresh each run")
     p.add_argument("--out", help="folder for crops and outboxes (default: a temp folder)")
     p.add_argument("--no-forgeries", action="store_true", help="do not publish the forged and malformed messages")
     p.add_argument("--report", "--html", dest="report", metavar="OUT.html",

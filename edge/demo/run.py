@@ -46,10 +46,12 @@ def demo_registry() -> Registry:
 
 
 def synthetic_reads(registry: Registry, n: int = 60, seed: int = 7) -> Iterator[tuple[str, ReadEvent]]:
-    """California-style plates (digit, 3 letters, 3 digits) from the registry's cameras, a second apart."""
+    """California-style plates (digit, 3 letters, 3 digits) from the registry's cameras, a second
+    apart, the last one now: captured in the past, as recorded footage is (reads more than 5
+    minutes in the future are refused by the gate as clock skew)."""
     rng = random.Random(seed)
     cameras = registry.cameras
-    start = datetime.now(timezone.utc).replace(microsecond=0)
+    start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=max(n - 1, 0))
     for i in range(n):
         cam = cameras[i % len(cameras)]
         plate = f"{rng.randint(1, 9)}{''.join(rng.choice(LETTERS) for _ in range(3))}{rng.randint(0, 999):03d}"
@@ -131,6 +133,7 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
 
     audit_file = audit_path or str(Path(tempfile.mkdtemp(prefix="alpr-demo-")) / "audit.db")
     audit = open_audit(audit_file)
+    before = audit.head()[0]  # a kept --audit file holds earlier runs: this run's tables count only its own
     gate = None
     collectors: dict[str, AgencyReceiver] = {}  # what each agency runs: `alpr-edge agency receive`
     wild: dict[str, transport.Collector] = {}
@@ -139,7 +142,10 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
         gate = Gate(registry, policy, login(registry.gate), audit,
                     GateConfig(gate_id="demo-gate", protocol=protocol, shared_group=shared, batch_wait_s=0.01)).start()
         for a in registry.agencies:
-            inbox = AgencyInbox(Path(audit_file).with_name(f"inbox-{a.id}.db"))
+            inbox_file = Path(audit_file).with_name(f"inbox-{a.id}.db")
+            for stale in (inbox_file, Path(f"{inbox_file}-wal"), Path(f"{inbox_file}-shm")):
+                stale.unlink(missing_ok=True)  # the inbox shows what this run delivered, nothing older
+            inbox = AgencyInbox(inbox_file)
             collectors[a.id] = AgencyReceiver(a.id, login(a), inbox, client_id=f"demo-{a.id}",
                                               protocol=protocol).start()
             # Every agency also tries '#': Mosquitto grants it and filters each delivery, amqtt refuses it.
@@ -171,7 +177,7 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
         time.sleep(settle_s)
 
         snap = gate.snapshot()
-        decided_by = _rules_by_agency(audit)
+        decided_by = _rules_by_agency(audit, after_seq=before)
         agencies: dict[str, dict] = {}
         leaks = 0
         allowed_anywhere = {a for allowed in table.allowed_by_owner.values() for a in allowed}
@@ -194,7 +200,7 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
                 "decided_by": dict(sorted(decided.items(), key=lambda kv: (-kv[1], kv[0]))),
             }
         verified = audit.verify()
-        timeline = _timeline(audit)
+        timeline = _timeline(audit, after_seq=before)
         return DemoResult(broker_label, policy.label, len(published), len(forged), agencies, leaks, verified.ok,
                           verified.records, verified.summary(), snap["rules"], started, datetime.now(timezone.utc),
                           timeline)
@@ -212,10 +218,13 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
             embedded.stop()
 
 
-def _rules_by_agency(audit) -> dict[str, dict[str, int]]:
-    """{agency: {rule: messages}}: every decision the audit log holds, per recipient agency."""
+def _rules_by_agency(audit, after_seq: int = 0) -> dict[str, dict[str, int]]:
+    """{agency: {rule: messages}}: every decision the audit log holds after `after_seq`, per
+    recipient agency."""
     out: dict[str, dict[str, int]] = {}
     for r in audit.records():
+        if r["seq"] <= after_seq:
+            continue
         for agency, _outcome, rule, *_ in json.loads(r["decisions"] or "[]"):
             counts = out.setdefault(agency, {})
             counts[rule] = counts.get(rule, 0) + 1
@@ -227,11 +236,12 @@ def decided_by_text(agency: dict) -> str:
     return ", ".join(f"{rule} x{n}" for rule, n in agency["decided_by"].items()) or ", ".join(agency["rules"])
 
 
-def _timeline(audit) -> list[tuple]:
-    """(captured_at, camera, plate, forwarded_to, refused_for) per decided read, from the audit log."""
+def _timeline(audit, after_seq: int = 0) -> list[tuple]:
+    """(captured_at, camera, plate, forwarded_to, refused_for) per decided read after `after_seq`,
+    from the audit log."""
     out = []
     for r in audit.records():
-        if r["outcome"] != "decided":
+        if r["outcome"] != "decided" or r["seq"] <= after_seq:
             continue
         d = json.loads(r["decisions"])
         out.append((r["captured_at"], r["camera_id"], r["plate"],

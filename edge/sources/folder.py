@@ -8,6 +8,7 @@ Labels, when present, come from either
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import time
 from pathlib import Path
@@ -18,27 +19,29 @@ import numpy as np
 
 from edge.sources.base import Frame, FrameSource, PlateLabel, SourceError, wall_clock_base
 
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def read_labels(folder: Path, labels_file: str | os.PathLike | None = None) -> dict[str, list[PlateLabel]]:
     """The folder's labels; with labels_file, that CSV (`file,x,y,w,h,plate`) instead, so labels
-    can live apart from the images (a read-only archive, someone else's footage). A labels_file
-    that is missing, lacks a column or has a bad row is a ValueError naming the file and line."""
+    can live apart from the images (a read-only archive, someone else's footage). A labels file
+    that is missing, lacks a column or has a bad row is a ValueError naming the file and line
+    (the folder's own labels.csv too, unless it has no box columns at all: then it is another
+    kind of labels and is ignored)."""
     if labels_file is not None:
         return _read_labels_file(Path(labels_file))
     labels: dict[str, list[PlateLabel]] = {}
     csv_path = folder / "labels.csv"
     if csv_path.is_file():
         with csv_path.open(newline="") as fh:
-            for row in csv.DictReader(fh):
-                try:
-                    x, y, w, h = (float(row[k]) for k in ("x", "y", "w", "h"))
-                    plate = row["plate"].strip().upper()
-                except (KeyError, ValueError, AttributeError):
-                    continue
-                labels.setdefault(row["file"], []).append(PlateLabel(plate, (x, y, x + w, y + h)))
-        return labels
+            header = next(csv.reader(fh), [])
+        if not {"x", "y", "w", "h"} & set(header):
+            # another kind of labels (a crops folder's file,state,plate): no plate boxes to use
+            log.warning("%s has no x,y,w,h columns: not plate boxes in frames, ignored", csv_path)
+            return labels
+        return _read_labels_file(csv_path)  # plate boxes: a bad row is an error naming its line
     for txt in folder.glob("*.txt"):
         for line in txt.read_text(errors="replace").splitlines():
             parts = line.split()

@@ -6,6 +6,7 @@ A `ground_truth.jsonl` next to the video (as `alpr-edge synth scene` writes) giv
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from typing import Iterator
@@ -14,27 +15,41 @@ import cv2
 
 from edge.sources.base import Frame, FrameSource, PlateLabel, SourceError, wall_clock_base
 
+log = logging.getLogger(__name__)
+
 # A decoder that fails this many times in a row is at the end of what it can read.
 MAX_CONSECUTIVE_FAILURES = 25
 
 
-def read_ground_truth(path: str) -> dict[int, list[PlateLabel]] | None:
+class GroundTruth(dict):
+    """frame index -> [PlateLabel]; `bad_lines` lists the line numbers that could not be read."""
+
+    bad_lines: list[int]
+
+
+def read_ground_truth(path: str) -> GroundTruth | None:
     """Per-frame labels from `ground_truth.jsonl` next to the video (what `alpr-edge synth scene`
-    writes: one JSON line per frame with its plates), or None when there is none."""
+    writes: one JSON line per frame with its plates), or None when there is none. A line that
+    does not parse (a truncated or edited file) is skipped with a warning naming it: the labels
+    are then incomplete, and scores made from them say so (`bad_lines`)."""
     gt = os.path.join(os.path.dirname(os.path.abspath(path)), "ground_truth.jsonl")
     if not os.path.isfile(gt):
         return None
-    labels: dict[int, list[PlateLabel]] = {}
+    labels = GroundTruth()
+    labels.bad_lines = []
     with open(gt) as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             try:
                 row = json.loads(line)
                 labels[int(row["frame"])] = [
                     PlateLabel(str(p["plate"]).upper(), tuple(float(v) for v in p["box"]), int(p["vehicle_id"]))
                     for p in row.get("plates", [])
                 ]
-            except (ValueError, KeyError, TypeError):
-                continue
+            except (ValueError, KeyError, TypeError, AttributeError):
+                labels.bad_lines.append(number)
+    if labels.bad_lines:
+        log.warning("%s: %d line(s) do not parse (first: line %d) and were skipped; the ground truth is incomplete",
+                    gt, len(labels.bad_lines), labels.bad_lines[0])
     return labels
 
 

@@ -66,7 +66,10 @@ def read_labels(folder: Path, file_name: str = "labels.csv") -> dict[str, list[t
         if missing:
             raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
         for row in reader:
-            x, y, w, h = (float(row[k]) for k in ("x", "y", "w", "h"))
+            try:
+                x, y, w, h = (float(row[k]) for k in ("x", "y", "w", "h"))
+            except (TypeError, ValueError):  # a short row (None) or a non-number
+                raise ValueError(f"{path} line {reader.line_num}: bad row {row}") from None
             out.setdefault(row["file"], []).append((x, y, x + w, y + h))
     return out
 
