@@ -208,3 +208,51 @@ def test_a_stream_password_never_appears_in_the_source_error(tmp_path, capsys):
     assert status == 2
     assert "s3cretpw" not in err and "viewer:***@" in err
     assert_one_clear_line(err, "run", "cannot open stream")
+
+
+def test_training_commands_name_the_missing_extra(monkeypatch):
+    """On a runtime-only install, `python -m edge.training.X` says what to install (one line)."""
+    import importlib.util
+
+    from edge.training import require_train_extra
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(SystemExit) as exc:
+        require_train_extra("python -m edge.training.ocr")
+    message = str(exc.value.code)
+    assert "torch not installed" in message and "pip install -e '.[train]'" in message
+
+
+def test_synthetic_source_bad_seed_and_a_missing_folder_are_named(tmp_path, capsys):
+    status, err = run_cli(capsys, "run", "--source", "synthetic:night_ir?seed=abc", "--camera-id", "c1",
+                          "--agency-id", "a1", "--outbox", tmp_path / "o.db")
+    assert status == 2 and "seed='abc' is not a whole number" in err
+    status, err = run_cli(capsys, "run", "--source", f"{tmp_path}/none/", "--camera-id", "c1",
+                          "--agency-id", "a1", "--outbox", tmp_path / "o.db")
+    assert status == 2 and "image folder not found" in err
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--broker-restart-at", "9999"], "--broker-restart-at 9999"),
+    (["--gate-kill-at", "0"], "--gate-kill-at 0"),
+    (["--audit", "notadsn"], "postgresql://"),
+])
+def test_bench_soak_refuses_faults_outside_the_run_and_a_non_postgres_audit(tmp_path, capsys, monkeypatch, args, named):
+    monkeypatch.chdir(tmp_path)
+    status, err = run_cli(capsys, "bench", "soak", "--minutes", "0.05", *args)
+    assert status == 2 and named in err
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
+
+
+def test_bench_ocr_names_a_row_without_plate_and_a_bad_plate_width(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((40, 120, 3), np.uint8))
+    (tmp_path / "labels.csv").write_text("file,state,plate\na.png,ca\n")
+    status, err = run_cli(capsys, "bench", "ocr", tmp_path, "--split", "all")
+    assert status == 2 and "line 2" in err
+    (tmp_path / "labels.csv").write_text("file,state,plate\na.png,ca,ABC123\n")
+    status, err = run_cli(capsys, "bench", "ocr", tmp_path, "--split", "all", "--plate-width", "-5")
+    assert status == 2 and "--plate-width -5" in err

@@ -85,7 +85,9 @@ def load_dir(root: Path, split: str) -> tuple[list[str], list[np.ndarray], list[
         keep = set(val if split == "val" else train)
         rows = [r for r in rows if r["file"] in keep]
     files, images, plates, states = [], [], [], []
-    for r in rows:
+    for line, r in enumerate(rows, 2):
+        if not (r.get("file") or "").strip() or not (r.get("plate") or "").strip():
+            raise SystemExit(f"bench ocr: {path} line {line}: no file or plate in {r}")
         img = cv2.imread(str(Path(root) / r["file"]), cv2.IMREAD_COLOR)
         if img is None:
             raise SystemExit(f"bench ocr: {root}/{r['file']} is not a readable image")
@@ -273,6 +275,8 @@ def run(args) -> int:
             if name not in engines:
                 engines.append(name)
     cv2.setNumThreads(1)  # one thread per engine, OpenCV pre-processing included
+    if args.plate_width is not None and args.plate_width < 8:
+        raise SystemExit(f"bench ocr: --plate-width {args.plate_width}: a plate at least 8 px wide")
     files, images, plates, states = load_dir(args.dir, args.split)
     if not images:
         raise SystemExit(f"bench ocr: no crops in {args.dir} (split {args.split})")

@@ -699,6 +699,17 @@ def _soak_cli(args) -> int:
     if cfg.cameras < 1 or cfg.rate <= 0 or cfg.seconds <= 0:
         print("error: --cameras, --rate and --minutes must be positive", file=sys.stderr)
         return 2
+    for flag, times in (("--broker-restart-at", cfg.broker_restart_at), ("--gate-kill-at", cfg.gate_kill_at),
+                        ("--edge-kill-at", cfg.edge_kill_at)):
+        outside = [t for t in times if not 0 < t < cfg.seconds]
+        if outside:  # a fault that would never happen: the run would claim a resilience it did not test
+            print(f"error: {flag} {outside[0]:g}: must fall inside the run (0 < S < {cfg.seconds:g} s, --minutes "
+                  f"{args.minutes:g})", file=sys.stderr)
+            return 2
+    if cfg.audit_dsn and not cfg.audit_dsn.startswith(("postgresql://", "postgres://")):
+        print(f"error: --audit {cfg.audit_dsn!r}: a postgresql:// DSN (the soak keeps SQLite in its work directory "
+              "without it)", file=sys.stderr)
+        return 2
     r = run_soak(cfg, args.workdir, log=lambda m: print(m, file=sys.stderr, flush=True))
     rows = [(k, r[k]) for k in ("cameras", "seconds", "produced", "acknowledged", "audited", "forwarded",
                                 "reads_per_s", "lost", "leaked", "duplicates", "inbox_lost", "inbox_duplicates",

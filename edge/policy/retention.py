@@ -292,7 +292,8 @@ def register(sub) -> None:
                                          "the run is itself audited")
     p.add_argument("target", help="audit SQLite file or postgresql:// DSN (as for `audit verify`)")
     p.add_argument("--max-age-days", type=float, required=True)
-    p.add_argument("--holds", help="YAML list of reads kept whatever their age, each with its reason")
+    p.add_argument("--holds", help="YAML file of reads kept whatever their age (litigation, open cases): "
+                                   "'holds: [{plate: 7ABC123, reason: ...}, {read_id: ..., reason: ...}]'")
     p.add_argument("--now", help="ISO 8601 time to use as now (tests, replays)")
     p.add_argument("--dry-run", action="store_true", help="count only")
     p.add_argument("--json", action="store_true")

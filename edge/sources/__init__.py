@@ -24,7 +24,11 @@ def open_source(spec: str, *, folder_fps: float = 1.0, max_reconnects: int | Non
         body = spec.split(":", 1)[1]
         scenario, _, query = body.partition("?")
         q = {k: v[-1] for k, v in parse_qs(query).items()}
-        seed = int(q.pop("seed", 0))
+        raw_seed = q.pop("seed", "0")
+        try:
+            seed = int(raw_seed)
+        except ValueError:
+            raise SourceError(f"synthetic source: seed={raw_seed!r} is not a whole number") from None
         return SyntheticSource(scenario or "default", seed=seed, **q)
     if "://" in spec or spec.isdigit():
         from edge.sources.stream import StreamSource
@@ -34,6 +38,8 @@ def open_source(spec: str, *, folder_fps: float = 1.0, max_reconnects: int | Non
         from edge.sources.folder import FolderSource
 
         return FolderSource(spec, fps=folder_fps)
+    if spec.endswith(("/", os.sep)):  # meant as a folder: say so, not "video file not found"
+        raise SourceError(f"image folder not found: {spec}")
     from edge.sources.video import VideoFileSource
 
     return VideoFileSource(spec)

@@ -40,7 +40,7 @@ def load(scenario: str, overrides: dict[str, str]):
             raise SourceError(f"synthetic scenario {scenario!r}: no such file (nor examples/scenarios/{scenario}.yaml)")
         unknown = set(overrides) - set(_OVERRIDES)
         if unknown:
-            raise SourceError(f"synthetic source: unknown option(s) {sorted(unknown)}; known: {sorted(_OVERRIDES)}")
+            raise SourceError(f"synthetic source: unknown option(s) {sorted(unknown)}; known: {sorted([*_OVERRIDES, 'seed'])}")
         data = s.model_dump()
         for key, raw in overrides.items():
             field, section, cast = _OVERRIDES[key]

@@ -23,6 +23,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+if __name__ == "__main__":  # run as a command: say what to install rather than fail on the import
+    from edge.training import require_train_extra
+
+    require_train_extra("python -m edge.training.detector")
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

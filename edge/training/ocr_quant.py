@@ -133,4 +133,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from edge.training import require_train_extra
+
+    require_train_extra("python -m edge.training.ocr_quant")
     sys.exit(main())
