@@ -256,3 +256,19 @@ def test_bench_ocr_names_a_row_without_plate_and_a_bad_plate_width(tmp_path, cap
     (tmp_path / "labels.csv").write_text("file,state,plate\na.png,ca,ABC123\n")
     status, err = run_cli(capsys, "bench", "ocr", tmp_path, "--split", "all", "--plate-width", "-5")
     assert status == 2 and "--plate-width -5" in err
+
+
+def test_a_config_file_written_with_flag_names_says_the_field_name(tmp_path, capsys):
+    from edge.node.commands import RUN_FLAGS
+    from edge.node.config import FLAG_FIELDS, EdgeNodeConfig
+
+    # every flag whose setting has another name is covered, and each hint names a real field
+    for flag, (field, _) in RUN_FLAGS.items():
+        name = flag[2:].replace("-", "_")
+        assert name == field or FLAG_FIELDS.get(name) == field, flag
+    assert all(v.split(":")[0] in EdgeNodeConfig.model_fields for v in FLAG_FIELDS.values())
+    config = tmp_path / "edge.yaml"
+    config.write_text("camera_id: c1\ntrack-timeout: 3\n")
+    status, err = run_cli(capsys, "run", "--config", config)
+    assert status == 2
+    assert_one_clear_line(err, "run", "'track-timeout'", "track_timeout_s")

@@ -165,7 +165,7 @@ def _placement(args: argparse.Namespace) -> int:
             + [r["setting"].get(f, "") for f in fields]
             + [f"{px['min']}-{px['median']}-{px['max']}" if px["median"] is not None else "-",
                r["vehicle_passes"], r["passes_read"], r["pass_read_rate"], r["read_rate_vs_baseline"],
-               r["wrong_reads"], r["fps"]]
+               _wrong_cell(r), r["fps"]]
         )
     print_table(
         f"bench placement: {args.scenario} ({runs[0][1].camera.width}x{runs[0][1].camera.height}, "
@@ -174,6 +174,10 @@ def _placement(args: argparse.Namespace) -> int:
                          "wrong", "fps"],
         rows,
     )
+    sweep_rows = [[("baseline" if r["baseline"] else "") or ", ".join(f"{f}={r['setting'].get(f, '')}" for f in fields)]
+                  + [f"{t['passes_read']}/{t['wrong_reads']}" for t in r["by_min_confidence"]] for r in results]
+    print_table("publishing only reads at least this confident: passes read / wrong reads",
+                ["setting"] + [str(t["min_confidence"]) for t in results[0]["by_min_confidence"]], sweep_rows)
     if args.json:
         print_json_last({
             "bench": "placement",
@@ -185,3 +189,9 @@ def _placement(args: argparse.Namespace) -> int:
             "machine": machine_info(),
         })
     return 0
+
+
+def _wrong_cell(result: dict) -> str:
+    """'2: SUNMS, HM42' (the count and the wrong plates by name), or '0'."""
+    names = result.get("wrong") or []
+    return f"{result['wrong_reads']}: {', '.join(names)}" if names else str(result["wrong_reads"])

@@ -150,6 +150,13 @@ class EdgeNodeConfig(BaseModel):
         return self.outbox_path or (self.output_dir / "outbox.db")
 
 
+# A YAML file written from the flags' names: the field each flag sets where the two differ.
+FLAG_FIELDS = {"broker": "broker_url", "track_timeout": "track_timeout_s", "outbox": "outbox_path",
+               "outbox_max": "outbox_max_rows", "metrics_interval": "metrics_interval_s",
+               "drain_timeout": "drain_timeout_s", "realtime": "pacing: realtime", "fast": "pacing: fast",
+               "no_motion_gating": "motion_gating: false", "no_crops": "save_crops: false"}
+
+
 def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> EdgeNodeConfig:
     """YAML file values, then CLI overrides (None means "not given"). Raises EdgeConfigError."""
     data: dict[str, Any] = {}
@@ -162,6 +169,11 @@ def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> EdgeN
             loaded = {}
         if not isinstance(loaded, dict):
             raise EdgeConfigError(f"config {yaml_path}: expected a mapping of field: value")
+        for key in loaded:
+            flag_like = str(key).replace("-", "_")
+            if key not in EdgeNodeConfig.model_fields and flag_like in FLAG_FIELDS:
+                raise EdgeConfigError(f"config {yaml_path}: unknown field '{key}': the setting of "
+                                      f"--{flag_like.replace('_', '-')} is written '{FLAG_FIELDS[flag_like]}'")
         data.update(loaded)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
