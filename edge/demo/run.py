@@ -177,7 +177,8 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
         time.sleep(settle_s)
 
         snap = gate.snapshot()
-        decided_by = _rules_by_agency(audit, after_seq=before)
+        this_run = [r for r in audit.records() if r["seq"] > before]  # read once, for both tables
+        decided_by = _rules_by_agency(this_run)
         agencies: dict[str, dict] = {}
         leaks = 0
         allowed_anywhere = {a for allowed in table.allowed_by_owner.values() for a in allowed}
@@ -200,7 +201,7 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
                 "decided_by": dict(sorted(decided.items(), key=lambda kv: (-kv[1], kv[0]))),
             }
         verified = audit.verify()
-        timeline = _timeline(audit, after_seq=before)
+        timeline = _timeline(this_run)
         return DemoResult(broker_label, policy.label, len(published), len(forged), agencies, leaks, verified.ok,
                           verified.records, verified.summary(), snap["rules"], started, datetime.now(timezone.utc),
                           timeline)
@@ -218,13 +219,10 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
             embedded.stop()
 
 
-def _rules_by_agency(audit, after_seq: int = 0) -> dict[str, dict[str, int]]:
-    """{agency: {rule: messages}}: every decision the audit log holds after `after_seq`, per
-    recipient agency."""
+def _rules_by_agency(records: list[dict]) -> dict[str, dict[str, int]]:
+    """{agency: {rule: messages}}: every decision in these audit records, per recipient agency."""
     out: dict[str, dict[str, int]] = {}
-    for r in audit.records():
-        if r["seq"] <= after_seq:
-            continue
+    for r in records:
         for agency, _outcome, rule, *_ in json.loads(r["decisions"] or "[]"):
             counts = out.setdefault(agency, {})
             counts[rule] = counts.get(rule, 0) + 1
@@ -236,12 +234,11 @@ def decided_by_text(agency: dict) -> str:
     return ", ".join(f"{rule} x{n}" for rule, n in agency["decided_by"].items()) or ", ".join(agency["rules"])
 
 
-def _timeline(audit, after_seq: int = 0) -> list[tuple]:
-    """(captured_at, camera, plate, forwarded_to, refused_for) per decided read after `after_seq`,
-    from the audit log."""
+def _timeline(records: list[dict]) -> list[tuple]:
+    """(captured_at, camera, plate, forwarded_to, refused_for) per decided read in these audit records."""
     out = []
-    for r in audit.records():
-        if r["outcome"] != "decided" or r["seq"] <= after_seq:
+    for r in records:
+        if r["outcome"] != "decided":
             continue
         d = json.loads(r["decisions"])
         out.append((r["captured_at"], r["camera_id"], r["plate"],
