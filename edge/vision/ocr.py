@@ -14,7 +14,7 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from edge.vision.base import PlateOCR, PlateTexts
 from edge.vision.vote import edit_distance
@@ -43,16 +43,10 @@ class OcrConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # (a missing file is a FileNotFoundError naming it, raised by OnnxPlateOCR before this validates)
     model_path: Path = Field(default=DEFAULT_MODEL, description="ONNX recognizer (metadata holds its input spec)")
     intra_op_threads: int = Field(default=1, ge=0, description="onnxruntime threads per call; 0 lets it choose")
     max_batch: int = Field(default=64, ge=1, description="crops per onnxruntime call")
-
-    @field_validator("model_path")
-    @classmethod
-    def _exists(cls, v: Path) -> Path:
-        if not Path(v).is_file():
-            raise ValueError(f"model_path: no such file: {v}")
-        return Path(v)
 
 
 def preprocess(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
