@@ -76,6 +76,30 @@ def test_gate_with_an_audit_file_in_a_missing_folder(tmp_path, capsys):
     assert_one_clear_line(err, "gate", str(where))
 
 
+def test_gate_with_an_unreachable_broker_exits_1_in_one_line(tmp_path, capsys):
+    from edge.transport.mosquitto import free_port
+
+    status, err = run_cli(capsys, "gate", "--registry", REGISTRY, "--audit", tmp_path / "audit.db",
+                          "--broker", f"mqtt://gate:pw@127.0.0.1:{free_port()}", "--run-for", "1")
+    assert status == 1
+    assert_one_clear_line(err, "gate", "127.0.0.1")
+
+
+def test_agency_receive_names_an_unknown_agency_and_the_known_ones(tmp_path, capsys):
+    status, err = run_cli(capsys, "agency", "receive", "ice-ero", "--registry", REGISTRY,
+                          "--broker", "mqtt://x:y@127.0.0.1:9", "--inbox", tmp_path / "inbox.db")
+    assert status == 2
+    assert_one_clear_line(err, "agency", "'ice-ero'", "sacramento-pd")
+    assert not (tmp_path / "inbox.db").exists()  # refused before anything was created
+
+
+@pytest.mark.parametrize("now, named", [("2026-01-01T00:00:00", "UTC offset"), ("yesterday", "'yesterday'")])
+def test_retention_names_a_bad_now(tmp_path, capsys, now, named):
+    status, err = run_cli(capsys, "retention", tmp_path / "audit.db", "--max-age-days", "30", "--now", now)
+    assert status == 2
+    assert_one_clear_line(err, "retention", "--now", named)
+
+
 @pytest.mark.parametrize("flag", ["--ocr-model", "--detector-model"])
 def test_a_model_that_is_not_onnx(tmp_path, capsys, flag):
     fake = tmp_path / "model.onnx"

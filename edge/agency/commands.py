@@ -32,19 +32,16 @@ def _receive(args) -> int:
     from edge.policy.registry import RegistryError
     from edge.transport import mqtt as transport
 
-    try:
-        registry = _load_registry(args.registry)
-        agency = registry.agency(args.agency)
-        if agency is None:
-            known = ", ".join(a.id for a in registry.agencies)
-            raise RegistryError(f"agency {args.agency!r} is not in the registry (known: {known})")
-        broker = transport.parse_broker_url(args.broker)
-        if broker.username is None:
-            broker = broker.with_login(agency.username, _secrets(args).password(agency))
-        inbox = AgencyInbox(args.inbox or f"{agency.id}-inbox.db")
-    except (RegistryError, transport.BrokerURLError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    # bad input (ValueErrors, an unopenable inbox) exits 2 in one line from the CLI's handler
+    registry = _load_registry(args.registry)
+    agency = registry.agency(args.agency)
+    if agency is None:
+        known = ", ".join(a.id for a in registry.agencies)
+        raise RegistryError(f"agency {args.agency!r} is not in the registry (known: {known})")
+    broker = transport.parse_broker_url(args.broker)
+    if broker.username is None:
+        broker = broker.with_login(agency.username, _secrets(args).password(agency))
+    inbox = AgencyInbox(args.inbox or f"{agency.id}-inbox.db")
     receiver = AgencyReceiver(agency.id, broker, inbox,
                               protocol=transport.MQTT_V311 if args.mqtt311 else transport.MQTT_V5)
     stop = threading.Event()
@@ -52,10 +49,9 @@ def _receive(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         receiver.start()
-    except transport.MQTTError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except transport.MQTTError:  # unreachable broker: exit 1 from the CLI's handler
         inbox.close()
-        return 1
+        raise
     print(f"agency {agency.id}: receiving {receiver.topic} from {broker.redacted()} into {inbox.path}",
           file=sys.stderr, flush=True)
     deadline = time.monotonic() + args.run_for if args.run_for else None
@@ -74,6 +70,6 @@ def _receive(args) -> int:
     if args.json:
         print(json.dumps({"agency": agency.id, **receiver.snapshot()}))
     if receiver.error is not None:
-        print(f"error: receiver stopped: {receiver.error}", file=sys.stderr)
+        print(f"alpr-edge agency: error: receiver stopped: {receiver.error}", file=sys.stderr)
         return 1
     return 0

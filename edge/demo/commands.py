@@ -63,19 +63,14 @@ def _demo(args) -> int:
 
     from edge.bench.report import print_json_last, print_table
     from edge.demo.run import decided_by_text, demo_registry, run_demo, synthetic_reads, write_html
-    from edge.policy.policy import PolicyError, load_policy
-    from edge.policy.registry import RegistryError, Secrets, load_registry
+    from edge.policy.policy import load_policy
+    from edge.policy.registry import Secrets, load_registry
 
-    try:
-        registry = load_registry(args.registry) if args.registry else demo_registry()
-        policy = load_policy(args.policy)
-    except (RegistryError, PolicyError) as err:
-        print(f"alpr-edge demo: error: {err}", file=sys.stderr)
-        return 2
+    # a bad registry or policy (ValueErrors) exits 2 in one line from the CLI's handler
+    registry = load_registry(args.registry) if args.registry else demo_registry()
+    policy = load_policy(args.policy)
     if args.broker and not args.secrets:
-        print("error: --broker needs --secrets DIR (from `alpr-edge broker-config demo --out DIR`: DIR/secrets)",
-              file=sys.stderr)
-        return 2
+        raise SystemExit("demo: --broker needs --secrets DIR (from `alpr-edge broker-config demo --out DIR`: DIR/secrets)")
     secrets = Secrets(args.secrets) if args.secrets else None
 
     cams = None

@@ -96,18 +96,13 @@ def _secrets(args):
 
 def _broker_config(args) -> int:
     from edge.policy.brokerconf import TlsListener, write_broker_config
-    from edge.policy.registry import RegistryError
 
-    try:
-        registry = _load_registry(args.registry)
-    except RegistryError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    # Bad input (a RegistryError is a ValueError) is reported by the CLI's one handler: exit 2
+    registry = _load_registry(args.registry)
     tls = None
     if args.tls_port:
         if not (args.tls_cert and args.tls_key):
-            print("error: --tls-port needs --tls-cert and --tls-key", file=sys.stderr)
-            return 2
+            raise SystemExit("broker-config: --tls-port needs --tls-cert and --tls-key")
         tls = TlsListener(args.tls_port, args.tls_cert, args.tls_key, args.tls_ca)
     out = Path(args.out)
     files = write_broker_config(registry, out, secrets_dir=args.secrets or out / "secrets", port=args.port,
@@ -121,19 +116,16 @@ def _broker_config(args) -> int:
 def _gate(args) -> int:
     from edge.policy.audit import open_audit
     from edge.policy.gate import Gate, GateConfig
-    from edge.policy.policy import PolicyError, load_policy
-    from edge.policy.registry import RegistryError
+    from edge.policy.policy import load_policy
     from edge.transport import mqtt as transport
 
-    try:
-        registry = _load_registry(args.registry)
-        policy = load_policy(args.policy)
-        broker = transport.parse_broker_url(args.broker)
-        if broker.username is None:
-            broker = broker.with_login(registry.gate.username, _secrets(args).password(registry.gate))
-    except (RegistryError, PolicyError, transport.BrokerURLError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    # A bad registry, policy or broker URL (ValueErrors) exits 2 and an unreachable broker
+    # (MQTTError) exits 1, both in one line from the CLI's one handler
+    registry = _load_registry(args.registry)
+    policy = load_policy(args.policy)
+    broker = transport.parse_broker_url(args.broker)
+    if broker.username is None:
+        broker = broker.with_login(registry.gate.username, _secrets(args).password(registry.gate))
     config = GateConfig(
         gate_id=args.gate_id, protocol=transport.MQTT_V311 if args.mqtt311 else transport.MQTT_V5,
         shared_group=args.shared_group or None,
@@ -146,9 +138,9 @@ def _gate(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         gate.start()
-    except transport.MQTTError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except transport.MQTTError:
+        audit.close()
+        raise
     print(f"gate {args.gate_id}: policy {policy.label}, broker {broker.redacted()}, audit {args.audit}", file=sys.stderr)
     deadline = time.monotonic() + args.run_for if args.run_for else None
     last = time.monotonic()
@@ -168,7 +160,7 @@ def _gate(args) -> int:
         print(json.dumps({"gate_id": args.gate_id, **gate.snapshot(),
                           "cpu_s": round(usage.ru_utime + usage.ru_stime, 3)}))
     if gate.error is not None:
-        print(f"error: gate stopped: {gate.error}", file=sys.stderr)
+        print(f"alpr-edge gate: error: gate stopped: {gate.error}", file=sys.stderr)
         return 1
     return 0
 
@@ -177,8 +169,7 @@ def _audit_verify(args) -> int:
     from edge.policy.audit import open_audit
 
     if not args.target.startswith(("postgres", "host=")) and not Path(args.target).exists():
-        print(f"error: no audit database {args.target}", file=sys.stderr)
-        return 2
+        raise SystemExit(f"audit verify: no audit database {args.target}")
     store = open_audit(args.target)
     result = store.verify()
     store.close()

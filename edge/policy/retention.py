@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -303,23 +302,19 @@ def register(sub) -> None:
 def _cli(args) -> int:
     from edge.policy.audit import open_audit
 
+    # Bad holds, --now or retention input (ValueErrors) exit 2 in one line from the CLI's handler
+    holds = load_holds(args.holds)
     try:
-        holds = load_holds(args.holds)
         now = datetime.fromisoformat(args.now.replace("Z", "+00:00")) if args.now else None
-        if now is not None and now.tzinfo is None:
-            raise RetentionError("--now needs a UTC offset")
-    except (RetentionError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:
+        raise RetentionError(f"--now {args.now!r}: {err}") from None
+    if now is not None and now.tzinfo is None:
+        raise RetentionError("--now needs a UTC offset")
     if not args.target.startswith(("postgres",)) and not Path(args.target).exists():
-        print(f"error: no audit database {args.target}", file=sys.stderr)
-        return 2
+        raise SystemExit(f"retention: no audit database {args.target}")
     store = open_audit(args.target)
     try:
         result = enforce_retention(store, args.max_age_days, holds, now=now, dry_run=args.dry_run)
-    except RetentionError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     finally:
         store.close()
     if args.json:
