@@ -1,11 +1,14 @@
 """`alpr-edge bench detect DIR`: plate detector recall, false alarms per frame and speed.
 
-DIR holds images and `labels.csv` (`file,x,y,w,h,plate`, one row per labelled plate). A labelled
-plate counts as found when a predicted box overlaps it with IoU > 0.4 (the upstream openalpr
-benchmark rule); a prediction matching no label is a false alarm. Frames can show unlabelled
-background plates, so some "false alarms" are real plates: `--save-false-alarms FOLDER` writes
-each one as a picture to look at. Timing is the detector stage alone (letterbox, network, decoding,
-NMS) on one onnxruntime thread, per frame.
+DIR holds images and `labels.csv` (`file,x,y,w,h,plate`, one row per labelled plate; `name,,,,,`
+for a frame labelled as showing no plate), read as `bench frames` reads it (edge.sources.folder). A
+labelled plate counts as found when a predicted box overlaps it with IoU > 0.4 (the upstream openalpr
+benchmark rule); a prediction matching no label is a false alarm, and the false alarms on the
+plate-less frames are also counted apart (what a camera facing an empty road would raise). Frames
+can show unlabelled background plates, so some "false alarms" are real plates: `--save-false-alarms
+FOLDER` writes each one as a picture to look at. A labelled image that does not decode is skipped
+and reported, its plates counted as not found, as `bench frames` does. Timing is the detector stage
+alone (letterbox, network, decoding, NMS) on one onnxruntime thread, per frame.
 """
 
 from __future__ import annotations
@@ -66,12 +69,11 @@ def run_bench(
     import cv2
 
     from edge.node.config import EdgeNodeConfig
-    from edge.training.detector_data import read_labels
     from edge.training.splits import split as split_names
     from edge.vision.detector import OnnxPlateDetector
 
     folder = Path(folder)
-    labels = read_labels(folder)
+    labels = labelled_boxes(folder)
     names = sorted(labels)
     if split != "all":
         train, val = split_names(names)
@@ -94,24 +96,54 @@ def run_bench(
     if save_false_alarms:
         save_false_alarms = Path(save_false_alarms)
         save_false_alarms.mkdir(parents=True, exist_ok=True)
-    frames = []
-    for name in names:
-        frame = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise ValueError(f"{folder / name}: not a readable image")
-        frames.append(frame)
-    res = _measure(stage, names, frames, labels, repeats, save_false_alarms)
-    res.update(split=split, plate_check_chars=int(plate_check_chars),
-               frame_sizes=_sizes(frames), model=str(network.model_path))
+    names, frames, unreadable = _read_frames(folder, names)
+    res = _measure(stage, names, frames, labels, repeats, save_false_alarms, unreadable)
+    res.update(split=split, plate_check_chars=int(plate_check_chars), skipped=len(unreadable),
+               unreadable=unreadable, frame_sizes=_sizes(frames), model=str(network.model_path))
     if plate_check_chars:
         from edge.vision.ocr import model_paths
 
         res["ocr_model"] = ",".join(str(p) for p in model_paths(ocr_model))
-        net = _measure(network, names, frames, labels, repeats, None)
-        res["network_only"] = {k: net[k] for k in ("recall", "fp_per_frame", "false_alarms", "ms_per_frame",
+        net = _measure(network, names, frames, labels, repeats, None, unreadable)
+        res["network_only"] = {k: net[k] for k in ("recall", "fp_per_frame", "false_alarms", "plate_less_false_alarms",
+                                                   "plate_less_frames_alarmed", "ms_per_frame",
                                                    "cpu_ms_per_frame", "ms_per_1080p_frame",
                                                    "cpu_ms_per_1080p_frame", "threshold", "missed")}
     return res
+
+
+def labelled_boxes(folder: Path) -> dict[str, np.ndarray]:
+    """{file: (N, 4) xyxy label boxes} by the folder reader bench frames uses, so both benches take
+    the same labels; N = 0 for a frame labelled as showing no plate. A folder without labels, or
+    labelling images it lacks, is refused with the reason."""
+    from edge.sources.folder import read_labels
+
+    labels = read_labels(folder)
+    if not labels:
+        raise FileNotFoundError(f"{folder}: no plate labels (labels.csv with file,x,y,w,h,plate, "
+                                "or openalpr .txt files)")
+    absent = [n for n in sorted(labels) if not (folder / n).is_file()]
+    if absent:
+        raise ValueError(f"{folder}: labels name {len(absent)} image(s) not in the folder: {', '.join(absent[:10])}")
+    return {n: np.asarray([lab.box for lab in labs], np.float32).reshape(-1, 4) for n, labs in labels.items()}
+
+
+def _read_frames(folder: Path, names: list[str]) -> tuple[list[str], list[np.ndarray], list[str]]:
+    """The names and images that decode, and the names that do not: those are skipped and reported,
+    as bench frames does, so one bad file does not cost the whole run. None decoding is an error."""
+    import cv2
+
+    kept, frames, unreadable = [], [], []
+    for name in names:
+        frame = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
+        if frame is None:
+            unreadable.append(name)
+        else:
+            kept.append(name)
+            frames.append(frame)
+    if not frames:
+        raise ValueError(f"{folder}: none of the {len(names)} labelled images is a readable image")
+    return kept, frames, unreadable
 
 
 def _sizes(frames: list[np.ndarray]) -> dict[str, int]:
@@ -122,14 +154,17 @@ def _sizes(frames: list[np.ndarray]) -> dict[str, int]:
     return sizes
 
 
-def _measure(det, names, frames, labels, repeats: int, save_false_alarms: Path | None) -> dict:
-    """One detection stage over the frames: matches, false alarm pictures, timings."""
+def _measure(det, names, frames, labels, repeats: int, save_false_alarms: Path | None,
+             unreadable: list[str] = ()) -> dict:
+    """One detection stage over the frames: matches, false alarm pictures, timings. The plates of
+    the `unreadable` frames count as not found (recall on every labelled plate, as bench frames)."""
     import cv2
 
-    n_labels = found = false_alarms = 0
+    found = false_alarms = plate_less_fa = plate_less_alarmed = 0
+    n_labels = sum(len(labels[n]) for n in unreadable)
     times: list[float] = []
     cpu_times: list[float] = []
-    missed: list[str] = []
+    missed: list[str] = [n for n in unreadable if len(labels[n])]
     fa_files: list[str] = []
     ratios: list[np.ndarray] = []
     for name, frame in zip(names, frames):
@@ -139,11 +174,14 @@ def _measure(det, names, frames, labels, repeats: int, save_false_alarms: Path |
             dets = det.predict([frame])[0]
             times.append((time.perf_counter() - t0) * 1000)
             cpu_times.append((time.process_time() - c0) * 1000)
-        gt = np.asarray(labels[name], np.float32)
+        gt = labels[name]
         m = match_frame(dets.boxes, gt)
         n_labels += len(gt)
         found += m.found
         false_alarms += m.false_alarms
+        if not len(gt):  # labelled as showing no plate: every detection there is a false alarm
+            plate_less_fa += m.false_alarms
+            plate_less_alarmed += m.false_alarms > 0
         ratios.append(m.width_ratio)
         if len(m.missed_idx):
             missed.append(name)
@@ -162,6 +200,9 @@ def _measure(det, names, frames, labels, repeats: int, save_false_alarms: Path |
         "recall": found / max(n_labels, 1),
         "fp_per_frame": false_alarms / len(names),
         "false_alarms": false_alarms,
+        "plate_less_frames": sum(not len(labels[n]) for n in names),
+        "plate_less_false_alarms": plate_less_fa,
+        "plate_less_frames_alarmed": plate_less_alarmed,  # of those frames, how many had any
         "ms_per_frame": float(np.mean(times_arr)),
         "ms_p50": float(np.percentile(times_arr, 50)),
         "ms_p95": float(np.percentile(times_arr, 95)),
@@ -214,6 +255,11 @@ def _false_alarm_picture(frame: np.ndarray, box: np.ndarray, score: float, label
     return pic
 
 
+def _plate_less_cell(r: dict, frames: int) -> str:
+    """False alarms on the frames labelled as showing no plate, and in how many of them; "-" without such frames."""
+    return f"{r['plate_less_false_alarms']} ({r['plate_less_frames_alarmed']}/{frames})" if frames else "-"
+
+
 def _cmd(args) -> int:
     from edge.bench.report import machine_info, print_json_last, print_table
 
@@ -228,10 +274,12 @@ def _cmd(args) -> int:
         ocr_model=args.ocr_model,
     )
     res["machine"] = machine_info()
-    cols = ["frames", "plates", "recall", "fp/frame", "ms/frame", "cpu ms/frame", "ms/1080p", "cpu ms/1080p",
-            "threshold"]
-    row = lambda name, r: [name, res["frames"], res["n"], r["recall"], r["fp_per_frame"], r["ms_per_frame"],
-                           r["cpu_ms_per_frame"], r["ms_per_1080p_frame"], r["cpu_ms_per_1080p_frame"], r["threshold"]]
+    cols = ["frames", "skipped", "plates", "recall", "fp/frame", "plate-less fp", "ms/frame",
+            "cpu ms/frame", "ms/1080p", "cpu ms/1080p", "threshold"]
+    row = lambda name, r: [name, res["frames"], res["skipped"], res["n"], r["recall"], r["fp_per_frame"],
+                           _plate_less_cell(r, res["plate_less_frames"]),
+                           r["ms_per_frame"], r["cpu_ms_per_frame"], r["ms_per_1080p_frame"],
+                           r["cpu_ms_per_1080p_frame"], r["threshold"]]
     rows = []
     if "network_only" in res:
         rows.append(row(f"network + plate check ({res['plate_check_chars']}+ chars)", res))
@@ -244,6 +292,9 @@ def _cmd(args) -> int:
         print(f"box fit (matched box width / labelled plate width): "
               f"p5 {fit['p5']:.2f}, median {fit['p50']:.2f}, p95 {fit['p95']:.2f}; "
               f"{fit['narrower_10pct']} boxes more than 10% narrower than their plate")
+    if res["unreadable"]:
+        print(f"{res['skipped']} frame(s) did not decode and were skipped; their plates count as not found:",
+              " ".join(res["unreadable"]))
     if res["missed"]:
         print("missed:", " ".join(res["missed"]))
     if res["false_alarm_pictures"]:
@@ -255,7 +306,8 @@ def _cmd(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("detect", help="plate detector: recall (IoU > 0.4), false alarms per frame, ms per frame")
-    p.add_argument("dir", help="folder of images + labels.csv (file,x,y,w,h,plate)")
+    p.add_argument("dir", help="folder of images + labels.csv (file,x,y,w,h,plate; NAME,,,,, for a frame "
+                                "with no plate)")
     p.add_argument("--split", choices=["all", "train", "val"], default="all",
                    help="part of the fixed split (edge/training/splits.py) to use")
     p.add_argument("--model", default=None, help="ONNX detector (default models/detector.onnx)")

@@ -1,7 +1,10 @@
 """Image folders: every image file in name order, with ground truth when labels are present.
 
 Labels, when present, come from either
-- `labels.csv` with columns `file,x,y,w,h,plate` (this project's dataset format), or
+- `labels.csv` with columns `file,x,y,w,h,plate` (this project's dataset format), one row per plate;
+  a row with the file name and the other fields empty (`name.jpg,,,,,`) labels a frame that shows
+  no plate, so what is read or detected there counts as a false alarm (an image with no row at all
+  is simply unlabelled), or
 - openalpr benchmark style: one `<image stem>.txt` per image, `file x y w h PLATE` per line.
 """
 
@@ -58,6 +61,12 @@ def read_labels(folder: Path, labels_file: str | os.PathLike | None = None) -> d
 LABEL_COLUMNS = ("file", "x", "y", "w", "h", "plate")
 
 
+def _no_plate(row: dict) -> bool:
+    """`name.jpg,,,,,`: every field but the file present and empty. A short row (fields missing,
+    None here) stays an error: a cut-off line must not pass for a frame without plates."""
+    return all(row.get(k) is not None and not row[k].strip() for k in LABEL_COLUMNS[1:])
+
+
 def _read_labels_file(path: Path) -> dict[str, list[PlateLabel]]:
     if not path.is_file():
         raise ValueError(f"labels file not found: {path}")
@@ -68,11 +77,17 @@ def _read_labels_file(path: Path) -> dict[str, list[PlateLabel]]:
         if missing:
             raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(LABEL_COLUMNS)})")
         for row in reader:
+            if not (row["file"] or "").strip():
+                raise ValueError(f"{path} line {reader.line_num}: no file name in {row}")
+            if _no_plate(row):
+                labels.setdefault(row["file"], [])  # labelled, and no plate in it
+                continue
             try:
                 x, y, w, h = (float(row[k]) for k in ("x", "y", "w", "h"))
                 plate = row["plate"].strip().upper()
             except (ValueError, AttributeError, TypeError):
-                raise ValueError(f"{path} line {reader.line_num}: bad row {row}") from None
+                raise ValueError(f"{path} line {reader.line_num}: bad row {row} "
+                                 f"(a frame with no plate: its file name and empty fields, name.jpg,,,,,)") from None
             if not plate or not plate.isalnum() or w <= 0 or h <= 0:
                 raise ValueError(f"{path} line {reader.line_num}: plate must be A-Z0-9 and w, h > 0, got {row}")
             labels.setdefault(row["file"], []).append(PlateLabel(plate, (x, y, x + w, y + h)))

@@ -38,8 +38,9 @@ def register(sub) -> None:
     sc.add_argument("--duration", type=float, default=None, help="override the scenario's duration (seconds)")
     sc.add_argument("--format", choices=["mp4", "avi"], default="mp4", help="video container (default mp4)")
     sc.add_argument("--frames-every", type=int, default=0, metavar="K",
-                    help="also write every K-th frame as JPEG + labels.csv (file,x,y,w,h,plate) into OUT/frames, "
-                         "and its plates as crops + labels.csv (file,state,plate) into OUT/crops")
+                    help="also write every K-th frame as JPEG + labels.csv (file,x,y,w,h,plate; a frame "
+                         "showing no plate: NAME,,,,, so detections there count as false alarms) into "
+                         "OUT/frames, and its plates as crops + labels.csv (file,state,plate) into OUT/crops")
     sc.add_argument("--min-plate-px", type=float, default=12.0,
                     help="label plates at least this wide in OUT/frames/labels.csv (default 12)")
     sc.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")

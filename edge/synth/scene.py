@@ -1029,6 +1029,21 @@ def iter_scene_frames(scenario: Scenario | str | Path, seed: int | None = None) 
     yield from SceneRenderer(scenario, seed)
 
 
+def _frame_label_rows(name: str, truths: list[PlateTruth], min_plate_px: float) -> list[tuple]:
+    """labels.csv rows of one saved frame: a 2:1 box per plate at least min_plate_px wide; for a
+    frame with no plate in view, one row with empty fields, so the benches count what is detected
+    there as a false alarm. A frame whose plates are all narrower gets no row: unlabelled, since a
+    detection of such a plate is neither a hit nor a false alarm."""
+    if not truths:
+        return [(name, "", "", "", "", "")]
+    rows = []
+    for tr in truths:
+        if tr.width_px >= min_plate_px:
+            x0, y0, x1, y1 = tr.box
+            rows.append((name, int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)), tr.plate))
+    return rows
+
+
 def render_scene_to_dir(
     scenario: Scenario,
     out: str | Path,
@@ -1041,7 +1056,8 @@ def render_scene_to_dir(
 
     With `frames_every` = K > 0, every K-th frame is also written to `out/frames/` as a JPEG with a
     `labels.csv` (`file,x,y,w,h,plate`, the real frames folder's format: 2:1 boxes, one row per plate
-    at least `min_plate_px` wide), so the detector benches and training can read it; and each of those
+    at least `min_plate_px` wide; a frame showing no plate gets `name,,,,,`, edge.sources.folder's
+    "labelled: no plate here"), so the detector benches and training can read it; and each of those
     plates is cut out (its 2:1 box) into `out/crops/` with `labels.csv` (`file,state,plate`, the real
     crops folder's format) for the OCR bench.
     """
@@ -1062,6 +1078,7 @@ def render_scene_to_dir(
     sightings, seen = 0, set()
     render_s = 0.0
     label_rows: list[tuple] = []
+    plate_less = 0
     crop_rows: list[tuple] = []
     if frames_every > 0:
         (out / "frames").mkdir(exist_ok=True)
@@ -1075,11 +1092,11 @@ def render_scene_to_dir(
             if frames_every > 0 and i % frames_every == 0:
                 name = f"{scenario.name}-{r.seed}-{i:06d}.jpg"
                 cv2.imwrite(str(out / "frames" / name), frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
+                label_rows += _frame_label_rows(name, truths, min_plate_px)
+                plate_less += not truths
                 for tr in truths:
                     if tr.width_px >= min_plate_px:
                         x0, y0, x1, y1 = tr.box
-                        label_rows.append((name, int(round(x0)), int(round(y0)), int(round(x1 - x0)),
-                                           int(round(y1 - y0)), tr.plate))
                         cx0, cy0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
                         cx1, cy1 = min(W, int(math.ceil(x1))), min(H, int(math.ceil(y1)))
                         if tr.visibility == 1.0 and cx1 - cx0 >= 8 and cy1 - cy0 >= 4:
@@ -1117,6 +1134,7 @@ def render_scene_to_dir(
         "video": str(video),
         "ground_truth": str(out / "ground_truth.jsonl"),
         "frames_dir": str(out / "frames") if frames_every > 0 else None,
-        "frame_labels": len(label_rows),
+        "frame_labels": len(label_rows) - plate_less,  # plates labelled
+        "plate_less_frames": plate_less,
         "crops": len(crop_rows),
     }
