@@ -151,3 +151,37 @@ def test_sim_from_the_registry(tmp_path, mosquitto):
     agencies = {m["camera_id"]: m["agency_id"] for m in col.messages}
     assert agencies == {"cam-1": "sac-pd", "cam-2": "sac-pd", "cam-3": "sac-so"}
     assert mosquitto.credentials("cam-1")[1] not in r.stdout + r.stderr  # no password in the output
+
+
+def run_json(*args):
+    """`alpr-edge run ... --json`: the summary (its last stdout line) and stderr."""
+    r = subprocess.run(alpr("run", *args, "--vision", "labels", "--min-plate-height", "4", "--no-progress", "--json"),
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+
+
+def test_run_fps_leaves_out_the_wait_for_an_unreachable_broker(tmp_path):
+    """A closed port: stopping the publisher waits for paho between connection attempts (up to
+    2 s). That wait is `drain_s`, apart; `fps` is the processing rate the metrics log line gave."""
+    from edge.transport.mosquitto import free_port
+
+    summary, stderr = run_json("--source", SMALL.format(seed=3, d=2), "--camera-id", "cam-1", "--agency-id", "sac-pd",
+                               "--broker", f"mqtt://127.0.0.1:{free_port()}", "--output-dir", str(tmp_path / "e"))  # fmt: skip
+    logged = [float(line.split(": ")[-1].split(" fps")[0]) for line in stderr.splitlines() if " fps (recent " in line]
+    assert summary["fps"] == pytest.approx(logged[-1], abs=0.06)  # the final line, at the end of processing
+    assert summary["fps"] == pytest.approx(summary["frames"] / summary["elapsed_s"], rel=0.01)
+    assert summary["drain_s"] >= 0 and summary["frames"] == 60
+
+
+def test_run_counts_every_frame_a_truncated_video_lacks_in_one_warning(tmp_path):
+    from test_sources_files import write_video
+
+    data = write_video(tmp_path / "v.avi", n=48).read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    summary, stderr = run_json("--source", str(cut), "--camera-id", "cam-1", "--agency-id", "sac-pd",
+                               "--output-dir", str(tmp_path / "e"))  # fmt: skip
+    assert 5 < summary["frames"] < 48 and summary["source_skipped"] == 48 - summary["frames"]
+    warned = [line for line in stderr.splitlines() if " WARNING " in line and str(cut) in line]
+    assert len(warned) == 1 and "truncated" in warned[0], warned

@@ -2,6 +2,7 @@
 
 import functools
 import http.server
+import logging
 import threading
 
 import cv2
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from edge.sources import ReaderThread, SourceError, open_source, paced
+from edge.sources.base import FrameSource
 from edge.sources.folder import FolderSource, read_labels
 from edge.sources.stream import StreamSource
 from edge.sources.video import VideoFileSource
@@ -36,15 +38,78 @@ def test_video_file_all_frames(tmp_path):
     assert frames[0].captured_at.tzinfo is not None
 
 
-def test_truncated_video_is_reported_not_fatal(tmp_path):
-    p = write_video(tmp_path / "v.avi", n=40)
+def blank_avi_frames(path, indices):
+    """Zero the JPEG data of these frames of an MJPG AVI (their chunks stay, so the file's frame
+    positions do not move): frames that do not decode, with frames that do after them."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    at, k = data.index(b"movi") + 4, 0
+    while (at := data.find(b"00dc", at)) >= 0:
+        size = struct.unpack("<I", data[at + 4 : at + 8])[0]
+        if k in indices:
+            data[at + 8 : at + 8 + size] = bytes(size)
+        at, k = at + 8 + size, k + 1
+    path.write_bytes(bytes(data))
+    return path
+
+
+def source_warnings(caplog):
+    return [r.getMessage() for r in caplog.records if r.name.startswith("edge.sources") and r.levelno >= logging.WARNING]
+
+
+def test_truncated_video_is_reported_not_fatal(tmp_path, caplog):
+    """One warning naming the file and the frame where decoding stopped, not one per frame it
+    lacks; every frame it lacks is counted. (The file name says nothing: pytest's tmp_path of this
+    test holds the word "truncated".)"""
+    p = write_video(tmp_path / "v.avi", n=48)
     data = p.read_bytes()
-    t = tmp_path / "t.avi"
-    t.write_bytes(data[: len(data) // 2])
-    src = VideoFileSource(t)
-    frames = list(src)
-    assert 5 < len(frames) < 40
-    assert src.skipped >= 1 and "truncated" in src.problems[-1]
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    src = VideoFileSource(cut)
+    with caplog.at_level(logging.WARNING):
+        frames = list(src)
+        src.close()
+    assert 5 < len(frames) < 48 and [f.index for f in frames] == list(range(len(frames)))
+    assert src.skipped == 48 - len(frames)
+    warned = source_warnings(caplog)
+    assert len(warned) == 1, warned
+    assert str(cut) in warned[0] and f"stopped at frame {len(frames)} of 48" in warned[0] and "truncated" in warned[0]
+    assert src.problems == warned
+
+
+def test_frames_that_do_not_decode_are_logged_once_then_summed_up(tmp_path, caplog):
+    p = blank_avi_frames(write_video(tmp_path / "v.avi", n=40), {10, 20, 21, 30})
+    src = VideoFileSource(p)
+    with caplog.at_level(logging.WARNING):
+        frames = list(src)
+    assert sorted(set(range(40)) - {f.index for f in frames}) == [10, 20, 21, 30]
+    assert src.skipped == 4
+    [(kind, repeats)] = src.repeats.items()
+    assert repeats.reports == 3 and repeats.frames == 4
+    warned = source_warnings(caplog)
+    assert len(warned) == 2, warned  # the first at once, then the sum at the end
+    assert str(p) in warned[0] and "frame 10 does not decode" in warned[0]
+    assert "3 in all, 4 frame(s) skipped" in warned[1]
+
+
+def test_repeated_problems_are_rate_limited_not_lost(caplog):
+    class Damaged(FrameSource):
+        def __iter__(self):
+            for i in range(24):
+                self.report(f"frame {i} does not decode", kind="frames that do not decode")
+            self.summarise()
+            return iter(())
+
+    quiet, chatty = Damaged(), Damaged()
+    chatty.repeat_log_s = 0  # every repeat is due
+    with caplog.at_level(logging.WARNING):
+        list(quiet)
+        assert len(caplog.records) == 2 and "24 in all, 24 frame(s) skipped" in caplog.records[1].getMessage()
+        caplog.clear()
+        list(chatty)
+        assert len(caplog.records) == 24  # nothing left to sum up
+    assert quiet.skipped == chatty.skipped == 24
 
 
 def test_corrupt_bytes_in_the_middle_are_skipped(tmp_path):

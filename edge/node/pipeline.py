@@ -100,14 +100,20 @@ class Metrics:
     queue_depth: int = 0
     source_skipped: int = 0
     frames_dropped: int = 0  # live sources: frames dropped because the pipeline lagged
+    # when the node stopped processing: fps and elapsed_s end there, not with what the caller does
+    # after (waiting for the outbox to drain adds seconds that are no frame's)
+    ended: float | None = None
     _window_start: float = field(default_factory=time.monotonic)
     _window_frames: int = 0
 
     def add(self, stage: str, seconds: float) -> None:
         self.stage_s[stage] += seconds
 
+    def end(self) -> None:
+        self.ended = time.monotonic()
+
     def snapshot(self, extra: dict | None = None) -> dict:
-        now = time.monotonic()
+        now = self.ended if self.ended is not None else time.monotonic()
         elapsed = max(now - self.started, 1e-9)
         window = max(now - self._window_start, 1e-9)
         fps_now = (self.frames - self._window_frames) / window
@@ -343,6 +349,7 @@ class EdgeNode:
             self.metrics.source_skipped = self.source.skipped
             # Vehicles still in view when the source ends (or the node is stopped) are reads too.
             self._finish(self.tracker.flush(), final=True)
+            self.metrics.end()
             self._emit_metrics()
         return self.metrics
 

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 import zlib
 from datetime import datetime, timezone
 
@@ -52,6 +53,16 @@ def load_stages(cfg):
         detector = TiledDetector(detector, cols, rows)
     ocr = load_ocr(cfg.ocr_model, intra_op_threads=cfg.threads)
     return detector, ocr
+
+
+def _drain(publisher, outbox, cfg, stop) -> None:
+    """Give the broker time to acknowledge the reads still in the outbox (when it is there)."""
+    waiting = len(outbox)
+    if waiting and publisher.connected:
+        # Asked to stop: a short grace period only (what is left goes out on the next start).
+        limit = min(cfg.drain_timeout_s, 2.0) if stop.is_set() else cfg.drain_timeout_s
+        log.info("waiting up to %.0f s for the broker to acknowledge %d reads", limit, waiting)
+        publisher.wait_drained(limit)
 
 
 def run_node(args) -> int:
@@ -143,16 +154,15 @@ def run_node(args) -> int:
         metrics, rc = node.metrics, 3
     finally:
         source.close()
-    waiting = len(outbox)
+    drain_start = time.monotonic()
     if publisher is not None:
-        if waiting and publisher.connected:
-            # Asked to stop: a short grace period only (what is left goes out on the next start).
-            limit = min(cfg.drain_timeout_s, 2.0) if stop.is_set() else cfg.drain_timeout_s
-            log.info("waiting up to %.0f s for the broker to acknowledge %d reads", limit, waiting)
-            publisher.wait_drained(limit)
+        _drain(publisher, outbox, cfg, stop)
         if publisher.connected:
             publish_status("stopped", metrics.snapshot())
-        publisher.stop()
+        publisher.stop()  # an unreachable broker: paho may be sleeping between attempts (<= 2 s)
+    drain_s = time.monotonic() - drain_start
+    if drain_s >= 0.1:
+        log.info("%s: %.1f s after the last frame for the outbox and the broker (not in fps)", cfg.camera_id, drain_s)
     waiting = len(outbox)
     if waiting:
         why = f" ({publisher.last_error})" if publisher is not None and publisher.last_error else ""
@@ -165,6 +175,7 @@ def run_node(args) -> int:
             "outbox_waiting": waiting,
             "published": publisher.published if publisher else 0,
             "acked": publisher.acked if publisher else 0,
+            "drain_s": round(drain_s, 3),  # after processing: fps and elapsed_s leave it out
         }
     )
     if args.json:

@@ -2,7 +2,9 @@
 
 A source yields `Frame`s (BGR uint8 image + media timestamp + UTC capture time + any ground-truth
 labels it knows). Bad input is reported and skipped, never fatal: a frame that does not decode is
-counted in `source.skipped` and logged; a truncated file ends the source with a warning.
+counted in `source.skipped` and logged; a truncated file ends the source with a warning. A problem
+that repeats (`report(kind=...)`) is logged the first time, then counted (`source.repeats`) and
+summed up at the end of the source, not logged once per frame.
 
 `paced` replays a file in real time; `ReaderThread` decodes ahead on its own thread (OpenCV
 releases the GIL while decoding) into a bounded queue whose depth the node reports. For live
@@ -55,6 +57,16 @@ class Frame:
         return (w, h)
 
 
+@dataclass
+class Repeats:
+    """The reports of one kind of problem (`FrameSource.report(kind=...)`)."""
+
+    reports: int = 0
+    frames: int = 0  # frames skipped by these reports
+    unlogged: int = 0  # reports since the last one logged
+    logged_at: float = 0.0  # time.monotonic() of the last one logged
+
+
 class FrameSource(ABC):
     #: frames in the source when known (files, folders), for progress bars
     length: int | None = None
@@ -64,16 +76,43 @@ class FrameSource(ABC):
     independent: bool = False
     #: a live camera/stream: frames are dropped rather than queued when the pipeline lags
     live: bool = False
+    #: a problem of one kind that keeps coming back is logged again at most this often
+    repeat_log_s: float = 60.0
 
     def __init__(self) -> None:
         self.skipped = 0  # corrupt or undecodable frames reported and skipped
         self.problems: list[str] = []
+        self.repeats: dict[str, Repeats] = {}  # kind -> its reports, for `report(kind=...)`
 
-    def report(self, message: str) -> None:
-        self.skipped += 1
+    def report(self, message: str, frames: int = 1, kind: str | None = None) -> None:
+        """Count `frames` skipped frames and log why. With a `kind`, only the first report of that
+        kind is logged at once; later ones are counted, logged at most every `repeat_log_s` and
+        summed up by `summarise()` (a damaged file must not bury the log in identical lines)."""
+        self.skipped += frames
         if len(self.problems) < 100:
             self.problems.append(message)
-        log.warning("%s", message)
+        if kind is None:
+            log.warning("%s", message)
+            return
+        r = self.repeats.setdefault(kind, Repeats())
+        r.reports += 1
+        r.frames += frames
+        now = time.monotonic()
+        if r.reports == 1:
+            log.warning("%s (more like it are counted and summed up at the end)", message)
+        elif now - r.logged_at >= self.repeat_log_s:
+            log.warning("%s (%d more like it since the last logged)", message, r.unlogged + 1)
+        else:
+            r.unlogged += 1
+            return
+        r.unlogged, r.logged_at = 0, now
+
+    def summarise(self) -> None:
+        """One line per kind of problem with reports not logged yet (at the end of the source)."""
+        for kind, r in self.repeats.items():
+            if r.unlogged:
+                log.warning("%s: %d in all, %d frame(s) skipped", kind, r.reports, r.frames)
+                r.unlogged, r.logged_at = 0, time.monotonic()
 
     @abstractmethod
     def __iter__(self) -> Iterator[Frame]: ...

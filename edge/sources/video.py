@@ -76,31 +76,48 @@ class VideoFileSource(FrameSource):
     def __iter__(self) -> Iterator[Frame]:
         base = wall_clock_base()
         index = 0  # frames delivered or skipped: the position in the file
-        failures = 0
+        failed_from = None  # the first frame of the current run of frames that do not decode
         while True:
             t0 = time.perf_counter()
             ok, image = self._cap.read()
             decode_ms = (time.perf_counter() - t0) * 1000
             if not ok or image is None:
-                failures += 1
+                failed_from = index if failed_from is None else failed_from
                 at_end = self.length is not None and index >= self.length
-                if at_end or failures >= MAX_CONSECUTIVE_FAILURES:
-                    if not at_end and self.length is not None:
-                        self.report(
-                            f"{self.path}: decoding stopped at frame {index} of {self.length} "
-                            "(truncated or corrupt file); the rest is skipped"
-                        )
+                if at_end or index + 1 - failed_from >= MAX_CONSECUTIVE_FAILURES:
                     break
-                self.report(f"{self.path}: frame {index} does not decode; skipped")
                 index += 1
                 continue
-            failures = 0
+            if failed_from is not None:  # decoding resumed: those frames were corrupt
+                self._skip_undecodable(failed_from, index)
+                failed_from = None
             ts = index / self.fps
             labels = self.ground_truth.get(index, []) if self.ground_truth is not None else None
             yield Frame(index, image, ts, base + _td(ts), labels=labels, decode_ms=decode_ms)
             index += 1
+        self._end_of_decoding(failed_from)
+        self.summarise()
+
+    def _skip_undecodable(self, first: int, end: int) -> None:
+        """Frames first..end-1 did not decode, and the ones after them did."""
+        which = f"frame {first} does" if end - first == 1 else f"frames {first}-{end - 1} do"
+        self.report(f"{self.path}: {which} not decode; skipped", frames=end - first,
+                    kind=f"{self.path}: places where frames do not decode")
+
+    def _end_of_decoding(self, failed_from: int | None) -> None:
+        """Decoding ended at `failed_from`: short of the frame count the file declares, the file is
+        truncated (one report for all the frames it lacks). Without a frame count, the end of what
+        decodes is the end of the file: nothing tells a cut file from a whole one."""
+        if failed_from is None or self.length is None or failed_from >= self.length:
+            return
+        self.report(
+            f"{self.path}: decoding stopped at frame {failed_from} of {self.length} (truncated or corrupt "
+            f"file); the remaining {self.length - failed_from} frame(s) are skipped",
+            frames=self.length - failed_from,
+        )
 
     def close(self) -> None:
+        self.summarise()  # a run stopped early still says what it skipped
         self._cap.release()
 
 
