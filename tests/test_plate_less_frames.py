@@ -186,3 +186,17 @@ def test_bench_detect_refuses_labels_naming_missing_images(detect_folder, capsys
     (d.folder / "labels.csv").write_text("\n".join(d.plate_rows + ["gone.png,1,1,40,16,ABC123"]) + "\n")
     assert cli.main(["bench", "detect", str(d.folder), "--plate-check-chars", "0"]) == 2
     assert "gone.png" in capsys.readouterr().err
+
+
+def test_training_readers_take_plate_less_rows(tmp_path):
+    """A `synth scene --frames-every` folder is training data too: the detector gets its plate-less
+    frames as negatives (no boxes), the OCR's frame-plate reader skips them; neither stops on them."""
+    from edge.training.detector_data import read_labels as detector_labels
+    from edge.training.ocr_data import load_frame_plates
+
+    write_folder(tmp_path, f"{HEADER}\na.jpg,10,20,60,30,ABC123\nb.jpg,,,,,\n")
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.random.default_rng(0).integers(0, 255, (120, 200, 3), np.uint8))
+    assert detector_labels(tmp_path) == {"a.jpg": [(10.0, 20.0, 70.0, 50.0)], "b.jpg": []}
+    plates = load_frame_plates(tmp_path, "all")
+    assert plates.texts == ["ABC123"] and plates.files == ["a.jpg"]
+    assert plates.images[0].shape[:2] == (30, 60)

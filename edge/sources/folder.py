@@ -61,7 +61,7 @@ def read_labels(folder: Path, labels_file: str | os.PathLike | None = None) -> d
 LABEL_COLUMNS = ("file", "x", "y", "w", "h", "plate")
 
 
-def _no_plate(row: dict) -> bool:
+def is_plate_less_row(row: dict) -> bool:
     """`name.jpg,,,,,`: every field but the file present and empty. A short row (fields missing,
     None here) stays an error: a cut-off line must not pass for a frame without plates."""
     return all(row.get(k) is not None and not row[k].strip() for k in LABEL_COLUMNS[1:])
@@ -79,7 +79,7 @@ def _read_labels_file(path: Path) -> dict[str, list[PlateLabel]]:
         for row in reader:
             if not (row["file"] or "").strip():
                 raise ValueError(f"{path} line {reader.line_num}: no file name in {row}")
-            if _no_plate(row):
+            if is_plate_less_row(row):
                 labels.setdefault(row["file"], [])  # labelled, and no plate in it
                 continue
             try:

@@ -55,7 +55,10 @@ class Tile:
 
 
 def read_labels(folder: Path, file_name: str = "labels.csv") -> dict[str, list[tuple[float, float, float, float]]]:
-    """labels.csv `file,x,y,w,h,plate` -> {file: [xyxy, ...]}."""
+    """labels.csv `file,x,y,w,h,plate` -> {file: [xyxy, ...]}; a plate-less row (`name.jpg,,,,,`,
+    as `synth scene --frames-every` writes) gives its frame no boxes: a negative to train on."""
+    from edge.sources.folder import is_plate_less_row
+
     path = Path(folder) / file_name
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (expected columns file,x,y,w,h,plate)")
@@ -66,6 +69,9 @@ def read_labels(folder: Path, file_name: str = "labels.csv") -> dict[str, list[t
         if missing:
             raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
         for row in reader:
+            if is_plate_less_row(row):
+                out.setdefault(row["file"], [])
+                continue
             try:
                 x, y, w, h = (float(row[k]) for k in ("x", "y", "w", "h"))
             except (TypeError, ValueError):  # a short row (None) or a non-number

@@ -73,9 +73,11 @@ def load_frame_plates(root: Path, part: str = "train") -> PlateSet:
         rows = list(csv.DictReader(f))
     train, val = split([r["file"] for r in rows])
     keep = {"train": set(train), "val": set(val), "all": set(train) | set(val)}[part]
+    from edge.sources.folder import is_plate_less_row
+
     out = PlateSet([], [], [], [])
     for r in rows:
-        if r["file"] not in keep:
+        if r["file"] not in keep or is_plate_less_row(r):  # a frame labelled as showing no plate
             continue
         frame = cv2.imread(str(Path(root) / r["file"]), cv2.IMREAD_COLOR)
         if frame is None:
