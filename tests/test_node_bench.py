@@ -133,6 +133,17 @@ def test_bench_video_reports_fps_reads_and_stages(tmp_path, scene, capsys):
     assert out["frames"] == 30 and out["gated"] == 0
 
 
+def test_bench_video_counts_the_frames_a_truncated_file_lacks(tmp_path, capsys):
+    from test_sources_files import write_video
+
+    data = write_video(tmp_path / "v.avi", n=48).read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    assert cli.main(["bench", "video", str(cut), "--json"]) == 0
+    out = last_json(capsys)
+    assert 5 < out["frames"] < 48 and out["skipped"] == 48 - out["frames"]
+
+
 def test_bench_video_scores_passes_against_ground_truth(tmp_path, monkeypatch, capsys):
     """With ground_truth.jsonl beside the video (as `synth scene` writes it), the bench counts
     passes read, wrong reads and the readable passes left unread, and names them."""

@@ -323,6 +323,8 @@ def _video(args) -> int:
         ["stage", "ms per frame"],
         rows,
     )
+    if source.skipped:  # corrupt frames or a truncated file: fewer frames than the video holds
+        print(f"{source.skipped} frame(s) of {args.file} did not decode and were skipped")
     out = {}
     if source.ground_truth is not None:
         out["ground_truth"] = score_passes(source.ground_truth, [e.plate for e in run.events], args.max_frames)
@@ -346,6 +348,7 @@ def _video(args) -> int:
         "frame_size": [w, h],
         "motion_gating": not args.no_motion_gating,
         "frames": m.frames,
+        "skipped": source.skipped,
         "processed": m.processed,
         "gated": m.gated,
         "fps": round(fps, 2),
