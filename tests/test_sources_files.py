@@ -1,9 +1,6 @@
 """Frame sources: video files, image folders, HTTP streams; corrupt input is skipped, never fatal."""
 
-import functools
-import http.server
 import logging
-import threading
 
 import cv2
 import numpy as np
@@ -14,6 +11,7 @@ from edge.sources.base import FrameSource
 from edge.sources.folder import FolderSource, read_labels
 from edge.sources.stream import StreamSource
 from edge.sources.video import VideoFileSource
+from media_server import MediaServer, read_all, send_body
 
 
 def write_video(path, n=30, size=(160, 96), fps=10):
@@ -153,22 +151,101 @@ def test_folder_openalpr_txt_labels(tmp_path):
     assert list(FolderSource(tmp_path)) and FolderSource(tmp_path).labels
 
 
-def test_http_stream(tmp_path):
-    write_video(tmp_path / "v.avi", n=20)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        src = open_source(f"http://127.0.0.1:{httpd.server_address[1]}/v.avi", max_reconnects=0)
-        assert isinstance(src, StreamSource) and src.live
-        frames = list(src)  # the "stream" ends with the file; no reconnect allowed
-        assert len(frames) == 20
-        assert "gave up" in src.problems[-1]
-    finally:
-        httpd.shutdown()
+def decoded_frames(path):
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while (item := cap.read())[0]:
+        frames.append(item[1])
+    return frames
+
+
+def test_a_recording_over_http_is_read_once_like_a_file(tmp_path):
+    # Before: its end was taken for a dropped camera, and with the default (reconnect forever) the
+    # file was played again from the start, over and over: every pass read again each time.
+    local = decoded_frames(write_video(tmp_path / "v.avi", n=20))
+    data = (tmp_path / "v.avi").read_bytes()
+    with MediaServer({"/v.avi": lambda req, n: send_body(req, data)}) as server:
+        src = open_source(server.url + "/v.avi")  # max_reconnects None: a camera would retry forever
+        assert isinstance(src, StreamSource) and not src.live and src.length == 20
+        assert src.describe().startswith("recording ")
+        frames = read_all(src)
+        assert server.gets["/v.avi"] == 1  # opened once, never replayed
+    assert len(frames) == 20 and src.skipped == 0 and src.problems == [] and src.reconnects == 0
+    assert all(np.array_equal(f.image, want) for f, want in zip(frames, local))
+    assert [f.timestamp for f in frames] == pytest.approx([i / 10 for i in range(20)])  # media time
+    assert (frames[-1].captured_at - frames[0].captured_at).total_seconds() == pytest.approx(1.9)
     with pytest.raises(SourceError, match="cannot open stream") as err:
         StreamSource("http://user:secret@127.0.0.1:9/none.avi", open_timeout_s=1)
     assert "secret" not in str(err.value)  # stream credentials never reach the logs
+
+
+def test_a_recording_dropped_midway_resumes_where_it_was(tmp_path, caplog):
+    local = decoded_frames(write_video(tmp_path / "v.avi", n=20))
+    data = (tmp_path / "v.avi").read_bytes()
+
+    def first_get_drops(req, n):
+        send_body(req, data if n > 1 else data[: len(data) * 6 // 10], length=len(data))
+
+    with MediaServer({"/v.avi": first_get_drops}) as server, caplog.at_level(logging.WARNING, "edge.sources"):
+        src = StreamSource(server.url + "/v.avi")
+        frames = read_all(src)
+        assert server.gets["/v.avi"] == 2
+    assert src.reconnects == 1 and src.skipped == 0
+    drops = [r.getMessage() for r in caplog.records if "read failed after" in r.getMessage()]
+    assert len(drops) == 1 and "reconnecting" in drops[0]
+    dropped_after = int(drops[0].split("read failed after ")[1].split()[0])
+    assert 5 < dropped_after < 20
+    # every frame once, in order: the frames before the drop are not read again, nor skipped. The
+    # last one before the drop may be cut short (the decoder fills what arrived), none other differs.
+    assert len(frames) == 20 and [f.index for f in frames] == list(range(20))
+    differ = [f.index for f, want in zip(frames, local) if not np.array_equal(f.image, want)]
+    assert differ in ([], [dropped_after - 1])
+
+
+def test_a_recording_shorter_than_it_announced_is_truncated_not_replayed(tmp_path):
+    write_video(tmp_path / "v.avi", n=20)
+    data = (tmp_path / "v.avi").read_bytes()
+    cut = data[: len(data) * 6 // 10]  # every request: the header says 20 frames, ~11 are there
+    with MediaServer({"/v.avi": lambda req, n: send_body(req, cut)}) as server:
+        src = StreamSource(server.url + "/v.avi")  # reconnects forever for a live camera
+        frames = read_all(src)
+        gets = server.gets["/v.avi"]
+    assert 5 < len(frames) < 20 and [f.index for f in frames] == list(range(len(frames)))
+    assert src.skipped == 20 - len(frames)  # what it lacks, counted as a truncated video file does
+    assert "truncated" in src.problems[-1] and f"{len(frames)} of the 20 frames" in src.problems[-1]
+    assert gets == 3  # opened, then reopened and sought twice at the same frame: it ends there
+
+
+def test_a_live_stream_reconnects_after_each_drop_and_logs_the_first(caplog):
+    jpegs = [cv2.imencode(".jpg", np.full((48, 64, 3), 20 * i, np.uint8))[1].tobytes() for i in range(5)]
+
+    def mjpeg(req, n):
+        if n > 3:  # the camera goes away for good after three sessions
+            req.send_error(503)
+            return
+        req.send_response(200)
+        req.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        req.end_headers()
+        for j in jpegs:
+            req.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(j), j))
+
+    with MediaServer({"/cam.mjpg": mjpeg}) as server, caplog.at_level(logging.WARNING, "edge.sources"):
+        src = StreamSource(server.url + "/cam.mjpg", max_reconnects=1)
+        assert src.live and src.length is None
+        frames = read_all(src)
+    # A drop between frames resets the count in a row: three sessions of five frames each are read;
+    # then one failed reconnect is allowed, and the next gives up.
+    assert len(frames) == 15 and [f.index for f in frames] == list(range(15))
+    assert [round(float(f.image.mean()) / 20) for f in frames] == [0, 1, 2, 3, 4] * 3
+    assert src.reconnects == 3 and "gave up after 1 reconnect attempts in a row" in src.problems[-1]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("read failed after" in m for m in messages) == 1  # the first drop; the rest counted
+    assert any("drops: 3 in all" in m for m in messages)  # and summed up at the end
+
+
+def test_a_negative_reconnect_limit_is_refused():
+    with pytest.raises(SourceError, match="max_reconnects must be 0 or more"):
+        StreamSource("http://127.0.0.1:9/none.avi", max_reconnects=-1)
 
 
 def test_reader_thread_and_pacing(tmp_path):

@@ -115,7 +115,7 @@ class DemoCameras:
                 None, camera_id=cam.id, agency_id=cam.agency, source=spec, pacing="fast",
                 output_dir=str(out_dir / cam.id), metrics_interval_s=30.0, **overrides,
             )
-            source = open_source(cfg.source)
+            source = open_source(cfg.source, max_reconnects=cfg.max_reconnects)
             detector, ocr = load_stages(cfg)
             run = CameraRun(cam.id, cam.agency, redact_url(spec), total=source.length)  # shown in tables and the report
             self.runs.append(run)

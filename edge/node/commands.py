@@ -14,6 +14,7 @@ RUN_FLAGS = {
     "--camera-id": ("camera_id", dict(help="camera identifier (publishes on alpr/raw/<camera-id>)")),
     "--agency-id": ("agency_id", dict(help="operating agency that owns the camera")),
     "--broker": ("broker_url", dict(help="mqtt://user:password@host:port, or $ALPR_EDGE_BROKER_URL (neither: store reads in the outbox only)")),
+    "--max-reconnects": ("max_reconnects", dict(type=int, help="streams: failed reconnects in a row before giving up (default: never give up)")),
     "--motion-threshold": ("motion_threshold", dict(type=float, help="share of changed pixels that counts as motion")),
     "--detector-model": ("detector_model", dict(help="detector ONNX (default models/detector.onnx)")),
     "--ocr-model": ("ocr_model", dict(help="OCR ONNX model, or several comma-separated (the first reads every "

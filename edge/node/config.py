@@ -31,6 +31,9 @@ class EdgeNodeConfig(BaseModel):
     pacing: Literal["realtime", "fast"] = "fast"  # files: replay at their frame rate, or as fast as possible
     speed: float = Field(1.0, gt=0, le=100)  # realtime pacing multiplier
     location: tuple[float, float] | None = None  # (lat, lon) of the camera
+    # Streams: failed reconnects in a row before the node gives up (None: never, as a fixed camera
+    # on a flaky link should). A stream that delivers frames between drops resets the count.
+    max_reconnects: int | None = Field(None, ge=0)
 
     # Motion gating
     motion_gating: bool = True

@@ -84,7 +84,7 @@ def run_node(args) -> int:
     except EdgeConfigError as err:
         return _fail(str(err))
     try:
-        source = open_source(cfg.source)
+        source = open_source(cfg.source, max_reconnects=cfg.max_reconnects)
     except (SourceError, ValueError, TypeError) as err:
         return _fail(f"source {redact_url(cfg.source)!r}: {err}")  # a stream URL may hold a password
     try:
