@@ -91,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _interrupt)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose == 0:
+        # FFmpeg (inside OpenCV) prints its own line for each damaged frame ("[mjpeg @ 0x...]
+        # overread 3") that the sources already report once, naming the file and the frame. -v keeps
+        # them: they also carry a stream's reason for not opening ("Connection refused", "401").
+        # Set before OpenCV loads (commands import it lazily); inherited by `sim`'s edge processes.
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):

@@ -297,3 +297,35 @@ def test_a_config_file_written_with_flag_names_says_the_field_name(tmp_path, cap
     status, err = run_cli(capsys, "run", "--config", config)
     assert status == 2
     assert_one_clear_line(err, "run", "'track-timeout'", "track_timeout_s")
+
+
+def test_ffmpeg_own_lines_are_kept_for_verbose(tmp_path):
+    """A damaged video is one warning from the source; FFmpeg's own per-frame lines ("[mjpeg @ 0x..]
+    overread") only with -v, where they also give a stream's reason for not opening."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    import cv2
+    import numpy as np
+
+    w = cv2.VideoWriter(str(tmp_path / "v.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (160, 96))
+    for i in range(20):
+        w.write(np.random.default_rng(i).integers(0, 255, (96, 160, 3), np.uint8))
+    w.release()
+    data = (tmp_path / "v.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) * 6 // 10])  # ends inside a frame
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+    ffmpeg_line = re.compile(r"^\[\w+ @ 0x[0-9a-f]+\]", re.M)
+
+    def run(*verbose):
+        r = subprocess.run([sys.executable, "-m", "edge.cli", *verbose, "run", "--source", str(tmp_path / "cut.avi"),
+                            "--camera-id", "c1", "--agency-id", "a1", "--output-dir", str(tmp_path / "out"),
+                            "--no-crops"], capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "decoding stopped at frame" in r.stderr  # the source's own warning, either way
+        return r.stderr
+
+    assert not ffmpeg_line.search(run()), "FFmpeg's own lines without -v"
+    assert ffmpeg_line.search(run("-v")), "-v should keep FFmpeg's diagnostics"

@@ -43,7 +43,7 @@ class StreamSource(FrameSource):
         self.reconnects = 0  # reopen attempts over the whole run
         self._cap = self._open()
         if self._cap is None:
-            raise SourceError(f"cannot open stream {self._safe_url()}")
+            raise SourceError(f"cannot open stream {self._safe_url()} (alpr-edge -v shows FFmpeg's reason)")
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else 25.0
         count = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
