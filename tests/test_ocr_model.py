@@ -113,6 +113,7 @@ def test_bench_json_last_line(bench_dir, capsys, monkeypatch):
     assert "not installed" in res["engines"]["tesseract"]["error"]
     assert "not installed" in res["engines"]["rapidocr"]["error"]
     assert any("not installed" in line for line in out[:-1])  # the table says so too
+    assert any(line.startswith("state acc: ") for line in out[:-1])  # what the state column is not
 
 
 def test_bench_split_reads_only_that_part(bench_dir, capsys):

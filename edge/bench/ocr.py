@@ -299,6 +299,9 @@ def run(args) -> int:
          "cpu ms batched", "state acc"],
         rows,
     )
+    if any("state_acc" in r for r in results):
+        # The renderer's state designs are its own, so training gives synthetic crops no state loss.
+        print("state acc: a hint learned from real crops only (models/ocr.md); on synthetic crops it measures nothing")
     for r in results:
         if r.get("misreads"):
             shown = ", ".join(f"{t}->{p or '(empty)'}" for t, p in r["misreads"][:15])
