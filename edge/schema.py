@@ -103,7 +103,10 @@ class ReadEvent(_Strict):
     def _utc(cls, v: datetime) -> datetime:
         if v.tzinfo is None or v.utcoffset() is None:
             raise ValueError("must carry a UTC offset (e.g. 2026-01-01T12:00:00Z)")
-        return v.astimezone(timezone.utc)
+        try:
+            return v.astimezone(timezone.utc)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00: before year 1 in UTC (pydantic passes only ValueError on)
+            raise ValueError("out of range once converted to UTC") from None
 
     @model_validator(mode="after")
     def _per_char(self) -> "ReadEvent":

@@ -41,6 +41,9 @@ REJECT_CAMERA_MISMATCH = "refuse:camera-topic-mismatch"
 REJECT_OWNER_MISMATCH = "refuse:agency-mismatch"
 REJECT_BAD_TOPIC = "refuse:bad-topic"
 REJECT_CLOCK_SKEW = "refuse:clock-skew"
+# The gate could not decide the message (an unexpected exception while deciding it): refused and
+# audited like any other refusal, instead of stopping the gate on a message it would be handed again.
+REJECT_GATE_ERROR = "refuse:gate-error"
 FORWARD_SCHEMA_VERSION = 1  # edge.schema.ForwardedRead
 SESSION_EXPIRY_S = 7 * 24 * 3600
 
@@ -165,23 +168,35 @@ class Gate:
         }
         self._rejected_json: dict[str, str] = {}
         for rule in (REJECT_MALFORMED, REJECT_UNKNOWN_CAMERA, REJECT_CAMERA_MISMATCH, REJECT_OWNER_MISMATCH, REJECT_BAD_TOPIC,
-                     REJECT_CLOCK_SKEW):
+                     REJECT_CLOCK_SKEW, REJECT_GATE_ERROR):
             self._rejected_json[rule] = json.dumps(
                 [[a.id, "refuse", rule, a.purpose, a.username] for a in agencies], separators=(",", ":"))
 
     # -- deciding ------------------------------------------------------------------------------
-    def decide(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> _Pending:
-        now = datetime.now(timezone.utc).isoformat()
-        label = self.policy.label
+    def _reject(self, now: str, topic: str, mid: int, qos: int, rule: str, detail: str, key=None, ev=None,
+                owner=None) -> _Pending:
         gid = self.config.gate_id
+        # %r: topics come from cameras and may hold newlines (forged log lines otherwise)
+        log.warning("gate %s refused a message on %r: %s: %s", gid, topic[:100], rule, detail[:200])
+        rec = AuditRecord(now, gid, key, ev.read_id if ev else None, ev.camera_id if ev else None, owner,
+                          ev.plate if ev else None, ev.captured_at.isoformat() if ev else None, topic[:200],
+                          self.policy.label, "rejected", self._rejected_json[rule], f"{rule}: {detail}"[:500])
+        return _Pending(mid, qos, rec, [], rule=rule)
+
+    def decide(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> _Pending:
+        """The decision for one raw message; never raises (fail closed: what cannot be decided is refused)."""
+        now = datetime.now(timezone.utc).isoformat()
+        try:
+            return self._decide(now, topic, payload, mid, qos)
+        except Exception as err:
+            log.exception("gate %s could not decide a message on %r", self.config.gate_id, topic[:100])
+            return self._reject(now, topic, mid, qos, REJECT_GATE_ERROR, repr(err))  # repr: no line breaks in the log
+
+    def _decide(self, now: str, topic: str, payload: bytes, mid: int, qos: int) -> _Pending:
+        label = self.policy.label
 
         def reject(rule: str, detail: str, key=None, ev=None, owner=None) -> _Pending:
-            # %r: topics come from cameras and may hold newlines (forged log lines otherwise)
-            log.warning("gate %s refused a message on %r: %s: %s", gid, topic[:100], rule, detail[:200])
-            rec = AuditRecord(now, gid, key, ev.read_id if ev else None, ev.camera_id if ev else None, owner,
-                              ev.plate if ev else None, ev.captured_at.isoformat() if ev else None, topic[:200],
-                              label, "rejected", self._rejected_json[rule], f"{rule}: {detail}"[:500])
-            return _Pending(mid, qos, rec, [], rule=rule)
+            return self._reject(now, topic, mid, qos, rule, detail, key, ev, owner)
 
         parts = topic.split("/")
         if len(parts) != 3 or f"{parts[0]}/{parts[1]}" != RAW_PREFIX:
@@ -207,7 +222,7 @@ class Gate:
                           f"gate's clock (limit {self.config.max_clock_skew_s:g} s)", key, ev, camera.agency)
         owner = camera.agency
         read_json = ev.to_json()  # re-serialized from the validated model: nothing unvalidated passes
-        rec = AuditRecord(now, gid, key, ev.read_id, ev.camera_id, owner, ev.plate, ev.captured_at.isoformat(),
+        rec = AuditRecord(now, self.config.gate_id, key, ev.read_id, ev.camera_id, owner, ev.plate, ev.captured_at.isoformat(),
                           topic, label, "decided", self._decisions_json[owner], None)
         forwards = [(t, prefix + read_json + b"}") for _a, t, prefix in self._forward_prefix[owner]]
         return _Pending(mid, qos, rec, forwards, read_json, owner)
