@@ -247,6 +247,12 @@ class OutboxPublisher:
             for seq, topic, payload in rows:
                 if not self._connected:
                     break
+                with self._cond:
+                    # Only this publish's own PUBACK can beat us to recording its mid. Anything
+                    # else in _early is stale: paho calls on_publish for the QoS 0 status messages
+                    # too, and once its mids wrap (65535 publishes) such a leftover would settle a
+                    # read, deleting it from the outbox without any PUBACK.
+                    self._early.clear()
                 info = self.client.publish(topic, payload, qos=1)
                 with self._cond:
                     early = info.mid in self._early

@@ -1,0 +1,82 @@
+"""The outbox drain settles a read on its own PUBACK only, however paho numbers its messages."""
+
+import threading
+import time
+
+from edge.transport.outbox import Outbox, OutboxPublisher
+
+
+class _Info:
+    def __init__(self, mid):
+        self.mid = mid
+        self.rc = 0
+
+
+class FakePaho:
+    """What OutboxPublisher uses of a paho client, numbered as paho numbers it: one message id
+    counter for every publish (1..65535, then 1 again), on_publish called for a QoS 0 publish once
+    it is written and for a QoS 1 publish on its PUBACK (here: when the test calls puback)."""
+
+    def __init__(self):
+        self.last_mid = 0
+        self.qos1: dict[int, bytes] = {}
+        self.lock = threading.Lock()
+
+    def _mid(self):
+        self.last_mid = 1 if self.last_mid == 65535 else self.last_mid + 1
+        return self.last_mid
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        with self.lock:
+            mid = self._mid()
+            if qos:
+                self.qos1[mid] = payload
+        if qos == 0:
+            self.on_publish(self, None, mid, None, None)
+        return _Info(mid)
+
+    def puback(self, mid):
+        with self.lock:
+            self.qos1.pop(mid)
+        self.on_publish(self, None, mid, None, None)
+
+    def loop_start(self):
+        pass
+
+    def loop_stop(self):
+        pass
+
+    def disconnect(self):
+        pass
+
+
+def _wait(cond, timeout=5.0):
+    end = time.monotonic() + timeout
+    while not cond() and time.monotonic() < end:
+        time.sleep(0.01)
+    return cond()
+
+
+def test_a_read_is_deleted_on_its_puback_only_after_message_ids_wrap(tmp_path):
+    """Status messages (QoS 0, every metrics interval) use paho's message ids too. A long-running
+    edge wraps them; a read numbered like an old status message was deleted from the outbox at once,
+    with no PUBACK, lost if the connection then dropped."""
+    ob = Outbox(tmp_path / "o.db")
+    client = FakePaho()
+    pub = OutboxPublisher(ob, client, connect=lambda: None)
+    pub._on_connect(client, None, {}, 0)
+    pub.start()
+    try:
+        for _ in range(65535):  # a long run's status messages: the next id is 1 again
+            pub.publish_status("alpr/status/cam-1", b"{}")
+        ob.put("alpr/raw/cam-1", b'{"read_id": "r1"}', "r1")
+        pub.notify()
+        assert _wait(lambda: client.qos1), "the read was not published"
+        time.sleep(0.1)
+        assert len(ob) == 1 and pub.acked == 0, "deleted from the outbox without a PUBACK"
+        (mid,) = client.qos1
+        client.puback(mid)
+        assert _wait(lambda: len(ob) == 0) and pub.acked == 1
+    finally:
+        pub.stop()
+        ob.close()
