@@ -5,8 +5,9 @@ Validation errors name the field (`EdgeConfigError("field 'motion_threshold': ..
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -30,7 +31,12 @@ class EdgeNodeConfig(BaseModel):
     source: str = Field(min_length=1, description="video file, image folder, stream URL, or synthetic:<scenario>")
     pacing: Literal["realtime", "fast"] = "fast"  # files: replay at their frame rate, or as fast as possible
     speed: float = Field(1.0, gt=0, le=100)  # realtime pacing multiplier
-    location: tuple[float, float] | None = None  # (lat, lon) of the camera
+    # (lat, lon) of the camera, in the read schema's ranges (edge.schema.Location): checked here,
+    # not at the first read, where it stopped the node
+    location: tuple[
+        Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)],
+        Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)],
+    ] | None = None
     # Streams: failed reconnects in a row before the node gives up (None: never, as a fixed camera
     # on a flaky link should). A stream that delivers frames between drops resets the count.
     max_reconnects: int | None = Field(None, ge=0)
@@ -122,6 +128,10 @@ class EdgeNodeConfig(BaseModel):
     @field_validator("ocr_model", mode="before")
     @classmethod
     def _ocr_models(cls, v):
+        items = [v] if isinstance(v, (str, os.PathLike)) else v if isinstance(v, (list, tuple)) else None
+        if v is not None and (items is None or not all(isinstance(i, (str, os.PathLike)) for i in items)):
+            # model_paths would raise TypeError, which pydantic lets through as a traceback
+            raise ValueError("expected an ONNX path, 'a.onnx,b.onnx' or a list of paths")
         return model_paths(v)
 
     @field_validator("plate_size_max_ratio")
@@ -177,6 +187,9 @@ def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> EdgeN
             if key not in EdgeNodeConfig.model_fields and flag_like in FLAG_FIELDS:
                 raise EdgeConfigError(f"config {yaml_path}: unknown field '{key}': the setting of "
                                       f"--{flag_like.replace('_', '-')} is written '{FLAG_FIELDS[flag_like]}'")
+            if key not in EdgeNodeConfig.model_fields and flag_like in EdgeNodeConfig.model_fields:
+                raise EdgeConfigError(f"config {yaml_path}: unknown field '{key}': fields are written "
+                                      f"with underscores, '{flag_like}'")
         data.update(loaded)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
