@@ -43,7 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         module.register(sub)
+    _name_commands(parser)
     return parser
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Every command parser records its full name (`alpr-edge bench frames`): error lines name the
+    command that was run, not only its group."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.set_defaults(command_name=child.prog)  # the deepest command parsed wins
+                _name_commands(child)
 
 
 def _interrupt(signum, frame):
@@ -103,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    command = getattr(args, "command_name", None) or f"alpr-edge {args.command}"
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -116,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(err.code, str):
             raise
         # commands end on bad input with SystemExit("<command>: <what is wrong>"): exit 2, as the rest
-        print(f"alpr-edge {err.code}", file=sys.stderr)
+        own = command.removeprefix("alpr-edge ") + ": "
+        print(f"{command}: error: {err.code.removeprefix(own)}", file=sys.stderr)
         return 2
     except Exception as err:
         reported = _user_error(err)
@@ -125,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         message, status = reported
         if args.verbose >= 2:
             logging.exception("traceback")
-        print(f"alpr-edge {args.command}: error: {message}", file=sys.stderr)
+        print(f"{command}: error: {message}", file=sys.stderr)
         return status
 
 

@@ -64,7 +64,7 @@ def test_audit_verify_on_a_file_that_is_not_a_database(tmp_path, capsys):
     junk.write_text("this is not sqlite\n" * 100)
     status, err = run_cli(capsys, "audit", "verify", junk)
     assert status == 1
-    assert_one_clear_line(err, "audit", str(junk), "not a database")
+    assert_one_clear_line(err, "audit verify", str(junk), "not a database")
 
 
 def test_gate_with_an_audit_file_in_a_missing_folder(tmp_path, capsys):
@@ -89,7 +89,7 @@ def test_agency_receive_names_an_unknown_agency_and_the_known_ones(tmp_path, cap
     status, err = run_cli(capsys, "agency", "receive", "ice-ero", "--registry", REGISTRY,
                           "--broker", "mqtt://x:y@127.0.0.1:9", "--inbox", tmp_path / "inbox.db")
     assert status == 2
-    assert_one_clear_line(err, "agency", "'ice-ero'", "sacramento-pd")
+    assert_one_clear_line(err, "agency receive", "'ice-ero'", "sacramento-pd")
     assert not (tmp_path / "inbox.db").exists()  # refused before anything was created
 
 
@@ -142,7 +142,7 @@ def test_bench_ocr_on_a_frames_folder_points_to_bench_frames(tmp_path, capsys):
 def test_bench_detect_on_a_missing_folder(tmp_path, capsys):
     status, err = run_cli(capsys, "bench", "detect", tmp_path / "nope")
     assert status == 2
-    assert_one_clear_line(err, "bench", str(tmp_path / "nope"))
+    assert_one_clear_line(err, "bench detect", str(tmp_path / "nope"))
 
 
 @pytest.mark.parametrize("duration", ["-1", "0"])
@@ -173,27 +173,37 @@ def _frames_folder(tmp_path, labels: str, images=("a.jpg", "b.jpg")):
 ])
 def test_bench_frames_names_the_bad_label(tmp_path, capsys, labels, named):
     folder = _frames_folder(tmp_path, labels)
-    status = main(["bench", "frames", str(folder)])
-    out = capsys.readouterr()
-    assert status == 2 and "Traceback" not in out.err
-    assert named in out.out + out.err
+    status, err = run_cli(capsys, "bench", "frames", folder)
+    assert status == 2
+    assert_one_clear_line(err, "bench frames", named)  # on stderr, as every command's errors
 
 
 def test_bench_frames_refuses_a_bad_limit_and_an_unusable_misses_folder(tmp_path, capsys):
     folder = _frames_folder(tmp_path, "file,x,y,w,h,plate\na.jpg,10,10,40,20,ABC123\n")
-    assert main(["bench", "frames", str(folder), "--limit", "-2"]) == 2
-    assert "--limit" in capsys.readouterr().out
+    status, err = run_cli(capsys, "bench", "frames", folder, "--limit", "-2")
+    assert status == 2
+    assert_one_clear_line(err, "bench frames", "--limit")
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    assert main(["bench", "frames", str(folder), "--save-misses", str(blocker / "sub")]) == 2
-    assert "--save-misses" in capsys.readouterr().out
+    status, err = run_cli(capsys, "bench", "frames", folder, "--save-misses", blocker / "sub")
+    assert status == 2
+    assert_one_clear_line(err, "bench frames", "--save-misses")
+
+
+def test_bench_frames_and_video_name_a_missing_folder_and_a_folder_given_as_video(tmp_path, capsys):
+    status, err = run_cli(capsys, "bench", "frames", tmp_path / "nope")
+    assert status == 2
+    assert_one_clear_line(err, "bench frames", "folder not found", str(tmp_path / "nope"))
+    status, err = run_cli(capsys, "bench", "video", tmp_path)
+    assert status == 1
+    assert_one_clear_line(err, "bench video", f"{tmp_path} is a folder, not a video file")
 
 
 def test_bench_detect_names_a_short_row(tmp_path, capsys):
     folder = _frames_folder(tmp_path, "file,x,y,w,h,plate\na.jpg,10,10\n")
     status, err = run_cli(capsys, "bench", "detect", folder)
     assert status == 2
-    assert_one_clear_line(err, "bench", "line 2")
+    assert_one_clear_line(err, "bench detect", "line 2")
 
 
 def test_audit_show_into_a_closed_pipe_is_quiet(tmp_path):

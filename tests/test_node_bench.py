@@ -87,12 +87,12 @@ def test_bench_frames_takes_labels_from_a_file_elsewhere(tmp_path, scene, capsys
     pic = cv2.imread(out["miss_pictures"][0])
     assert pic is not None and pic.shape[1] >= 480 and (pic[:, :, 2] > 200).any()  # red detections drawn
     assert cli.main(["bench", "frames", str(images), "--labels", str(labels), "--split", "val"]) == 2
-    assert "--split" in capsys.readouterr().out
+    assert "alpr-edge bench frames: error: --split" in capsys.readouterr().err
     labels.write_text("\n".join(rows + ["gone.png,1,1,10,5,ABC123"]) + "\n")
     assert cli.main(["bench", "frames", str(images), "--labels", str(labels)]) == 2
-    assert "gone.png" in capsys.readouterr().out
+    assert "gone.png" in capsys.readouterr().err
     assert cli.main(["bench", "frames", str(images), "--labels", str(tmp_path / "nope.csv")]) == 2
-    assert "labels file not found" in capsys.readouterr().out
+    assert "labels file not found" in capsys.readouterr().err
 
 
 def test_bench_frames_scale_shrinks_frames_and_labels_together(tmp_path, scene, capsys):
@@ -113,7 +113,7 @@ def test_bench_frames_scale_shrinks_frames_and_labels_together(tmp_path, scene, 
     assert out["scale"] == 0.8 and out["plates"] == len(rows) - 1
     assert out["read_rate"] == 1.0 and out["detect_recall"] == 1.0 and out["misreads"] == 0
     assert cli.main(["bench", "frames", str(tmp_path), "--scale", "1.5"]) == 2
-    assert "--scale" in capsys.readouterr().out
+    assert "alpr-edge bench frames: error: --scale" in capsys.readouterr().err
 
 
 def test_bench_video_reports_fps_reads_and_stages(tmp_path, scene, capsys):

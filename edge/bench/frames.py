@@ -129,42 +129,37 @@ def _frames(args) -> int:
 
     logging.getLogger("edge").setLevel(logging.WARNING)
     folder = Path(args.folder)
+    if not folder.is_dir():
+        raise SystemExit(f"bench frames: folder not found: {folder}")
     try:
         labels = read_labels(folder, args.labels)
     except ValueError as e:
-        print(f"bench frames: {e}")
-        return 2
+        raise SystemExit(f"bench frames: {e}") from None
     if not labels:
-        print(f"bench frames: no labels in {args.labels or folder} (labels.csv or openalpr .txt files)")
-        return 2
+        raise SystemExit(f"bench frames: no labels in {args.labels or folder} (labels.csv or openalpr .txt files)")
     names = sorted(labels)
     absent = [n for n in names if not (folder / n).is_file()]
     if absent:
-        print(f"bench frames: {args.labels or folder / 'labels.csv'} labels {len(absent)} image(s) not in {folder}: "
-              f"{', '.join(absent[:10])}")
-        return 2
+        raise SystemExit(f"bench frames: {args.labels or folder / 'labels.csv'} labels {len(absent)} image(s) not in "
+                         f"{folder}: {', '.join(absent[:10])}")
     if args.limit is not None and args.limit < 1:
-        print(f"bench frames: --limit must be at least 1, got {args.limit}")
-        return 2
+        raise SystemExit(f"bench frames: --limit must be at least 1, got {args.limit}")
     save_dir = Path(args.save_misses) if args.save_misses else None
     if save_dir is not None:  # before the run, so a bad folder is said at once, not after it
         try:
             save_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            print(f"bench frames: --save-misses {save_dir}: {err.strerror or err}")
-            return 2
+            raise SystemExit(f"bench frames: --save-misses {save_dir}: {err.strerror or err}") from None
     if args.labels:
         if args.split != "all":
             # the fixed split is a hash of the dev set's frame names: it means nothing for other labels
-            print("bench frames: --split val|train applies to the dev set's own labels, not to --labels")
-            return 2
+            raise SystemExit("bench frames: --split val|train applies to the dev set's own labels, not to --labels")
     if args.split != "all":
         names = [n for n in names if is_validation(n) == (args.split == "val")]
     if args.limit:
         names = names[: args.limit]
     if not 0 < args.scale <= 1:
-        print(f"bench frames: --scale must be in (0, 1], got {args.scale}")
-        return 2
+        raise SystemExit(f"bench frames: --scale must be in (0, 1], got {args.scale}")
     cfg = _config(args, str(folder), vision=args.vision)
     detector, ocr = _stages(cfg)
     source = FolderSource(folder, names=names, labels_file=args.labels)

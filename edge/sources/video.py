@@ -57,6 +57,8 @@ class VideoFileSource(FrameSource):
     def __init__(self, path: str | os.PathLike, ground_truth: bool = True):
         super().__init__()
         self.path = str(path)
+        if os.path.isdir(self.path):
+            raise SourceError(f"{self.path} is a folder, not a video file")
         if not os.path.isfile(self.path):
             raise SourceError(f"video file not found: {self.path}")
         cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
