@@ -80,3 +80,33 @@ def test_renders_in_headless_chromium(tmp_path):
     assert img.std() > 10
     green = (img[:, :, 1] > 200) & (img[:, :, 0] < 80) & (img[:, :, 2] < 80)
     assert green.sum() > 50
+
+
+@pytest.mark.parametrize("report", ["missing-folder/r.html", "."])
+def test_a_report_that_cannot_be_written_is_refused_before_the_demo_runs(tmp_path, capsys, monkeypatch, report):
+    from edge.cli import main
+
+    ran = []
+    monkeypatch.setattr("edge.demo.run.run_demo", lambda *a, **k: ran.append(1))
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--synthetic-reads", "3", "--report", report]) == 2
+    err = capsys.readouterr().err
+    assert f"alpr-edge demo: error: --report {report}: " in err and "Traceback" not in err
+    assert not ran  # refused up front, not after the whole demo
+    assert list(tmp_path.iterdir()) == []  # and nothing left behind
+
+
+def test_a_writable_report_path_is_not_left_behind_by_the_check(tmp_path, capsys, monkeypatch):
+    from edge.cli import main
+
+    monkeypatch.setattr("edge.demo.run.run_demo", lambda *a, **k: (_ for _ in ()).throw(ValueError("stop here")))
+    assert main(["demo", "--synthetic-reads", "3", "--report", str(tmp_path / "r.html")]) == 2
+    assert "stop here" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()  # the write check made no empty report
+
+
+def test_negative_synthetic_reads_are_refused(capsys):
+    from edge.cli import main
+
+    assert main(["demo", "--synthetic-reads", "-3"]) == 2
+    assert "--synthetic-reads must be 0 or more, got -3" in capsys.readouterr().err

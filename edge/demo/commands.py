@@ -56,6 +56,7 @@ def _progress_thread(cams, stop):
 
 
 def _demo(args) -> int:
+    import os
     import sys
     import tempfile
     import threading
@@ -72,6 +73,17 @@ def _demo(args) -> int:
     if args.broker and not args.secrets:
         raise SystemExit("demo: --broker needs --secrets DIR (from `alpr-edge broker-config demo --out DIR`: DIR/secrets)")
     secrets = Secrets(args.secrets) if args.secrets else None
+    if args.synthetic_reads is not None and args.synthetic_reads < 0:
+        raise SystemExit(f"demo: --synthetic-reads must be 0 or more, got {args.synthetic_reads}")
+    if args.report:  # a report that cannot be written is said now, not after the whole demo has run
+        report, existed = Path(args.report), os.path.lexists(args.report)
+        try:
+            with open(report, "a"):
+                pass
+        except OSError as err:
+            raise SystemExit(f"demo: --report {args.report}: {err.strerror or err}") from None
+        if not existed:
+            report.unlink()
 
     cams = None
     if args.synthetic_reads is not None:
