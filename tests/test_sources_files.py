@@ -356,3 +356,31 @@ def test_the_shipped_benchmark_labels_parse():
         for (lab,) in labels.values():
             x1, y1, x2, y2 = lab.box
             assert x1 >= 0 and y1 >= 0 and 1.6 < (x2 - x1) / (y2 - y1) < 2.4 and lab.plate.isalnum()
+
+
+def test_rtsp_is_opened_over_tcp_unless_the_user_says_otherwise(monkeypatch):
+    import os
+
+    import edge.sources.stream as stream
+
+    seen = []
+
+    class FakeCapture:
+        def __init__(self, target, *args):
+            seen.append((target, os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")))
+
+        def isOpened(self):
+            return False
+
+    monkeypatch.setattr(stream.cv2, "VideoCapture", FakeCapture)
+    monkeypatch.delenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", raising=False)
+    with pytest.raises(SourceError):
+        StreamSource("http://127.0.0.1:9/a.mjpg")
+    assert seen[-1] == ("http://127.0.0.1:9/a.mjpg", None)  # only RTSP has a transport to choose
+    with pytest.raises(SourceError):
+        StreamSource("rtsp://cam:pw@127.0.0.1:9/stream1")
+    assert seen[-1][1] == "rtsp_transport;tcp"
+    monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;udp")
+    with pytest.raises(SourceError):
+        StreamSource("rtsp://127.0.0.1:9/stream1")
+    assert seen[-1][1] == "rtsp_transport;udp"  # the user's own setting wins

@@ -15,6 +15,7 @@ announced is reported as truncated, never replayed.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
@@ -63,6 +64,11 @@ class StreamSource(FrameSource):
     def _open(self):
         target = int(self.url) if self.url.isdigit() else self.url
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000)]
+        if isinstance(target, str) and target.lower().startswith(("rtsp://", "rtsps://")):
+            # RTSP over TCP, as NVRs and Frigate default to: over UDP a lost packet is a smeared,
+            # half-grey frame (a misread plate), and UDP rarely crosses NAT or a firewall. OpenCV reads
+            # FFmpeg's options from this variable at each open; a user's own setting wins.
+            os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
         try:
             cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG if isinstance(target, str) else cv2.CAP_ANY, params)
         except cv2.error:
