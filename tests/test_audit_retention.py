@@ -223,3 +223,80 @@ def load_holds_from(data, _tmp=[]):
         p = Path(d) / "h.yaml"
         p.write_text(yaml.safe_dump(data))
         return load_holds(p)
+
+
+# -- verify on a live log, and on what is not (or no longer) an audit log -----------------------------
+
+def test_verify_while_a_gate_appends_is_not_a_false_alarm(backend):
+    """Before: verify read the rows, then the head in another transaction; whatever a gate appended
+    in between showed up as 'records removed at the end' (every run on a live log)."""
+    import threading
+    import time
+
+    target, store, _attack = backend
+    store.append([rec(i, 1) for i in range(1, 1501)])
+    writer = open_audit(target)
+    stop = threading.Event()
+    appended = []
+
+    def gate():
+        i = 100_000
+        while not stop.is_set():
+            writer.append([rec(i, 0)])
+            appended.append(i)
+            i += 1
+
+    t = threading.Thread(target=gate)
+    t.start()
+    try:
+        results = []
+        deadline = time.monotonic() + 30
+        while (len(results) < 5 or len(appended) < 50) and time.monotonic() < deadline:
+            results.append(store.verify())
+        assert len(appended) >= 50  # the gate kept appending while verify ran
+    finally:
+        stop.set()
+        t.join()
+        writer.close()
+    assert all(r.ok for r in results), [r.problems[:2] for r in results]
+    assert results[-1].records > 1500
+
+
+@pytest.mark.parametrize("sql", [
+    ["DELETE FROM {t}audit", "DELETE FROM {t}audit_head"],  # everything removed, head included
+    ["DROP TABLE {t}audit", "DROP TABLE {t}audit_head"],
+])
+def test_a_wiped_audit_log_does_not_verify(backend, sql):
+    """Before: verify created the missing tables and head row (genesis) and said 'intact: 0 records'."""
+    target, store, attack = backend
+    fill(store)
+    attack(*sql)
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "audit", "verify", target],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1, r.stdout
+    assert "intact" not in r.stdout
+    assert "head row is missing" in r.stdout or "not an audit log" in r.stderr or "no audit log" in r.stderr
+
+
+def test_verify_show_and_retention_change_nothing_in_a_file_that_is_not_an_audit_log(tmp_path):
+    """Before: `audit verify other.db` added the audit tables to it and said 'intact: 0 records'
+    (exit 0); `audit show missing.db` created an empty audit log."""
+    other = tmp_path / "outbox.db"
+    c = sqlite3.connect(other)
+    c.execute("CREATE TABLE t (x)")
+    c.commit()
+    c.close()
+    for cmd in (["audit", "verify", str(other)], ["audit", "show", str(other)],
+                ["retention", str(other), "--max-age-days", "30"]):
+        r = subprocess.run([sys.executable, "-m", "edge.cli", *cmd], capture_output=True, text=True, timeout=60)
+        assert r.returncode != 0 and "intact" not in r.stdout, (cmd, r.stdout)
+        line = r.stderr.strip().splitlines()[-1]
+        assert line.startswith(f"alpr-edge {cmd[0]}") and ": error: " in line and "not an audit log" in line
+        assert "Traceback" not in r.stderr
+    c = sqlite3.connect(other)
+    assert [n for (n,) in c.execute("SELECT name FROM sqlite_master")] == ["t"]
+    c.close()
+    missing = tmp_path / "missing.db"
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "audit", "show", str(missing)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "missing.db" in r.stderr and not missing.exists()

@@ -20,6 +20,7 @@ import json
 import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -88,14 +89,18 @@ class AuditStore:
         raise NotImplementedError
 
     def verify(self) -> VerifyResult:
-        rows = self._iter_rows()
+        # The head, the redactions and the rows as of one moment: a gate appending while this reads
+        # (a live audit log) is not a removed tail, nor a retention run a record without its listing.
+        with self._snapshot() as (head, redacted, rows):
+            return self._verify(head, redacted, rows)
+
+    def _verify(self, head: tuple[int, str] | None, redacted: dict[int, int], rows) -> VerifyResult:
         problems: list[str] = []
         prev = GENESIS
         expected_seq = 1
         n = 0
         # Records whose read data retention removed (edge.policy.retention): their stored hash still
         # links the chain; their remains are checked against the retention record that lists them.
-        redacted = self.redactions()
         kept: dict[int, list] = {}
         runs: dict[int, str] = {}
         for row in rows:
@@ -119,10 +124,16 @@ class AuditStore:
             from edge.policy.retention import redaction_problems
 
             problems.extend(redaction_problems(redacted, kept, runs))
-        head_seq, head_hash = self.head()
-        if not problems and (head_seq != n or head_hash != prev):
-            problems.append(f"chain ends at record {n} but the head says {head_seq} (records removed at the end)")
+        if head is None:
+            problems.append("the head row is missing (audit_head emptied)")
+        elif not problems and (head[0] != n or head[1] != prev):
+            problems.append(f"chain ends at record {n} but the head says {head[0]} (records removed at the end)")
         return VerifyResult(not problems, n, prev, problems)
+
+    def _snapshot(self):
+        """A context manager yielding (head or None, redactions, rows in sequence order), all read in
+        one transaction."""
+        raise NotImplementedError
 
     def head(self) -> tuple[int, str]:
         raise NotImplementedError
@@ -130,9 +141,6 @@ class AuditStore:
     def redactions(self) -> dict[int, int]:
         """seq of each record emptied by retention -> seq of the retention record that did it."""
         return {}
-
-    def _iter_rows(self):
-        raise NotImplementedError
 
     def records(self, limit: int | None = None) -> list[dict]:
         raise NotImplementedError
@@ -161,11 +169,29 @@ _OUTCOME = _FIELDS.index("outcome")
 _DETAIL = _FIELDS.index("detail")
 
 
+class AuditStoreError(RuntimeError):
+    """The audit store named on the command line cannot be opened."""
+
+
+_TABLES = ("audit", "audit_head")
+
+
 class SQLiteAuditStore(AuditStore):
-    def __init__(self, path: str | os.PathLike, synchronous: str = "FULL"):
+    def __init__(self, path: str | os.PathLike, synchronous: str = "FULL", create: bool = True):
+        """create=False (audit verify, show, retention): open an existing audit log only, changing
+        nothing in it; a missing file, or a database without the audit tables, is an AuditStoreError."""
         self.path = str(path)
         self._lock = threading.Lock()
+        if not create and not os.path.isfile(self.path):
+            raise AuditStoreError(f"audit database {self.path}: no such file")
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        if not create:
+            have = {n for (n,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = [t for t in _TABLES if t not in have]
+            if missing:
+                self.conn.close()
+                raise AuditStoreError(f"audit database {self.path}: not an audit log (no table {', '.join(missing)})")
+            return
         self.conn.execute("PRAGMA journal_mode=WAL")
         # FULL: each batch's commit is durable (one fsync per batch, never one per read).
         self.conn.execute(f"PRAGMA synchronous={synchronous}")
@@ -228,16 +254,25 @@ class SQLiteAuditStore(AuditStore):
     def redactions(self) -> dict[int, int]:
         c = sqlite3.connect(self.path, timeout=30)
         try:
-            if not c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_redacted'").fetchone():
-                return {}
-            return dict(c.execute("SELECT seq, run_seq FROM audit_redacted").fetchall())
+            return self._redactions(c)
         finally:
             c.close()
 
-    def _iter_rows(self):
-        c = sqlite3.connect(self.path, timeout=30)
+    @staticmethod
+    def _redactions(c: sqlite3.Connection) -> dict[int, int]:
+        if not c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_redacted'").fetchone():
+            return {}
+        return dict(c.execute("SELECT seq, run_seq FROM audit_redacted").fetchall())
+
+    @contextmanager
+    def _snapshot(self):
+        # Its own connection (the gate keeps writing on self.conn), one read transaction: in WAL
+        # mode every statement in it sees the database as of its first read. Rows stream.
+        c = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
-            yield from c.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq")
+            c.execute("BEGIN")
+            head = c.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+            yield head, self._redactions(c), c.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq")
         finally:
             c.close()
 
@@ -258,7 +293,7 @@ class SQLiteAuditStore(AuditStore):
 class PostgresAuditStore(AuditStore):
     """Several gates (shared subscription) writing one chain: the head row is locked per batch."""
 
-    def __init__(self, dsn: str, table_prefix: str = "alpr_"):
+    def __init__(self, dsn: str, table_prefix: str = "alpr_", create: bool = True):
         import psycopg  # the `postgres` extra
 
         self.dsn = dsn
@@ -266,6 +301,14 @@ class PostgresAuditStore(AuditStore):
         self._lock = threading.Lock()
         self.conn = psycopg.connect(dsn, autocommit=False)
         t = self.t
+        if not create:  # as SQLiteAuditStore: an existing audit log only, nothing created
+            missing = [f"{t}{n}" for n in _TABLES
+                       if self.conn.execute("SELECT to_regclass(%s)", (f"{t}{n}",)).fetchone()[0] is None]
+            self.conn.rollback()
+            if missing:
+                self.conn.close()
+                raise AuditStoreError(f"no audit log in this database (no table {', '.join(missing)})")
+            return
         with self.conn.transaction():
             self.conn.execute(
                 f"""
@@ -318,11 +361,20 @@ class PostgresAuditStore(AuditStore):
             self.conn.commit()
         return dict(rows)
 
-    def _iter_rows(self):
+    @contextmanager
+    def _snapshot(self):
+        t = self.t
         with self._lock:
-            rows = self.conn.execute(f"SELECT {_COLUMNS} FROM {self.t}audit ORDER BY seq").fetchall()
-            self.conn.commit()
-        return rows
+            try:
+                # One snapshot for all three reads (READ COMMITTED, the default, takes one per statement).
+                self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                head = self.conn.execute(f"SELECT seq, hash FROM {t}audit_head WHERE id = 1").fetchone()
+                exists = self.conn.execute("SELECT to_regclass(%s)", (f"{t}audit_redacted",)).fetchone()[0]
+                redacted = dict(self.conn.execute(f"SELECT seq, run_seq FROM {t}audit_redacted").fetchall()) if exists else {}
+                rows = self.conn.execute(f"SELECT {_COLUMNS} FROM {t}audit ORDER BY seq").fetchall()
+            finally:
+                self.conn.rollback()
+        yield (tuple(head) if head else None), redacted, rows
 
     def records(self, limit: int | None = None) -> list[dict]:
         with self._lock:
@@ -342,14 +394,11 @@ class PostgresAuditStore(AuditStore):
         self.conn.close()
 
 
-class AuditStoreError(RuntimeError):
-    """The audit store named on the command line cannot be opened."""
-
-
-def open_audit(target: str) -> AuditStore:
+def open_audit(target: str, create: bool = True) -> AuditStore:
     """`postgresql://...` (or `postgres://`) for PostgreSQL, anything else is a SQLite file path.
 
     A `table_prefix=NAME_` query parameter (ours, not libpq's) picks the tables (default `alpr_`).
+    create=False: an existing audit log only (verify, show, retention), nothing created or changed.
     """
     if target.startswith(("postgresql://", "postgres://")):
         from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -361,13 +410,16 @@ def open_audit(target: str) -> AuditStore:
             raise ValueError(f"table_prefix {prefix!r}: letters, digits and '_' only")
         dsn = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "table_prefix"])))
         try:
-            return PostgresAuditStore(dsn, table_prefix=prefix)
+            return PostgresAuditStore(dsn, table_prefix=prefix, create=create)
+        except AuditStoreError as err:
+            raise AuditStoreError(f"audit database {parts.hostname or 'localhost'}:{parts.port or 5432}"
+                                  f"{parts.path}: {err}") from None
         except Exception as err:
             if not type(err).__module__.startswith("psycopg"):
                 raise
             raise AuditStoreError(f"audit database {parts.hostname or 'localhost'}:{parts.port or 5432}"
                                   f"{parts.path}: {str(err).strip()}") from err
     try:
-        return SQLiteAuditStore(target)
+        return SQLiteAuditStore(target, create=create)
     except sqlite3.Error as err:  # a missing folder, a file that is not a database: name the file
         raise AuditStoreError(f"audit database {target}: {err}") from err

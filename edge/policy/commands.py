@@ -170,7 +170,7 @@ def _audit_verify(args) -> int:
 
     if not args.target.startswith(("postgres", "host=")) and not Path(args.target).exists():
         raise SystemExit(f"audit verify: no audit database {args.target}")
-    store = open_audit(args.target)
+    store = open_audit(args.target, create=False)
     result = store.verify()
     store.close()
     if args.json:
@@ -185,7 +185,7 @@ def _audit_verify(args) -> int:
 def _audit_show(args) -> int:
     from edge.policy.audit import open_audit
 
-    store = open_audit(args.target)
+    store = open_audit(args.target, create=False)
     for r in store.records(args.limit):
         print(json.dumps(r))
     store.close()

@@ -312,7 +312,7 @@ def _cli(args) -> int:
         raise RetentionError("--now needs a UTC offset")
     if not args.target.startswith(("postgres",)) and not Path(args.target).exists():
         raise SystemExit(f"retention: no audit database {args.target}")
-    store = open_audit(args.target)
+    store = open_audit(args.target, create=False)
     try:
         result = enforce_retention(store, args.max_age_days, holds, now=now, dry_run=args.dry_run)
     finally:
