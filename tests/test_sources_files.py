@@ -243,6 +243,33 @@ def test_a_live_stream_reconnects_after_each_drop_and_logs_the_first(caplog):
     assert any("drops: 3 in all" in m for m in messages)  # and summed up at the end
 
 
+def test_a_camera_that_stalls_is_a_drop_after_the_read_timeout():
+    import time
+
+    jpegs = [cv2.imencode(".jpg", np.full((48, 64, 3), 20 * i, np.uint8))[1].tobytes() for i in range(3)]
+
+    def stalls_once(req, n):
+        if n > 2:
+            req.send_error(503)
+            return
+        req.send_response(200)
+        req.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        req.end_headers()
+        for j in jpegs:
+            req.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(j), j))
+        req.wfile.flush()
+        if n == 1:
+            time.sleep(15)  # connected, sending nothing: a hung camera
+
+    with MediaServer({"/cam.mjpg": stalls_once}) as server:
+        t0 = time.monotonic()
+        src = StreamSource(server.url + "/cam.mjpg", max_reconnects=1, read_timeout_s=1.0)
+        frames = read_all(src)
+        took = time.monotonic() - t0
+    assert len(frames) == 6 and src.reconnects == 2  # reconnected after the stall, not stuck in it
+    assert took < 10, f"waited {took:.1f} s: the read timeout did not apply"
+
+
 def test_a_negative_reconnect_limit_is_refused():
     with pytest.raises(SourceError, match="max_reconnects must be 0 or more"):
         StreamSource("http://127.0.0.1:9/none.avi", max_reconnects=-1)

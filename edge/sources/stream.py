@@ -34,13 +34,17 @@ MAX_PLAUSIBLE_FRAMES = 100_000_000
 class StreamSource(FrameSource):
     live = True
 
-    def __init__(self, url: str, max_reconnects: int | None = None, open_timeout_s: float = 10.0):
+    def __init__(self, url: str, max_reconnects: int | None = None, open_timeout_s: float = 10.0,
+                 read_timeout_s: float = 10.0):
         super().__init__()
         if max_reconnects is not None and max_reconnects < 0:
             raise SourceError(f"stream {url!r}: max_reconnects must be 0 or more, not {max_reconnects}")
         self.url = url
         self.max_reconnects = max_reconnects
         self.open_timeout_s = open_timeout_s
+        # A camera that stops sending without closing the connection is a drop too: without a limit
+        # the read waits for OpenCV's own 30 s.
+        self.read_timeout_s = read_timeout_s
         self.reconnects = 0  # reopen attempts over the whole run
         self._cap = self._open()
         if self._cap is None:
@@ -63,7 +67,8 @@ class StreamSource(FrameSource):
 
     def _open(self):
         target = int(self.url) if self.url.isdigit() else self.url
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000)]
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000)]
         if isinstance(target, str) and target.lower().startswith(("rtsp://", "rtsps://")):
             # RTSP over TCP, as NVRs and Frigate default to: over UDP a lost packet is a smeared,
             # half-grey frame (a misread plate), and UDP rarely crosses NAT or a firewall. OpenCV reads
