@@ -300,3 +300,21 @@ def test_verify_show_and_retention_change_nothing_in_a_file_that_is_not_an_audit
     r = subprocess.run([sys.executable, "-m", "edge.cli", "audit", "show", str(missing)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "missing.db" in r.stderr and not missing.exists()
+
+
+@pytest.mark.parametrize("args", [["--max-age-days", "inf"], ["--max-age-days", "nan"], ["--max-age-days", "1e10"],
+                                  ["--max-age-days", "1", "--now", "0001-01-01T00:00:00+00:00"]])
+def test_retention_out_of_range_ages_are_one_error_line(tmp_path, args):
+    """Before: inf, 1e10 and a cut-off before year 1 ended in an OverflowError traceback, nan in
+    'cannot convert float NaN to integer'."""
+    path = tmp_path / "audit.db"
+    store = SQLiteAuditStore(path)
+    fill(store)
+    store.close()
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "retention", str(path), *args],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("alpr-edge retention") and "max_age_days" in lines[0]
+    code, out = verify_cli(str(path))  # nothing changed
+    assert code == 0 and out["records"] == 16

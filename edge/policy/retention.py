@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -193,11 +194,15 @@ def _redacted_row(row: dict) -> list:
 
 def enforce_retention(store: AuditStore, max_age_days: float, holds: Holds | None = None, now: datetime | None = None,
                       dry_run: bool = False, label: str = "retention") -> RetentionResult:
-    if max_age_days <= 0:
-        raise RetentionError("max_age_days must be positive")
+    if not (0 < max_age_days < math.inf):  # NaN fails both
+        raise RetentionError(f"max_age_days must be positive and finite, got {max_age_days:g}")
     holds = holds or Holds()
     now = now or datetime.now(timezone.utc)
-    cutoff = now - timedelta(days=max_age_days)
+    try:
+        cutoff = now - timedelta(days=max_age_days)
+    except OverflowError:  # more days than a timedelta holds, or a cut-off before year 1
+        raise RetentionError(f"max_age_days {max_age_days:g} before {now.isoformat()}: the cut-off would be "
+                             "before year 1") from None
     if isinstance(store, SQLiteAuditStore):
         return _enforce_sqlite(store, max_age_days, holds, now, cutoff, dry_run, label)
     if isinstance(store, PostgresAuditStore):
