@@ -167,3 +167,20 @@ def test_cli_refuses_an_unknown_agency_naming_it(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "'fbi' is not in the registry" in r.stderr and "sac-pd" in r.stderr
+
+
+def test_a_full_inbox_names_the_real_cause_and_keeps_what_was_stored(tmp_path):
+    """Before: SQLite had already rolled back on SQLITE_FULL, the receiver's second ROLLBACK raised
+    'cannot rollback - no transaction is active', and that is what the agency was told."""
+    inbox = AgencyInbox(tmp_path / "in.db")
+    try:
+        first = ("read00000000", "7ABC123", "cam-1", "sac-pd", "t", "t", "ca-sb34@1", "allow:x", b"{}")
+        assert inbox.add([first], []).stored == 1
+        inbox.db.execute(f"PRAGMA max_page_count = {inbox.db.execute('PRAGMA page_count').fetchone()[0]}")
+        rows = [(f"read{i:08d}", "7ABC123", "cam-1", "sac-pd", "t", "t", "ca-sb34@1", "allow:x", b"x" * 3000)
+                for i in range(1, 50)]
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            inbox.add(rows, [])
+        assert not inbox.db.in_transaction and inbox.read_ids() == ["read00000000"]
+    finally:
+        inbox.close()

@@ -95,7 +95,10 @@ class AgencyInbox:
                 cur.executemany("INSERT INTO rejected (received_at, topic, reason, size) VALUES (?,?,?,?)", rejected)
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                # SQLite has already rolled back on some errors (SQLITE_FULL): a second ROLLBACK
+                # would raise "no transaction is active" and hide the real cause.
+                if self.db.in_transaction:
+                    cur.execute("ROLLBACK")
                 raise
         return InboxResult(stored, len(reads) - stored, len(rejected))
 
