@@ -238,6 +238,7 @@ def test_a_live_stream_reconnects_after_each_drop_and_logs_the_first(caplog):
     assert len(frames) == 15 and [f.index for f in frames] == list(range(15))
     assert [round(float(f.image.mean()) / 20) for f in frames] == [0, 1, 2, 3, 4] * 3
     assert src.reconnects == 3 and "gave up after 1 reconnect attempts in a row" in src.problems[-1]
+    assert src.skipped == 0  # every frame the camera sent was read; giving up skips none
     messages = [r.getMessage() for r in caplog.records]
     assert sum("read failed after" in m for m in messages) == 1  # the first drop; the rest counted
     assert any("drops: 3 in all" in m for m in messages)  # and summed up at the end

@@ -103,7 +103,8 @@ class StreamSource(FrameSource):
                 if self.max_reconnects is not None and failures > self.max_reconnects:
                     self.report(
                         f"stream {where}: gave up after {failures - 1} reconnect attempts in a row",
-                        frames=1 if self.live else max(self.length - index, 0),
+                        # a recording: the frames it still had; a live camera: none known lost
+                        frames=0 if self.live else max(self.length - index, 0),
                     )
                     return
                 time.sleep(min(0.5 * 2 ** max(failures - 1, 0), 10.0))
