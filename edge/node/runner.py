@@ -72,7 +72,7 @@ def run_node(args) -> int:
     from edge.node.sink import OutboxSink, ReadNotStored
     from edge.sources import SourceError, open_source
     from edge.transport.mqtt import redact_url
-    from edge.transport.outbox import Outbox, OutboxError, publisher_for_url
+    from edge.transport.outbox import Outbox, OutboxError, OutboxInUse, publisher_for_url
 
     if not logging.getLogger().handlers or logging.getLogger().level > logging.INFO:
         # Periodic metrics are log lines: show them unless the user asked for quiet.
@@ -92,7 +92,9 @@ def run_node(args) -> int:
     except (FileNotFoundError, ValueError, ImportError) as err:
         return _fail(f"cannot load the vision models: {err}")
     try:
-        outbox = Outbox(cfg.resolved_outbox_path, cfg.outbox_max_rows)
+        outbox = Outbox(cfg.resolved_outbox_path, cfg.outbox_max_rows, exclusive=True)
+    except OutboxInUse as err:
+        return _fail(str(err))
     except OutboxError as err:
         return _fail(f"{err}. Refusing to take frames without a writable outbox")
     publisher = None

@@ -37,6 +37,10 @@ class OutboxFull(OutboxError):
     """The outbox holds max_rows reads that the broker has not acknowledged yet."""
 
 
+class OutboxInUse(OutboxError):
+    """Another edge node holds this outbox (Outbox(..., exclusive=True))."""
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -49,14 +53,21 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 
 class Outbox:
-    def __init__(self, path: str | os.PathLike, max_rows: int = 100_000):
+    """exclusive: hold `<path>.lock` (flock) while open, so that a second edge node started on the
+    same outbox (two cameras run from one folder share the default edge-data/outbox.db) is refused
+    with OutboxInUse instead of draining, counting and bounding the other's reads as its own."""
+
+    def __init__(self, path: str | os.PathLike, max_rows: int = 100_000, exclusive: bool = False):
         if max_rows < 1:
             raise ValueError("outbox max_rows must be at least 1")
         self.path = Path(path)
         self.max_rows = int(max_rows)
         self._lock = threading.Lock()
+        self._holder = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                self._hold()
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a commit survives the process being killed (it is in the OS page
@@ -65,7 +76,34 @@ class Outbox:
             self._db.execute(_SCHEMA)
             self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         except (sqlite3.Error, OSError) as err:
+            self._release()
             raise OutboxError(f"cannot open outbox {self.path}: {err}") from None
+
+    def _hold(self) -> None:
+        import fcntl
+
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        f = open(lock_path, "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            who = f.read().strip() or "another process"
+            f.close()
+            raise OutboxInUse(
+                f"outbox {self.path} is in use by another edge node ({who}, holding {lock_path}): "
+                "give each camera its own --output-dir or --outbox"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        self._holder = f
+
+    def _release(self) -> None:
+        if self._holder is not None:
+            self._holder.close()  # the flock goes with it
+            self._holder = None
 
     def __len__(self) -> int:
         return self._count
@@ -120,6 +158,7 @@ class Outbox:
                 self._db.close()
             except sqlite3.Error:  # pragma: no cover
                 pass
+            self._release()
 
 
 ClientFactory = Callable[[], object]
