@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections import Counter
@@ -46,6 +47,7 @@ REJECT_CLOCK_SKEW = "refuse:clock-skew"
 REJECT_GATE_ERROR = "refuse:gate-error"
 FORWARD_SCHEMA_VERSION = 1  # edge.schema.ForwardedRead
 SESSION_EXPIRY_S = 7 * 24 * 3600
+_TOPIC_LEVEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a gate id, a shared subscription group
 
 
 @dataclass
@@ -74,6 +76,15 @@ class GateConfig:
     def __post_init__(self) -> None:
         if self.forward_qos not in (1, 2):
             raise ValueError(f"forward_qos: must be 1 or 2, got {self.forward_qos!r}")
+        # Both end up in topics: the gate id is one level of alpr/gate/status/<gate id>, the group
+        # the level after $share/. A '/' there made `$share/a/b/alpr/raw/#` group 'a' of filter
+        # 'b/alpr/raw/#': a gate that ran without error and received no read; '+' or '#' made
+        # the connection fail with "no CONNACK" after 10 s.
+        for name in ("gate_id", "shared_group"):
+            value = getattr(self, name)
+            if value is not None and not _TOPIC_LEVEL.fullmatch(value):
+                raise ValueError(f"{name}: {value!r} must be 1-64 letters, digits, '.', '_' or '-', "
+                                 "starting with a letter or digit")
 
 
 @dataclass
