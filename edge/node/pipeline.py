@@ -292,6 +292,9 @@ class EdgeNode:
         self._reader: ReaderThread | None = None
         self._recent: dict[str, float] = {}  # plate -> media time of its read's last sighting
         self._pending: list[Track] = []  # ended inside the frame: waiting for a continuation
+        # ready when the sink failed (outbox full or unwritable, node stopping): the final flush
+        # hands them to the sink again, which stores them or logs each in full
+        self._unemitted: list[Track] = []
 
     # -- main loop ---------------------------------------------------------------------------
     def run(self, progress: Callable[[int], None] | None = None) -> Metrics:
@@ -343,14 +346,22 @@ class EdgeNode:
                     next_metrics = time.monotonic() + cfg.metrics_interval_s
         finally:
             reader.stop()
+            failed: BaseException | None = None
             if worker is not None:
-                worker.close()  # the batches already detected are read before the final flush
+                try:
+                    worker.close()  # the batches already detected are read before the final flush
+                except BaseException as err:  # the sink failed: still flush (each read stored or logged)
+                    failed = err
             self.metrics.frames_dropped = reader.dropped
             self.metrics.source_skipped = self.source.skipped
-            # Vehicles still in view when the source ends (or the node is stopped) are reads too.
-            self._finish(self.tracker.flush(), final=True)
-            self.metrics.end()
-            self._emit_metrics()
+            try:
+                # Vehicles still in view when the source ends (or the node is stopped) are reads too.
+                self._finish(self.tracker.flush(), final=True)
+            finally:
+                self.metrics.end()
+                self._emit_metrics()
+            if failed is not None:
+                raise failed
         return self.metrics
 
     def _tick_idle(self) -> None:
@@ -556,12 +567,15 @@ class EdgeNode:
     # -- tracks -> read events ---------------------------------------------------------------------
     def _finish(self, tracks: Sequence[Track], now: float | None = None, final: bool = False) -> None:
         """Ended tracks -> read events, after merging the pieces of one pass."""
-        if not tracks and not self._pending:
+        if not tracks and not self._pending and not (final and self._unemitted):
             return
         t = time.perf_counter()
         ready = self._merge_pieces(tracks, now, final)
+        if final:
+            ready, self._unemitted = self._unemitted + ready, []
         window = self.config.repeat_window_s
-        for track in ready:
+        sink_error: Exception | None = None
+        for i, track in enumerate(ready):
             event = self.track_to_event(track)
             if event is None:
                 self.metrics.dropped_tracks += 1
@@ -576,11 +590,22 @@ class EdgeNode:
                 self._recent[event.plate] = last
                 if len(self._recent) > 1000:  # forget plates read long ago
                     self._recent = {p: t for p, t in self._recent.items() if last - t <= window}
-            self.sink.emit(event)
+            try:
+                self.sink.emit(event)
+            except Exception as err:
+                # Not stored (the sink logged this read in full). The node stops; the tracks after
+                # it are not dropped unseen: the final flush offers each to the sink.
+                if not final:
+                    self._unemitted += ready[i + 1 :]
+                    raise
+                sink_error = sink_error or err
+                continue
             self.metrics.reads += 1
             if self.plate_size is not None and track.last.frame_size:
                 self.plate_size.learn(np.stack([o.box for o in track.observations]), track.last.frame_size[1])
         self.metrics.add("emit", time.perf_counter() - t)
+        if sink_error is not None:
+            raise sink_error
 
     def _merge_pieces(self, tracks: Sequence[Track], now: float | None, final: bool) -> list[Track]:
         W = self.config.merge_window_s
