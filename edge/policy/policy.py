@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from edge.policy.registry import Agency, AgencyKind, Purpose, Registry
+from edge.policy.registry import Agency, AgencyKind, Purpose, Registry, describe_yaml_error, load_yaml
 from edge.schema import Identifier, StateCode, describe_validation_error
 
 DEFAULT_POLICY = "ca-sb34"
@@ -96,11 +96,11 @@ def load_policy(path_or_name: str | os.PathLike = DEFAULT_POLICY) -> Policy:
     except (OSError, UnicodeDecodeError) as err:  # not UTF-8 text: still the loader's own error
         raise PolicyError(f"cannot read policy {source}: {err}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except RecursionError:
         raise PolicyError(f"policy {source} is nested too deeply") from None
     except yaml.YAMLError as err:
-        raise PolicyError(f"policy {source} is not valid YAML: {err}") from None
+        raise PolicyError(f"policy {source} is not valid YAML: {describe_yaml_error(err)}") from None
     return parse_policy(data, source)
 
 

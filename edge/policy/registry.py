@@ -32,6 +32,47 @@ class RegistryError(ValueError):
     """An invalid registry file. The text names the field."""
 
 
+class _NoDuplicateKeysLoader(yaml.SafeLoader):
+    """yaml.safe_load, except that a key given twice in one mapping is an error: plain YAML keeps the
+    last silently, so a second `purposes:` block or `kind:` line would quietly replace the first."""
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: set = set()
+    for key_node, _value in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be overridden
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: construct_mapping names that error itself
+            break
+        if duplicate:
+            raise yaml.constructor.ConstructorError("while constructing a mapping", node.start_mark,
+                                                    f"found duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_NoDuplicateKeysLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def load_yaml(text: str):
+    """Parse a policy-side YAML file (registry, policy, holds): safe_load, duplicate keys refused."""
+    return yaml.load(text, Loader=_NoDuplicateKeysLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def describe_yaml_error(err: yaml.YAMLError) -> str:
+    """One line (PyYAML's own text spans several, quoting the source): the problem and where."""
+    if not isinstance(err, yaml.MarkedYAMLError) or not err.problem:
+        return " ".join(str(err).split())
+    where = lambda mark: f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""  # noqa: E731
+    text = f"{err.problem}{where(err.problem_mark)}"
+    if err.context:
+        text += f", {err.context}{where(err.context_mark)}"
+    return text
+
+
 class AgencyKind(str, Enum):
     local = "local"
     state = "state"
@@ -121,13 +162,13 @@ class Registry(_Model):
 def load_registry(path: str | os.PathLike) -> Registry:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as err:  # not UTF-8 text: still the loader's own error
         raise RegistryError(f"cannot read registry {path}: {err}") from None
     except RecursionError:
         raise RegistryError(f"registry {path} is nested too deeply") from None
     except yaml.YAMLError as err:
-        raise RegistryError(f"registry {path} is not valid YAML: {err}") from None
+        raise RegistryError(f"registry {path} is not valid YAML: {describe_yaml_error(err)}") from None
     return parse_registry(data, source=str(path))
 
 

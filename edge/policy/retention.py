@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from edge.policy.audit import _CANONICAL, _COLUMNS, _FIELDS, AuditRecord, AuditStore, PostgresAuditStore, \
     SQLiteAuditStore, record_hash
+from edge.policy.registry import describe_yaml_error, load_yaml
 from edge.schema import PlateText, ReadId, describe_validation_error
 
 # Removed from a record when its read expires (set to NULL); every other field stays.
@@ -73,8 +74,10 @@ def load_holds(path: str | Path | None) -> Holds:
     if path is None:
         return Holds()
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, RecursionError, yaml.YAMLError) as err:
+        data = load_yaml(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise RetentionError(f"holds {path} is not valid YAML: {describe_yaml_error(err)}") from None
+    except (OSError, UnicodeDecodeError, RecursionError) as err:
         raise RetentionError(f"cannot read holds {path}: {err}") from None
     try:
         return Holds.model_validate(data if data is not None else {})
