@@ -25,6 +25,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 
+MAX_DAYS = 36500  # --days: certificates valid 1 day to 100 years
+
+
 @dataclass(frozen=True)
 class TlsBundle:
     directory: Path
@@ -133,6 +136,9 @@ def write_tls_bundle(out_dir: str | os.PathLike, hosts=("localhost", "127.0.0.1"
 
     if not hosts:
         raise ValueError("at least one --host is needed")
+    # 0 days made certificates that had already expired; 10 million ended in an OverflowError.
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"--days {days}: must be 1 to {MAX_DAYS}")
     for c in clients:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", c):
             raise ValueError(f"--client {c!r}: not a registry username")
@@ -140,9 +146,21 @@ def write_tls_bundle(out_dir: str | os.PathLike, hosts=("localhost", "127.0.0.1"
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
     ca_cert_p, ca_key_p = out / "ca.crt", out / "ca.key"
-    if ca_cert_p.exists() and ca_key_p.exists():
-        ca_key = serialization.load_pem_private_key(ca_key_p.read_bytes(), password=None)
-        ca_cert = x509.load_pem_x509_certificate(ca_cert_p.read_bytes())
+    if ca_cert_p.exists() != ca_key_p.exists():
+        # ca.key kept offline, as advised: making a new CA here would overwrite the ca.crt every
+        # client trusts, and certificates from it would fail verification everywhere.
+        have, lack = (ca_cert_p, ca_key_p) if ca_cert_p.exists() else (ca_key_p, ca_cert_p)
+        raise ValueError(f"{have} exists but {lack} does not: put the CA's {lack.name} back to issue certificates "
+                         f"from it, or use a new --out for a new CA")
+    if ca_cert_p.exists():
+        try:
+            ca_key = serialization.load_pem_private_key(ca_key_p.read_bytes(), password=None)
+            ca_cert = x509.load_pem_x509_certificate(ca_cert_p.read_bytes())
+        except (ValueError, TypeError) as err:  # not PEM, or an encrypted key
+            raise ValueError(f"CA in {out}: cannot load ca.crt and ca.key: {err}") from None
+        if ca_cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
+                != ca_key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+            raise ValueError(f"CA in {out}: ca.key is not the key of ca.crt")
     else:
         ca_key = _key()
         ca_cert = _cert("alpr-edge private CA", ca_key, None, ca_key, ca_days, ca=True)
