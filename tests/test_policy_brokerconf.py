@@ -125,3 +125,29 @@ def test_broker_url_parsing():
     for bad in ("http://x", "mqtt://", "mqtt://x:99999", "mqtt://x/path", "mqtt://x?foo=1"):
         with pytest.raises(transport.BrokerURLError):
             transport.parse_broker_url(bad)
+
+
+@pytest.mark.parametrize("damage", ["$7$abc$c2FsdA==$ZGlnZXN0", "$7$101$!!!$zz", "$7$101", "$7$0$c2FsdA==$ZGlnZXN0"])
+def test_a_damaged_passwd_line_is_rewritten_not_an_error(tmp_path, test_registry, damage):
+    """Before: a `$7$` line broker-config could not parse stopped it ('invalid literal for int()'),
+    so the tool could not regenerate its own output."""
+    assert not check_password("anything", damage)
+    out = tmp_path / "gen"
+    write_broker_config(test_registry, out)
+    lines = (out / "passwd").read_text().splitlines()
+    lines[0] = f"{lines[0].split(':')[0]}:{damage}"
+    (out / "passwd").write_text("\n".join(lines) + "\n")
+    write_broker_config(test_registry, out)
+    gate = (out / "passwd").read_text().splitlines()[0]
+    password = (out / "secrets" / "alpr-gate.pw").read_text().strip()
+    assert gate.startswith("alpr-gate:$7$") and check_password(password, gate.split(":", 1)[1])
+
+
+@pytest.mark.parametrize("args", [["--port", "70000"], ["--port", "0"], ["--tls-port", "0", "--tls-cert", "c", "--tls-key", "k"]])
+def test_broker_config_refuses_ports_out_of_range(tmp_path, args):
+    """Before: written into the listener as given (and --tls-port 0 silently meant no TLS listener)."""
+    out = tmp_path / "gen"
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "broker-config", str(ROOT / "examples" / "registry.yaml"),
+                        "--out", str(out), *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "must be 1 to 65535" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()

@@ -52,10 +52,15 @@ def hash_password(password: str, iterations: int = PBKDF2_ITERATIONS, salt: byte
 
 
 def check_password(password: str, encoded: str) -> bool:
-    _, seven, iterations, salt_b64, digest_b64 = encoded.split("$")
-    if seven != "7":
+    """False for a wrong password and for anything that is not a well-formed `$7$` hash (a damaged
+    passwd line is then rewritten by broker-config instead of stopping it)."""
+    try:
+        _, seven, iterations, salt_b64, digest_b64 = encoded.split("$")
+        if seven != "7" or not 1 <= int(iterations) <= 10_000_000:
+            return False
+        salt = base64.b64decode(salt_b64, validate=True)
+    except ValueError:  # wrong number of parts, iterations not a number, bad base64 (binascii.Error)
         return False
-    salt = base64.b64decode(salt_b64)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, int(iterations))
     return secrets.compare_digest(base64.b64encode(digest).decode(), digest_b64)
 

@@ -99,8 +99,11 @@ def _broker_config(args) -> int:
 
     # Bad input (a RegistryError is a ValueError) is reported by the CLI's one handler: exit 2
     registry = _load_registry(args.registry)
+    for flag, port in (("--port", args.port), ("--tls-port", args.tls_port)):
+        if port is not None and not 1 <= port <= 65535:  # before: written as given, and --tls-port 0 meant no TLS
+            raise SystemExit(f"broker-config: {flag} {port}: must be 1 to 65535")
     tls = None
-    if args.tls_port:
+    if args.tls_port is not None:
         if not (args.tls_cert and args.tls_key):
             raise SystemExit("broker-config: --tls-port needs --tls-cert and --tls-key")
         tls = TlsListener(args.tls_port, args.tls_cert, args.tls_key, args.tls_ca)
