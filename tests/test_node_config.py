@@ -35,3 +35,15 @@ def test_location_out_of_range_is_refused_with_the_config(tmp_path, value):
 def test_a_field_written_like_its_flag_says_how_to_write_it(tmp_path):
     with pytest.raises(EdgeConfigError, match="'camera-id'.*'camera_id'"):
         build_config(_yaml(tmp_path, "camera-id: cam-2\n"))
+
+
+def test_a_field_given_twice_is_refused_not_the_last_taken(tmp_path):
+    # before: YAML kept the second value silently (a camera published under the wrong id)
+    with pytest.raises(EdgeConfigError, match=r"duplicate key 'camera_id' \(line 4"):
+        build_config(_yaml(tmp_path, "camera_id: cam-2\n"))
+
+
+def test_a_yaml_syntax_error_is_one_line_with_its_place(tmp_path):
+    with pytest.raises(EdgeConfigError) as err:
+        build_config(_yaml(tmp_path, "min_confidence: 0.5\n  track_timeout_s: 2\n"))
+    assert "\n" not in str(err.value) and "line 5" in str(err.value) and "edge.yaml" in str(err.value)

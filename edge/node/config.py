@@ -174,10 +174,15 @@ def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> EdgeN
     """YAML file values, then CLI overrides (None means "not given"). Raises EdgeConfigError."""
     data: dict[str, Any] = {}
     if yaml_path:
+        from edge.policy.registry import describe_yaml_error, load_yaml
+
         try:
-            loaded = yaml.safe_load(Path(yaml_path).read_text())
-        except (OSError, yaml.YAMLError) as err:
+            # duplicate keys refused: plain YAML keeps the last `source:` of two silently
+            loaded = load_yaml(Path(yaml_path).read_text())
+        except OSError as err:
             raise EdgeConfigError(f"cannot read config {yaml_path}: {err}") from None
+        except yaml.YAMLError as err:  # one line: PyYAML's own text spans several
+            raise EdgeConfigError(f"cannot read config {yaml_path}: {describe_yaml_error(err)}") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
