@@ -9,6 +9,7 @@ work to do. Reads made this way say nothing about recognition quality; the node 
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import Sequence
 
@@ -17,6 +18,8 @@ import numpy as np
 from edge.vision.base import Detections, Detector, PlateOCR, PlateTexts
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+log = logging.getLogger(__name__)
 
 
 class LabelDetector(Detector):
@@ -28,6 +31,7 @@ class LabelDetector(Detector):
         self.min_height = float(min_height)
         self.keep_texts = keep_texts  # False: a real OCR reads the crops (ground-truth boxes only)
         self.pending: deque[str] = deque()
+        self.unlabelled = 0  # frames the source has no ground truth for: nothing is "detected" there
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         raise TypeError("LabelDetector needs Frame objects with labels: the node calls predict_frames")
@@ -35,6 +39,15 @@ class LabelDetector(Detector):
     def predict_frames(self, frames) -> list[Detections]:
         out = []
         for f in frames:
+            if f.labels is None:
+                if not self.unlabelled:
+                    log.warning(
+                        "vision=labels: the source has no ground truth for frame %d, so no plate is read "
+                        "there (labels come from synthetic: sources, a video with the ground_truth.jsonl "
+                        "of `alpr-edge synth scene` beside it, or an image folder's labels); "
+                        "--vision onnx reads footage", f.index,
+                    )
+                self.unlabelled += 1
             labels = [lab for lab in (f.labels or []) if lab.box[3] - lab.box[1] >= self.min_height]
             if not labels:
                 out.append(Detections.empty())
