@@ -318,3 +318,62 @@ def test_retention_out_of_range_ages_are_one_error_line(tmp_path, args):
     assert len(lines) == 1 and lines[0].startswith("alpr-edge retention") and "max_age_days" in lines[0]
     code, out = verify_cli(str(path))  # nothing changed
     assert code == 0 and out["records"] == 16
+
+
+def _rewrite_from(store, first: int, plate: str, last: int | None = None) -> list[str]:
+    """An attacker's SQL: edit record `first`, recompute every later hash (dropping records after
+    `last`) and update the head, so that the chain alone verifies."""
+    from edge.policy.audit import _FIELDS, record_hash
+
+    rows = [r for r in store.records() if last is None or r["seq"] <= last]
+    sql, prev = [], None
+    for r in rows:
+        if r["seq"] < first:
+            prev = r["hash"]
+            continue
+        if r["seq"] == first:
+            r["plate"] = plate
+        h = record_hash(prev, r["seq"], [r[f] for f in _FIELDS])
+        sql.append(f"UPDATE {{t}}audit SET plate = '{r['plate']}', prev_hash = '{prev}', hash = '{h}' WHERE seq = {r['seq']}")
+        prev = h
+    if last is not None:
+        sql.append(f"DELETE FROM {{t}}audit WHERE seq > {last}")
+    sql.append(f"UPDATE {{t}}audit_head SET seq = {rows[-1]['seq']}, hash = '{prev}' WHERE id = 1")
+    return sql
+
+
+def test_an_anchored_head_catches_a_rewritten_chain(backend):
+    """The chain alone cannot show a rewrite from an edited record onwards; a head noted earlier can.
+    Before, `audit verify` had no way to check one (the docs say: publish the head elsewhere)."""
+    target, store, attack = backend
+    fill(store)
+    code, out = verify_cli(target)
+    assert code == 0
+    anchor = f"{out['records']}:{out['head']}"
+    attack(*_rewrite_from(store, 5, "7EDITED"))
+    assert verify_cli(target)[0] == 0  # undetectable without an anchor
+    for a in (anchor, f"{out['records']}:{out['head'][:16]}"):
+        r = subprocess.run([sys.executable, "-m", "edge.cli", "audit", "verify", target, "--anchor", a],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "record 16" in r.stdout and "rewritten" in r.stdout, r.stdout + r.stderr
+
+
+def test_an_anchored_record_cut_off_is_caught(backend):
+    target, store, attack = backend
+    fill(store)
+    head = store.head()
+    attack(*_rewrite_from(store, 12, "7EDITED", last=12))  # records 13-16 dropped, chain re-sealed at 12
+    assert verify_cli(target)[0] == 0
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "audit", "verify", target, "--json",
+                        "--anchor", f"{head[0]}:{head[1]}"], capture_output=True, text=True, timeout=60)
+    out = json.loads(r.stdout)
+    assert r.returncode == 1 and out["problems"] == ["record 16: anchored but not in the chain (removed)"]
+
+
+@pytest.mark.parametrize("anchor", ["16", "x:abc", "0:" + "a" * 64, "16:" + "a" * 15, "16:" + "g" * 64])
+def test_a_malformed_anchor_is_one_error_line(tmp_path, anchor):
+    path = tmp_path / "audit.db"
+    SQLiteAuditStore(path).close()
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "audit", "verify", str(path), "--anchor", anchor],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--anchor" in r.stderr

@@ -88,13 +88,18 @@ class AuditStore:
     def append(self, records: Sequence[AuditRecord], done_keys: Iterable[str] = ()) -> AppendResult:
         raise NotImplementedError
 
-    def verify(self) -> VerifyResult:
+    def verify(self, anchors: dict[int, str] | None = None) -> VerifyResult:
+        """anchors: {seq: hash, or its first 16+ hex digits} noted earlier (a head `audit verify`
+        printed, kept elsewhere). The chain alone cannot show a rewrite from an edited record on (every
+        later hash recomputed, the head updated); an anchored record whose hash changed, or that is
+        gone, does."""
         # The head, the redactions and the rows as of one moment: a gate appending while this reads
         # (a live audit log) is not a removed tail, nor a retention run a record without its listing.
         with self._snapshot() as (head, redacted, rows):
-            return self._verify(head, redacted, rows)
+            return self._verify(head, redacted, rows, anchors or {})
 
-    def _verify(self, head: tuple[int, str] | None, redacted: dict[int, int], rows) -> VerifyResult:
+    def _verify(self, head: tuple[int, str] | None, redacted: dict[int, int], rows,
+                anchors: dict[int, str]) -> VerifyResult:
         problems: list[str] = []
         prev = GENESIS
         expected_seq = 1
@@ -103,6 +108,7 @@ class AuditStore:
         # links the chain; their remains are checked against the retention record that lists them.
         kept: dict[int, list] = {}
         runs: dict[int, str] = {}
+        anchored: set[int] = set()
         for row in rows:
             seq, values, prev_hash, h = row[0], row[1:-2], row[-2], row[-1]
             n += 1
@@ -110,6 +116,11 @@ class AuditStore:
                 problems.append(f"record {seq}: expected sequence {expected_seq} (record removed or reordered)")
             if prev_hash != prev:
                 problems.append(f"record {seq}: previous-hash link broken (record before it removed, inserted or reordered)")
+            if seq in anchors:
+                anchored.add(seq)
+            if seq in anchors and not (isinstance(h, str) and h.startswith(anchors[seq])):
+                problems.append(f"record {seq}: hash {str(h)[:16]} is not the anchored {anchors[seq][:16]} "
+                                "(the chain was rewritten from this record or before)")
             if seq in redacted:
                 kept.setdefault(redacted[seq], []).append([seq, *values])
             elif record_hash(prev_hash, seq, values) != h:
@@ -120,6 +131,7 @@ class AuditStore:
             expected_seq = seq + 1
             if len(problems) > 50:
                 break
+        problems.extend(f"record {s}: anchored but not in the chain (removed)" for s in sorted(set(anchors) - anchored))
         if redacted or runs:
             from edge.policy.retention import redaction_problems
 

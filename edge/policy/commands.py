@@ -49,6 +49,10 @@ def register(sub) -> None:
     asub = p.add_subparsers(dest="audit_cmd", metavar="ACTION")
     v = asub.add_parser("verify", help="recompute the hash chain; exit 1 on any edited, removed or reordered record")
     v.add_argument("target", nargs="?", default="audit.db", help="SQLite file or postgresql:// DSN")
+    v.add_argument("--anchor", action="append", default=[], metavar="SEQ:HASH",
+                   help="a head noted earlier (record number and hash, or its first 16+ hex digits; repeatable): "
+                        "that record must still be in the chain with that hash, which a chain rewritten from an "
+                        "edited record onwards cannot keep")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_audit_verify)
     s = asub.add_parser("show", help="print audit records as JSON lines")
@@ -171,10 +175,18 @@ def _gate(args) -> int:
 def _audit_verify(args) -> int:
     from edge.policy.audit import open_audit
 
+    import re
+
+    anchors: dict[int, str] = {}
+    for a in args.anchor:
+        m = re.fullmatch(r"([1-9][0-9]*):([0-9a-fA-F]{16,64})", a.strip())
+        if not m:
+            raise SystemExit(f"audit verify: --anchor {a!r}: expected SEQ:HASH (a record number, ':', 16 to 64 hex digits)")
+        anchors[int(m[1])] = m[2].lower()
     if not args.target.startswith(("postgres", "host=")) and not Path(args.target).exists():
         raise SystemExit(f"audit verify: no audit database {args.target}")
     store = open_audit(args.target, create=False)
-    result = store.verify()
+    result = store.verify(anchors)
     store.close()
     if args.json:
         print(json.dumps({"ok": result.ok, "records": result.records, "head": result.head, "problems": result.problems}))
