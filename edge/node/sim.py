@@ -31,6 +31,8 @@ def plan_cameras(args) -> list[tuple[str, str, str]]:
 
     from edge.transport.mqtt import parse_broker_url
 
+    if args.cameras is not None and args.cameras < 1:
+        raise ValueError(f"--cameras {args.cameras}: must be at least 1")
     if args.registry:
         from edge.policy.registry import RegistryError, Secrets, load_registry
 
@@ -56,7 +58,14 @@ def plan_cameras(args) -> list[tuple[str, str, str]]:
         raise ValueError("--agency-id is required without --registry")
     passwords: dict = {}
     if args.passwords:
-        passwords = yaml.safe_load(Path(args.passwords).read_text()) or {}
+        from edge.policy.registry import describe_yaml_error
+
+        try:
+            passwords = yaml.safe_load(Path(args.passwords).read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"--passwords {args.passwords}: {describe_yaml_error(err)}") from None
+        if not isinstance(passwords, dict):
+            raise ValueError(f"--passwords {args.passwords}: expected a mapping of camera id: password")
     out = []
     for cam in camera_ids(args.camera_prefix, args.cameras):
         if "{password}" in args.broker and cam not in passwords:
