@@ -1,4 +1,5 @@
-"""Gate settings that end up in MQTT topics are checked before anything connects or is created.
+"""Gate settings (ids that end up in MQTT topics, batching) are checked before anything connects or
+is created.
 
 Before: `--shared-group a/b` subscribed `$share/a/b/alpr/raw/#` (group 'a', filter 'b/alpr/raw/#'):
 the gate ran without an error and received no read; `--shared-group x+` or `--gate-id g#` failed
@@ -24,13 +25,22 @@ def test_topic_syntax_in_gate_id_or_group_is_refused(field, value):
         GateConfig(**{field: value})
 
 
+@pytest.mark.parametrize("field, value", [("batch_wait_s", 0), ("batch_wait_s", -0.005), ("batch_wait_s", float("nan")),
+                                          ("batch_size", 0), ("batch_size", -3)])
+def test_batch_settings_that_would_spin_or_stop_the_gate_are_refused(field, value):
+    """Before: a zero wait spun the gate's loop at full CPU while idle; a negative one stopped the
+    gate once connected ("'timeout' must be a non-negative number")."""
+    with pytest.raises(ValueError, match=field):
+        GateConfig(**{field: value})
+
+
 def test_ordinary_gate_ids_and_groups_are_accepted():
     GateConfig(gate_id="gate-1", shared_group="gates")
     GateConfig(gate_id="Site_2.gate", shared_group=None)
 
 
 @pytest.mark.parametrize("args, named", [(["--shared-group", "gates/site1"], "shared_group"),
-                                         (["--gate-id", "g#"], "gate_id")])
+                                         (["--gate-id", "g#"], "gate_id"), (["--batch-ms", "0"], "--batch-ms")])
 def test_gate_cli_names_the_bad_setting_before_connecting(tmp_path, args, named):
     reg = tmp_path / "registry.yaml"
     reg.write_text(yaml.safe_dump(TEST_REGISTRY))

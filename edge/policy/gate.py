@@ -80,6 +80,12 @@ class GateConfig:
         # the level after $share/. A '/' there made `$share/a/b/alpr/raw/#` group 'a' of filter
         # 'b/alpr/raw/#': a gate that ran without error and received no read; '+' or '#' made
         # the connection fail with "no CONNACK" after 10 s.
+        # --batch-ms 0 spun the gate's loop at full CPU while idle (a zero wait returns at once) and
+        # a negative one stopped the gate after it connected ("'timeout' must be a non-negative number").
+        if not 0 < self.batch_wait_s <= 60:
+            raise ValueError(f"batch_wait_s (--batch-ms): must be more than 0 and at most 60 s, got {self.batch_wait_s!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size (--batch-size): must be at least 1, got {self.batch_size!r}")
         for name in ("gate_id", "shared_group"):
             value = getattr(self, name)
             if value is not None and not _TOPIC_LEVEL.fullmatch(value):
