@@ -295,6 +295,7 @@ class EdgeNode:
         # ready when the sink failed (outbox full or unwritable, node stopping): the final flush
         # hands them to the sink again, which stores them or logs each in full
         self._unemitted: list[Track] = []
+        self._last_frame_at: tuple[float, float] | None = None  # (media time, time.monotonic()) of the last batch
 
     # -- main loop ---------------------------------------------------------------------------
     def run(self, progress: Callable[[int], None] | None = None) -> Metrics:
@@ -335,6 +336,7 @@ class EdgeNode:
                         batch.append(nxt)
                 if batch:
                     self.metrics.queue_depth = reader.depth
+                    self._last_frame_at = (batch[-1].timestamp, time.monotonic())
                     if worker is not None:
                         worker.put(self._detect_stage(batch))
                     else:
@@ -365,12 +367,14 @@ class EdgeNode:
         return self.metrics
 
     def _tick_idle(self) -> None:
-        # No frame for a while (a stalled stream): tracks still time out, by media time.
-        if self.tracker.active:
-            last = max(t.last.timestamp for t in self.tracker.active)
-            if self.source.live:
-                now = last + self.config.track_timeout_s + 1e-3
-                self._finish(self.tracker.expire(now), now=now)
+        # No frame for a while (a stalled stream): a live source's media time is the clock's, so it
+        # goes on without frames. Tracks time out and the pieces that ended inside the frame (waiting
+        # for a continuation) are published when their wait is over, not when frames come back.
+        if not self.source.live or self._last_frame_at is None:
+            return
+        media, at = self._last_frame_at
+        now = media + (time.monotonic() - at)
+        self._finish(self.tracker.expire(now), now=now)
 
     def _emit_metrics(self) -> None:
         snap = self.metrics.snapshot({"active_tracks": len(self.tracker)})
