@@ -87,3 +87,31 @@ def test_yaml_syntax_errors_are_one_line(tmp_path, text):
         assert r.returncode == 2 and "Traceback" not in r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "is not valid YAML" in lines[0] and "(line " in lines[0], r.stderr
+
+
+def test_a_policy_version_the_forwarded_read_cannot_carry_is_refused(tmp_path):
+    """Before: version 2026112701 loaded, and every agency receiver refused every read the gate
+    forwarded under it ('policy' must be NAME@ and at most 9 digits)."""
+    import json
+
+    from edge.policy.audit import SQLiteAuditStore
+    from edge.policy.gate import Gate, GateConfig
+    from edge.policy.policy import parse_policy
+    from edge.schema import parse_forwarded
+    from edge.transport import mqtt as transport
+    from test_security_hostile import REGISTRY, FakeClient, base_read
+
+    data = load_policy().model_dump(mode="json")
+    with pytest.raises(PolicyError, match="version"):
+        parse_policy(dict(data, version=2026112701))
+    # the largest version allowed is one every receiver accepts
+    store = SQLiteAuditStore(tmp_path / "audit.db")
+    gate = Gate(REGISTRY, parse_policy(dict(data, version=999_999_999)), transport.parse_broker_url("mqtt://127.0.0.1:9"),
+                store, GateConfig(status_every_s=0))
+    gate._client = gate._fwd = FakeClient()  # noqa: SLF001
+    gate.process_batch([(1, 1, "alpr/raw/cam-1", json.dumps(base_read()).encode())])
+    store.close()
+    published = gate._client.published  # noqa: SLF001
+    assert len(published) == 2
+    for _topic, payload in published:
+        assert parse_forwarded(payload).policy == "ca-sb34@999999999"

@@ -62,7 +62,10 @@ class PurposeRule(_Model):
 class Policy(_Model):
     format: Literal[1]
     policy: Identifier
-    version: Annotated[int, Field(ge=1)]
+    # At most 9 digits: "<policy>@<version>" travels in every forwarded read, whose schema
+    # (edge.schema.ForwardedRead.policy) allows 9; a date-like 2026112701 made every agency
+    # receiver refuse every read the gate forwarded (and audited as forwarded).
+    version: Annotated[int, Field(ge=1, le=999_999_999)]
     description: Annotated[str, StringConstraints(max_length=500)] = ""
     recipients: RecipientRule
     on_behalf_of: Literal["every-agency-in-chain-must-qualify"] = "every-agency-in-chain-must-qualify"
