@@ -80,3 +80,36 @@ def test_a_read_is_deleted_on_its_puback_only_after_message_ids_wrap(tmp_path):
     finally:
         pub.stop()
         ob.close()
+
+
+def test_the_drain_outlives_an_outbox_read_error(tmp_path, caplog):
+    """An I/O error or a lock held too long while reading the outbox killed the drain thread: the
+    node went on storing reads that were never sent, saying nothing but a thread traceback."""
+    import sqlite3
+
+    ob = Outbox(tmp_path / "o.db")
+    client = FakePaho()
+    pub = OutboxPublisher(ob, client, connect=lambda: None)
+    real_after, failures = ob.after, [2]
+
+    def flaky_after(seq, limit):
+        if failures[0]:
+            failures[0] -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_after(seq, limit)
+
+    ob.after = flaky_after
+    pub._on_connect(client, None, {}, 0)
+    pub.start()
+    try:
+        ob.put("alpr/raw/cam-1", b'{"read_id": "r1"}', "r1")
+        pub.notify()
+        assert _wait(lambda: client.qos1), "the read was never published"
+        assert failures[0] == 0 and "disk I/O error" in caplog.text and f"outbox {ob.path}" in caplog.text
+        assert len([r for r in caplog.records if "disk I/O error" in r.getMessage()]) == 1  # not per retry
+        (mid,) = client.qos1
+        client.puback(mid)
+        assert _wait(lambda: len(ob) == 0)
+    finally:
+        pub.stop()
+        ob.close()

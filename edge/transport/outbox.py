@@ -197,6 +197,7 @@ class OutboxPublisher:
         client.on_publish = self._on_publish
         self.connect_failures = 0
         self._fail_logged_at = 0.0
+        self._read_error_logged_at = float("-inf")
 
     # paho callbacks (network thread) -------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties=None):
@@ -278,7 +279,19 @@ class OutboxPublisher:
                 if self._stop:
                     return
                 room = self.window - len(self._inflight)
-            rows = self.outbox.after(self._last_seq, room)
+            try:
+                rows = self.outbox.after(self._last_seq, room)
+            except sqlite3.Error as err:
+                # The drain thread must outlive a bad moment of the file (an I/O error, a lock held
+                # too long): dead, it would leave every read unsent, the node storing on, silently.
+                self.last_error = f"cannot read outbox {self.outbox.path}: {err}"
+                now = time.monotonic()
+                if now - self._read_error_logged_at >= 60:
+                    self._read_error_logged_at = now
+                    log.error("%s; retrying (the reads stay in it)", self.last_error)
+                with self._cond:
+                    self._cond.wait(1.0)
+                continue
             if not rows:
                 with self._cond:
                     self._cond.wait(0.2)
