@@ -154,7 +154,10 @@ def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float
         gate = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first = gate.stderr.readline()
         if not first.startswith("gate bench-gate:"):
-            raise RuntimeError(f"gate did not start: {first}{gate.stderr.read()}")
+            gate.wait(timeout=30)
+            said = (first + gate.stderr.read()).strip().removeprefix("alpr-edge gate: error: ")
+            # the gate's own one-line error (an audit file that cannot be opened, a database down)
+            raise SystemExit(f"bench gate: the gate did not start: {said or f'exit status {gate.returncode}'}")
         threading.Thread(target=gate.stderr.read, daemon=True).start()
 
         counters: dict[str, _Counter] = {}
@@ -243,6 +246,12 @@ def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float
 def _run(args) -> int:
     from edge.bench.report import machine_info, print_json_last, print_table
 
+    if args.reads < 1:
+        raise SystemExit(f"bench gate: --reads must be at least 1, got {args.reads}")
+    if args.latency_reads < 0:
+        raise SystemExit(f"bench gate: --latency-reads must be 0 or more, got {args.latency_reads}")
+    if not 0 < args.latency_rate < float("inf"):
+        raise SystemExit(f"bench gate: --latency-rate must be more than 0 reads/s, got {args.latency_rate}")
     r = run_bench(args.reads, args.latency_reads, args.latency_rate, args.audit, forward_qos=args.forward_qos)
     print_table(
         f"bench gate: 1 gate process, 5 agencies (2 allowed), QoS 1 in, QoS {r['forward_qos']} out, audit on, "

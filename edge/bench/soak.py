@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 import os
 import random
 import re
@@ -696,20 +697,22 @@ def _soak_cli(args) -> int:
                      broker_save_every_change=args.broker_save_every_change, audit_dsn=args.audit,
                      gate_kill_at=args.gate_kill_at, edge_kill_at=args.edge_kill_at, outage_s=args.outage_s,
                      camera_procs=args.camera_procs)
-    if cfg.cameras < 1 or cfg.rate <= 0 or cfg.seconds <= 0:
-        print("error: --cameras, --rate and --minutes must be positive", file=sys.stderr)
-        return 2
+    # Refused in one line before anything starts (the CLI's handler: `alpr-edge bench soak: error: ...`).
+    if cfg.cameras < 1 or not 0 < cfg.rate < math.inf or not 0 < cfg.seconds < math.inf:
+        raise SystemExit("bench soak: --cameras, --rate and --minutes must be positive")
+    if cfg.camera_procs < 1:  # no worker: nothing produced, and "0 lost" would pass a run that tested nothing
+        raise SystemExit(f"bench soak: --camera-procs must be at least 1, got {cfg.camera_procs}")
+    if not 0 <= cfg.outage_s < math.inf:  # found only at the first fault, mid-run
+        raise SystemExit(f"bench soak: --outage-s must be 0 or more seconds, got {cfg.outage_s:g}")
     for flag, times in (("--broker-restart-at", cfg.broker_restart_at), ("--gate-kill-at", cfg.gate_kill_at),
                         ("--edge-kill-at", cfg.edge_kill_at)):
         outside = [t for t in times if not 0 < t < cfg.seconds]
         if outside:  # a fault that would never happen: the run would claim a resilience it did not test
-            print(f"error: {flag} {outside[0]:g}: must fall inside the run (0 < S < {cfg.seconds:g} s, --minutes "
-                  f"{args.minutes:g})", file=sys.stderr)
-            return 2
+            raise SystemExit(f"bench soak: {flag} {outside[0]:g}: must fall inside the run (0 < S < {cfg.seconds:g} s, "
+                             f"--minutes {args.minutes:g})")
     if cfg.audit_dsn and not cfg.audit_dsn.startswith(("postgresql://", "postgres://")):
-        print(f"error: --audit {cfg.audit_dsn!r}: a postgresql:// DSN (the soak keeps SQLite in its work directory "
-              "without it)", file=sys.stderr)
-        return 2
+        raise SystemExit(f"bench soak: --audit {cfg.audit_dsn!r}: a postgresql:// DSN (the soak keeps SQLite in its "
+                         "work directory without it)")
     r = run_soak(cfg, args.workdir, log=lambda m: print(m, file=sys.stderr, flush=True))
     rows = [(k, r[k]) for k in ("cameras", "seconds", "produced", "acknowledged", "audited", "forwarded",
                                 "reads_per_s", "lost", "leaked", "duplicates", "inbox_lost", "inbox_duplicates",

@@ -1,0 +1,50 @@
+"""Bench commands refuse arguments that would crash them or measure nothing, in one line naming the
+flag, before anything starts (no broker, no gate, no worker, no file written)."""
+
+import pytest
+
+from edge.cli import main
+
+
+def run_cli(capsys, *argv):
+    status = main([str(a) for a in argv])
+    return status, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--reads", "0"], "--reads must be at least 1, got 0"),  # was ZeroDivisionError
+    (["--reads", "-5"], "--reads must be at least 1, got -5"),
+    (["--latency-rate", "0"], "--latency-rate must be more than 0"),  # was ZeroDivisionError
+    (["--latency-rate", "nan"], "--latency-rate must be more than 0"),
+    (["--latency-reads", "-1"], "--latency-reads must be 0 or more"),
+])
+def test_bench_gate_refuses_counts_it_cannot_measure(tmp_path, capsys, monkeypatch, args, named):
+    import edge.bench.gate as bench_gate
+
+    monkeypatch.setattr(bench_gate, "run_bench", lambda *a, **k: pytest.fail("the bench started"))
+    monkeypatch.chdir(tmp_path)
+    status, err = run_cli(capsys, "bench", "gate", *args)
+    assert status == 2 and f"alpr-edge bench gate: error: {named}" in err and "Traceback" not in err
+
+
+def test_bench_gate_says_why_the_gate_did_not_start(tmp_path, capsys):
+    # a real Mosquitto and a real gate process, whose audit file cannot be created
+    status, err = run_cli(capsys, "bench", "gate", "--reads", "10", "--latency-reads", "0",
+                          "--audit", tmp_path / "no-such-folder" / "audit.db")
+    assert status == 2 and "Traceback" not in err
+    line = [x for x in err.splitlines() if "error:" in x]
+    assert len(line) == 1 and line[0].startswith("alpr-edge bench gate: error: the gate did not start: audit database")
+    assert str(tmp_path / "no-such-folder" / "audit.db") in line[0]
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--camera-procs", "0"], "--camera-procs must be at least 1, got 0"),  # ran no camera and passed
+    (["--outage-s", "-1", "--gate-kill-at", "1"], "--outage-s must be 0 or more seconds, got -1"),  # failed mid-run
+    (["--rate", "inf"], "--cameras, --rate and --minutes must be positive"),
+    (["--gate-kill-at", "0"], "--gate-kill-at 0: must fall inside the run"),
+])
+def test_bench_soak_refuses_settings_before_starting(tmp_path, capsys, monkeypatch, args, named):
+    monkeypatch.chdir(tmp_path)
+    status, err = run_cli(capsys, "bench", "soak", "--minutes", "0.05", *args)
+    assert status == 2 and f"alpr-edge bench soak: error: {named}" in err
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
