@@ -48,3 +48,18 @@ def test_bench_soak_refuses_settings_before_starting(tmp_path, capsys, monkeypat
     status, err = run_cli(capsys, "bench", "soak", "--minutes", "0.05", *args)
     assert status == 2 and f"alpr-edge bench soak: error: {named}" in err
     assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
+
+
+@pytest.mark.parametrize("repeats", ["0", "-3"])
+def test_bench_detect_refuses_no_timed_run(tmp_path, capsys, monkeypatch, repeats):
+    import edge.bench.detect as bench_detect
+
+    monkeypatch.setattr(bench_detect, "run_bench", lambda *a, **k: pytest.fail("the bench started"))
+    status, err = run_cli(capsys, "bench", "detect", tmp_path, "--repeats", repeats)
+    assert status == 2 and f"alpr-edge bench detect: error: --repeats must be at least 1, got {repeats}" in err
+
+
+@pytest.mark.parametrize("max_frames", ["0", "-2"])
+def test_bench_video_refuses_no_frames(tmp_path, capsys, max_frames):
+    status, err = run_cli(capsys, "bench", "video", tmp_path / "v.mp4", "--max-frames", max_frames)
+    assert status == 2 and f"alpr-edge bench video: error: --max-frames must be at least 1, got {max_frames}" in err

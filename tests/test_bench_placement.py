@@ -72,7 +72,8 @@ def test_a_bad_setting_is_named_before_anything_renders(scenario_file, monkeypat
 
     monkeypatch.setattr("edge.synth.scene.render_scene_to_dir", no_render)
     assert cli.main(["bench", "placement", str(scenario_file), "--vary", "camera.hfov_deg=30", "--vary", vary]) == 2
-    assert named in capsys.readouterr().out
+    err = capsys.readouterr().err
+    assert "alpr-edge bench placement: error: " in err and named in err
 
 
 def test_each_setting_is_rendered_run_and_scored(scenario_file, tmp_path, capsys):

@@ -263,6 +263,8 @@ def _plate_less_cell(r: dict, frames: int) -> str:
 def _cmd(args) -> int:
     from edge.bench.report import machine_info, print_json_last, print_table
 
+    if args.repeats < 1:  # zero timed runs left nothing to score: an UnboundLocalError traceback
+        raise SystemExit(f"bench detect: --repeats must be at least 1, got {args.repeats}")
     res = run_bench(
         Path(args.dir),
         split=args.split,

@@ -302,6 +302,8 @@ def _video(args) -> int:
     from edge.sources.video import VideoFileSource
 
     logging.getLogger("edge").setLevel(logging.WARNING)
+    if args.max_frames is not None and args.max_frames < 1:  # 0 or less ran nothing and reported it
+        raise SystemExit(f"bench video: --max-frames must be at least 1, got {args.max_frames}")
     source = VideoFileSource(args.file)
     cfg = _config(args, args.file, motion_gating=not args.no_motion_gating, vision=args.vision)
     detector, ocr = _stages(cfg)

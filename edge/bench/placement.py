@@ -134,8 +134,7 @@ def _placement(args: argparse.Namespace) -> int:
         varies = [parse_vary(v) for v in args.vary]
         runs = settings(scenario, varies, args.duration)
     except (ScenarioError, PlacementError) as err:
-        print(f"bench placement: {err}")
-        return 2
+        raise SystemExit(f"bench placement: {err}") from None
     cfg = _config(args, str(args.scenario), motion_gating=not args.no_motion_gating, vision=args.vision)
     detector, ocr = _stages(cfg)
     fields = [".".join(path) for path, _ in varies]
