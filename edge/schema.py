@@ -26,6 +26,8 @@ SCHEMA_VERSION = 1
 # A read event with every optional field filled is about 1.5 KiB; 16 KiB leaves room for long
 # crop references and alternatives while refusing anything that is clearly not a read.
 MAX_READ_BYTES = 16 * 1024
+MAX_FRAME_SIDE = 1_000_000  # pixels (JPEG stops at 65,535; leave room for stitched frames)
+MAX_INT64 = 2**63 - 1
 
 # Identifiers end up inside MQTT topics (alpr/raw/<camera>, alpr/share/<agency>/reads), so they
 # must never contain topic syntax ('/', '+', '#'), whitespace, or NUL.
@@ -90,13 +92,15 @@ class ReadEvent(_Strict):
     region_confidence: Probability | None = None
     box: Box
     corners: Annotated[list[tuple[float, float]], Field(min_length=4, max_length=4)] | None = None
-    frame_size: tuple[Annotated[int, Field(gt=0)], Annotated[int, Field(gt=0)]] | None = None
+    # Integers bounded like every other field (before: any size, a 4,000-digit frames_seen went through
+    # the gate to every agency): frame sides as an image has them, counters within a signed 64-bit column.
+    frame_size: tuple[Annotated[int, Field(gt=0, le=MAX_FRAME_SIDE)], Annotated[int, Field(gt=0, le=MAX_FRAME_SIDE)]] | None = None
     location: Location | None = None
     direction: Direction = Direction.unknown
     crop_ref: Annotated[str, StringConstraints(max_length=256)] | None = None
     alternatives: Annotated[list[Alternative], Field(max_length=5)] = []
-    frames_seen: Annotated[int, Field(ge=1)] = 1
-    track_id: Annotated[int, Field(ge=0)] | None = None
+    frames_seen: Annotated[int, Field(ge=1, le=MAX_INT64)] = 1
+    track_id: Annotated[int, Field(ge=0, le=MAX_INT64)] | None = None
 
     @field_validator("captured_at")
     @classmethod

@@ -68,3 +68,17 @@ def test_captured_at_normalised_to_utc():
     ev = parse_read(json.dumps(good(captured_at="2026-11-26T04:00:00-08:00")))
     assert ev.captured_at == datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
     assert isinstance(ev, ReadEvent)
+
+
+@pytest.mark.parametrize("field, raw", [("frames_seen", "1" * 4000), ("frames_seen", str(2**63)), ("track_id", str(2**63)),
+                                        ("frame_size", "[1000001, 1080]"), ("frame_size", "[1920, " + "9" * 30 + "]")])
+def test_integers_beyond_any_real_value_are_refused(field, raw):
+    """Before: any size passed (a 4,000-digit frames_seen went through the gate to every agency)."""
+    text = json.dumps(good())[:-1] + f', "{field}": {raw}}}'
+    with pytest.raises(SchemaError, match=field):
+        parse_read(text)
+
+
+def test_largest_integers_still_accepted():
+    ev = parse_read(json.dumps(good(frames_seen=2**63 - 1, track_id=2**63 - 1, frame_size=[1_000_000, 1_000_000])))
+    assert parse_read(ev.to_json()) == ev
