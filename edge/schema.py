@@ -36,6 +36,9 @@ ReadId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
 PlateText = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{1,10}$")]
 StateCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+# Finite: an infinite or NaN corner was accepted, re-serialized as null, and every agency receiver
+# refused the read the gate forwarded (and audited as forwarded).
+Coordinate = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class SchemaError(ValueError):
@@ -91,7 +94,7 @@ class ReadEvent(_Strict):
     region: StateCode | None = None
     region_confidence: Probability | None = None
     box: Box
-    corners: Annotated[list[tuple[float, float]], Field(min_length=4, max_length=4)] | None = None
+    corners: Annotated[list[tuple[Coordinate, Coordinate]], Field(min_length=4, max_length=4)] | None = None
     # Integers bounded like every other field (before: any size, a 4,000-digit frames_seen went through
     # the gate to every agency): frame sides as an image has them, counters within a signed 64-bit column.
     frame_size: tuple[Annotated[int, Field(gt=0, le=MAX_FRAME_SIDE)], Annotated[int, Field(gt=0, le=MAX_FRAME_SIDE)]] | None = None

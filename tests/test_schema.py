@@ -82,3 +82,13 @@ def test_integers_beyond_any_real_value_are_refused(field, raw):
 def test_largest_integers_still_accepted():
     ev = parse_read(json.dumps(good(frames_seen=2**63 - 1, track_id=2**63 - 1, frame_size=[1_000_000, 1_000_000])))
     assert parse_read(ev.to_json()) == ev
+
+
+@pytest.mark.parametrize("corner", ["[1e400, 2]", "[NaN, 2]", "[1, -Infinity]"])
+def test_corners_must_be_finite(corner):
+    """Before: accepted, re-serialized as null, and the agency receiver refused the forwarded read."""
+    text = json.dumps(good())[:-1] + f', "corners": [{corner}, [1, 2], [3, 4], [5, 6]]}}'
+    with pytest.raises(SchemaError, match="corners"):
+        parse_read(text)
+    ok = parse_read(json.dumps(good(corners=[[-3.5, 2], [1, 2], [3, 4], [5, 6]])))  # off-frame corners are real
+    assert parse_read(ok.to_json()) == ok
