@@ -527,6 +527,7 @@ class EdgeNode:
                 k += 1
             else:
                 self.tracker.hold(f.timestamp)
+                finished += self.tracker.expire(f.timestamp)  # those not held: plates that left
             if self.source.independent:
                 finished += self.tracker.flush()
         m.add("track", time.perf_counter() - t)
@@ -634,7 +635,7 @@ class EdgeNode:
                 host.voted = _voted_text(host)
                 self.metrics.merged_tracks += 1
                 track = host
-            if self._left_the_frame(track):
+            if track.left_the_frame():
                 ready.append(track)
             else:
                 self._pending.append(track)
@@ -650,15 +651,6 @@ class EdgeNode:
                 (keep if waited <= W or (successor and waited <= 30.0) else ready).append(p)
             self._pending = keep
         return ready
-
-    def _left_the_frame(self, track: Track) -> bool:
-        o = track.last
-        if o.frame_size is None:
-            return True
-        w, h = o.frame_size
-        mx, my = 0.02 * w, 0.02 * h
-        x1, y1, x2, y2 = (float(v) for v in o.box)
-        return x1 <= mx or y1 <= my or x2 >= w - mx or y2 >= h - my
 
     def track_to_event(self, track: Track) -> ReadEvent | None:
         cfg = self.config

@@ -126,6 +126,17 @@ class Track:
         if other.best is not None and (self.best is None or _crop_quality(other.best) > _crop_quality(self.best)):
             self.best = other.best
 
+    def left_the_frame(self) -> bool:
+        """Whether the last sighting touches the frame's border (2% margin): the plate was leaving.
+        True when the frame size is not known."""
+        o = self.last
+        if o.frame_size is None:
+            return True
+        w, h = o.frame_size
+        mx, my = 0.02 * w, 0.02 * h
+        x1, y1, x2, y2 = (float(v) for v in o.box)
+        return x1 <= mx or y1 <= my or x2 >= w - mx or y2 >= h - my
+
     def readings(self) -> list[Reading]:
         return [o.reading for o in self.observations]
 
@@ -180,7 +191,16 @@ class IouTracker:
                 pred = np.stack([t.predicted_box(timestamp) for t in self.active])
                 # A track with a velocity predicts well; a new one may be anywhere near.
                 radius = np.array([2.5 if len(t.observations) > 1 else 4.0 for t in self.active])
-                pairs = greedy_match(affinity_matrix(pred, boxes, radius), self.iou_threshold)
+                aff = affinity_matrix(pred, boxes, radius)
+                # A track held by static frames since its last sighting: its plate may have stood
+                # still all along (a car waiting at a barrier: predicted at its old speed it was
+                # seconds of driving away, not found, and read twice) or crept on below the motion
+                # gate's threshold (as predicted). Either place is the track's.
+                held = [i for i, t in enumerate(self.active) if t.held_until > t.last.timestamp]
+                if held:
+                    still = np.stack([self.active[i].last.box for i in held])
+                    aff[held] = np.maximum(aff[held], affinity_matrix(still, boxes, radius[held]))
+                pairs = greedy_match(aff, self.iou_threshold)
             else:
                 pairs = []
             matched = set()
@@ -207,9 +227,12 @@ class IouTracker:
 
     def hold(self, timestamp: float) -> None:
         """A static frame (the motion gate saw nothing move): every plate in view is still where
-        it was, so no track times out for lack of sightings during a pause."""
+        it was, so no track times out for lack of sightings during a pause. A plate last seen at
+        the frame's border is not in view: it left (its vehicle's body a moment after it), and its
+        track times out as usual instead of waiting for the next thing to move."""
         for t in self.active:
-            t.held_until = timestamp
+            if t.last.frame_size is None or not t.left_the_frame():
+                t.held_until = timestamp
 
     def flush(self) -> list[Track]:
         done, self.active = self.active, []
