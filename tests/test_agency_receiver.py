@@ -184,3 +184,40 @@ def test_a_full_inbox_names_the_real_cause_and_keeps_what_was_stored(tmp_path):
         assert not inbox.db.in_transaction and inbox.read_ids() == ["read00000000"]
     finally:
         inbox.close()
+
+
+def test_a_message_that_cannot_be_checked_is_rejected_and_the_rest_stored(tmp_path, monkeypatch):
+    """Before: any exception other than SchemaError while checking one message stopped the receiver,
+    and the broker handed that message to the next receiver process, which stopped again."""
+    from edge.agency import receiver as receiver_module
+
+    real = receiver_module.parse_forwarded
+
+    def flaky(payload, *a, **kw):
+        if b"boomboomboom" in payload:
+            raise OverflowError("a check that blew up")
+        return real(payload, *a, **kw)
+
+    monkeypatch.setattr(receiver_module, "parse_forwarded", flaky)
+
+    class Acks:
+        def __init__(self):
+            self.acked = []
+
+        def ack(self, mid, qos):
+            self.acked.append(mid)
+
+    def read(read_id):
+        return make_read("cam-1", "sac-pd", read_id=read_id)
+
+    inbox = AgencyInbox(tmp_path / "in.db")
+    rx = AgencyReceiver("sac-pd", transport.parse_broker_url("mqtt://127.0.0.1:9"), inbox)
+    rx._client = Acks()  # noqa: SLF001 - the store step without a broker
+    try:
+        rx._store([(1, 1, "alpr/share/sac-pd/reads", _forward(read("boomboomboom0001"))),  # noqa: SLF001
+                   (2, 1, "alpr/share/sac-pd/reads", _forward(read("fine0000fine0001")))])
+        assert rx._client.acked == [1, 2]  # noqa: SLF001
+        assert inbox.read_ids() == ["fine0000fine0001"]
+        assert len(inbox.rejected()) == 1 and "could not be checked" in inbox.rejected()[0]["reason"]
+    finally:
+        inbox.close()

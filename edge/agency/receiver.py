@@ -206,9 +206,13 @@ class AgencyReceiver:
         now = datetime.now(timezone.utc).isoformat()
         reads, rejected = [], []
         for _mid, _qos, topic, payload in batch:
-            row, reason = self._check(topic, payload, now)
+            try:
+                row, reason = self._check(topic, payload, now)
+            except Exception as err:  # one message that cannot be checked must not stop the inbox
+                log.exception("agency %s could not check a message on %r", self.agency_id, topic[:100])
+                row, reason = None, f"could not be checked: {err!r}"
             if row is None:
-                log.warning("agency %s refused a message on %s (%d bytes): %s", self.agency_id, topic,
+                log.warning("agency %s refused a message on %r (%d bytes): %s", self.agency_id, topic[:100],
                             len(payload), reason)
                 rejected.append((now, topic[:256], reason[:500], len(payload)))
             else:
