@@ -35,10 +35,10 @@ class FakePaho:
             self.on_publish(self, None, mid, None, None)
         return _Info(mid)
 
-    def puback(self, mid):
+    def puback(self, mid, reason_code=None):
         with self.lock:
             self.qos1.pop(mid)
-        self.on_publish(self, None, mid, None, None)
+        self.on_publish(self, None, mid, reason_code, None)
 
     def loop_start(self):
         pass
@@ -48,6 +48,16 @@ class FakePaho:
 
     def disconnect(self):
         pass
+
+
+def _started(tmp_path):
+    """An outbox and its publisher on a FakePaho, connected and draining."""
+    ob = Outbox(tmp_path / "o.db")
+    client = FakePaho()
+    pub = OutboxPublisher(ob, client, connect=lambda: None)
+    pub._on_connect(client, None, {}, 0)
+    pub.start()
+    return ob, client, pub
 
 
 def _wait(cond, timeout=5.0):
@@ -61,11 +71,7 @@ def test_a_read_is_deleted_on_its_puback_only_after_message_ids_wrap(tmp_path):
     """Status messages (QoS 0, every metrics interval) use paho's message ids too. A long-running
     edge wraps them; a read numbered like an old status message was deleted from the outbox at once,
     with no PUBACK, lost if the connection then dropped."""
-    ob = Outbox(tmp_path / "o.db")
-    client = FakePaho()
-    pub = OutboxPublisher(ob, client, connect=lambda: None)
-    pub._on_connect(client, None, {}, 0)
-    pub.start()
+    ob, client, pub = _started(tmp_path)
     try:
         for _ in range(65535):  # a long run's status messages: the next id is 1 again
             pub.publish_status("alpr/status/cam-1", b"{}")
@@ -110,6 +116,37 @@ def test_the_drain_outlives_an_outbox_read_error(tmp_path, caplog):
         (mid,) = client.qos1
         client.puback(mid)
         assert _wait(lambda: len(ob) == 0)
+    finally:
+        pub.stop()
+        ob.close()
+
+
+class _NotAuthorized:
+    is_failure = True
+
+    def __str__(self):
+        return "Not authorized"
+
+
+def test_waiting_for_the_outbox_to_drain_does_not_wait_for_refused_reads(tmp_path):
+    """A read the broker refused stays in the outbox and is not sent again by this process: the end
+    of a run waited out the whole --drain-timeout for it (10 s each run; a long timeout, hung)."""
+    ob, client, pub = _started(tmp_path)
+    try:
+        ob.put("alpr/raw/cam-2", b'{"read_id": "r1"}', "r1")
+        ob.put("alpr/raw/cam-1", b'{"read_id": "r2"}', "r2")
+        pub.notify()
+        assert _wait(lambda: len(client.qos1) == 2)
+        first, second = sorted(client.qos1)
+        client.puback(first, _NotAuthorized())
+        t0 = time.monotonic()
+        assert not pub.wait_drained(0.3)  # r2 not acknowledged yet: this waits its timeout
+        assert time.monotonic() - t0 >= 0.3
+        client.puback(second)
+        t0 = time.monotonic()
+        assert not pub.wait_drained(5)
+        assert time.monotonic() - t0 < 1, "waited for a read that will not be sent again"
+        assert ob.read_ids() == ["r1"] and pub.refused == 1 and "Not authorized" in pub.last_error
     finally:
         pub.stop()
         ob.close()

@@ -188,6 +188,7 @@ class OutboxPublisher:
         self.published = 0
         self.acked = 0
         self.refused = 0
+        self._refused_seqs: set[int] = set()  # rows the broker refused: kept, not sent again by this process
         self.connects = 0
         self.last_error: str | None = None
         self.broker = "broker"
@@ -245,6 +246,7 @@ class OutboxPublisher:
             # The broker refused the read (e.g. not authorised for this topic). It stays in the
             # outbox, loudly, rather than being deleted as if delivered.
             self.refused += 1
+            self._refused_seqs.add(seq)
             self.last_error = f"broker refused read #{seq}: {reason_code}"
             log.error("%s; it stays in the outbox", self.last_error)
             return
@@ -325,11 +327,16 @@ class OutboxPublisher:
         return True
 
     def wait_drained(self, timeout: float) -> bool:
-        """Wait until every row is acknowledged (or timeout); True when the outbox is empty."""
+        """Wait until every row is acknowledged (or timeout); True when the outbox is empty.
+        Returns False at once when only reads the broker refused are left: this process does not
+        send them again, so waiting for them would only use up the timeout (all of it, however long)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if len(self.outbox) == 0:
+            left = len(self.outbox)
+            if left == 0:
                 return True
+            if left <= len(self._refused_seqs):
+                return False
             with self._cond:
                 self._cond.wait(0.05)
         return len(self.outbox) == 0
