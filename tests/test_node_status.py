@@ -51,3 +51,5 @@ def test_status_is_retained_with_metrics(tmp_path, open_broker):
     assert topic == "alpr/status/cam-7" and retained
     assert status["state"] == "stopped" and status["camera_id"] == "cam-7"
     assert status["frames"] == 45 and "stage_ms_per_frame" in status and "queue_depth" in status
+    # the same fields as the running status's (a dashboard reading active_tracks failed on this one)
+    assert status["active_tracks"] == 0 and status["outbox_depth"] == 0 and status["broker_connected"]

@@ -160,7 +160,7 @@ def run_node(args) -> int:
     if publisher is not None:
         _drain(publisher, outbox, cfg, stop)
         if publisher.connected:
-            publish_status("stopped", metrics.snapshot())
+            publish_status("stopped", metrics.snapshot({"active_tracks": len(node.tracker)}))
         publisher.stop()  # an unreachable broker: paho may be sleeping between attempts (<= 2 s)
     drain_s = time.monotonic() - drain_start
     if drain_s >= 0.1:
