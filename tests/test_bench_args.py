@@ -63,3 +63,22 @@ def test_bench_detect_refuses_no_timed_run(tmp_path, capsys, monkeypatch, repeat
 def test_bench_video_refuses_no_frames(tmp_path, capsys, max_frames):
     status, err = run_cli(capsys, "bench", "video", tmp_path / "v.mp4", "--max-frames", max_frames)
     assert status == 2 and f"alpr-edge bench video: error: --max-frames must be at least 1, got {max_frames}" in err
+
+
+def test_audit_show_limit_zero_is_all_and_negative_is_refused(tmp_path, capsys):
+    import json
+
+    from edge.policy.audit import AuditRecord, SQLiteAuditStore
+
+    db = tmp_path / "audit.db"
+    store = SQLiteAuditStore(db)
+    store.append([AuditRecord(recorded_at="2026-11-27T00:00:00+00:00", gate_id="g", read_key=f"cam-1/r{i}",
+                              read_id=f"r{i}", camera_id="cam-1", operating_agency="sac-pd", plate="7ABC123",
+                              captured_at="2026-11-27T00:00:00+00:00", topic="alpr/raw/cam-1", policy="ca-sb34@1",
+                              outcome="decided", decisions="[]") for i in range(25)])
+    store.close()
+    status = main(["audit", "show", str(db), "--limit", "0"])
+    seqs = [json.loads(line)["seq"] for line in capsys.readouterr().out.splitlines()]
+    assert status == 0 and seqs == list(range(1, 26))  # 0: every record (the default shows 20)
+    status, err = run_cli(capsys, "audit", "show", db, "--limit", "-1")
+    assert status == 2 and "alpr-edge audit show: error: --limit must be 0 (all) or more, got -1" in err

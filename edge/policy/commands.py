@@ -57,7 +57,7 @@ def register(sub) -> None:
     v.set_defaults(func=_audit_verify)
     s = asub.add_parser("show", help="print audit records as JSON lines")
     s.add_argument("target", nargs="?", default="audit.db")
-    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--limit", type=int, default=20, help="records to print, from the first (default 20; 0: all)")
     s.set_defaults(func=_audit_show)
 
     p = sub.add_parser("verify-acl", help="log in as each agency and camera, try what the ACL must refuse, report")
@@ -200,8 +200,10 @@ def _audit_verify(args) -> int:
 def _audit_show(args) -> int:
     from edge.policy.audit import open_audit
 
+    if args.limit < 0:  # SQLite read LIMIT -1 as no limit, PostgreSQL refused it with a traceback
+        raise SystemExit(f"audit show: --limit must be 0 (all) or more, got {args.limit}")
     store = open_audit(args.target, create=False)
-    for r in store.records(args.limit):
+    for r in store.records(args.limit or None):
         print(json.dumps(r))
     store.close()
     return 0
