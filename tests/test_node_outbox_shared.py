@@ -52,3 +52,19 @@ def test_exclusive_outbox_is_held_until_closed(tmp_path):
     a.close()
     Outbox(tmp_path / "o.db", exclusive=True).close()
     Outbox(tmp_path / "o.db").close()  # not asked for: no lock taken (benches, tests, readers)
+
+
+def test_a_file_system_without_locks_still_runs(tmp_path, monkeypatch, caplog):
+    import errno
+    import fcntl
+
+    from edge.transport.outbox import Outbox
+
+    def no_locks(*a):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    ob = Outbox(tmp_path / "o.db", exclusive=True)
+    ob.put("alpr/raw/cam-1", b"{}", "r1")
+    assert len(ob) == 1 and "cannot lock" in caplog.text and "No locks available" in caplog.text
+    ob.close()

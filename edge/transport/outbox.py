@@ -94,6 +94,11 @@ class Outbox:
                 f"outbox {self.path} is in use by another edge node ({who}, holding {lock_path}): "
                 "give each camera its own --output-dir or --outbox"
             ) from None
+        except OSError as err:  # a file system without locks: run as before, unguarded
+            f.close()
+            log.warning("cannot lock %s (%s): a second node started on this outbox would not be refused",
+                        lock_path, err)
+            return
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}\n")
