@@ -1,5 +1,5 @@
-"""Bench commands refuse arguments that would crash them or measure nothing, in one line naming the
-flag, before anything starts (no broker, no gate, no worker, no file written)."""
+"""Commands (the benches, audit show) refuse arguments that would crash them or measure nothing, in
+one line naming the flag, before anything starts (no broker, no gate, no worker, no file written)."""
 
 import pytest
 
