@@ -82,3 +82,32 @@ def test_disk_full_stops_intake_and_stop_request_reports_the_unstored_read(tmp_p
     t.join(5)
     assert errors and ev.read_id in str(errors[0])
     assert ev.read_id in caplog.text  # the read that could not be stored is in the log in full
+
+
+def test_an_outbox_kept_full_by_a_slow_broker_warns_periodically_not_per_read(tmp_path, caplog):
+    """Full, with the broker taking a read now and then: every new read waits briefly. That was one
+    warning per read (the rate limit started afresh in each emit), now one per warn_every_s."""
+    ob = Outbox(tmp_path / "o.db", max_rows=2)
+    sink = OutboxSink(ob, "alpr/raw/cam-1", publisher=_Publisher(), retry_s=0.02)
+    sink.emit(event())
+    sink.emit(event())
+    stop = threading.Event()
+
+    def slow_broker():  # acknowledges the oldest read every 50 ms
+        while not stop.wait(0.05):
+            rows = ob.after(0, 1)
+            if rows and ob.full:
+                ob.delete(rows[0][0])
+
+    t = threading.Thread(target=slow_broker)
+    t.start()
+    try:
+        for _ in range(5):
+            sink.emit(event())
+    finally:
+        stop.set()
+        t.join()
+    assert sink.stored == 7 and sink.full_events >= 5
+    warned = [r for r in caplog.records if "is full" in r.getMessage()]
+    assert len(warned) == 1, [r.getMessage() for r in warned]
+    assert sink.blocked_s > 0

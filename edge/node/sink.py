@@ -44,38 +44,43 @@ class OutboxSink:
         self.blocked_s = 0.0
         self.full_events = 0
         self.write_errors = 0
+        # across emits: an outbox that stays full while the broker drains it a read at a time
+        # blocks every emit briefly, and must not log a warning for each of them
+        self._last_warn = float("-inf")
 
     def emit(self, event: ReadEvent) -> None:
         payload = event.to_json()
-        last_warn = 0.0
+        blocked = False
         t0 = time.monotonic()
         while True:
             try:
                 self.outbox.put(self.topic, payload, event.read_id)
                 break
             except OutboxFull as err:
+                blocked = True
                 self.full_events += 1
                 if self.publisher is None:  # nothing will ever drain it: waiting would hang for good
                     log.error("stopping with a read that could not be stored: %s", payload.decode())
                     raise ReadNotStored(f"outbox {self.outbox.path} is full ({self.outbox.max_rows} reads) and no broker "
                                         "is configured to drain it: run again with --broker to send the stored "
                                         "reads, or raise --outbox-max") from None
-                if time.monotonic() - last_warn >= self.warn_every_s:
+                if time.monotonic() - self._last_warn >= self.warn_every_s:
                     log.warning("%s; new frames wait until the broker acknowledges reads", err)
-                    last_warn = time.monotonic()
+                    self._last_warn = time.monotonic()
             except OutboxError as err:
+                blocked = True
                 self.write_errors += 1
-                if time.monotonic() - last_warn >= self.warn_every_s:
+                if time.monotonic() - self._last_warn >= self.warn_every_s:
                     log.error(
                         "%s. The edge stops taking new frames until the outbox can be written "
                         "(free disk space / fix permissions); no read is dropped",
                         err,
                     )
-                    last_warn = time.monotonic()
+                    self._last_warn = time.monotonic()
             if self.stop_event.wait(self.retry_s):
                 log.error("stopping with a read that could not be stored: %s", payload.decode())
                 raise ReadNotStored(f"read {event.read_id} could not be stored in the outbox")
-        self.blocked_s += time.monotonic() - t0 if last_warn else 0.0
+        self.blocked_s += time.monotonic() - t0 if blocked else 0.0
         self.stored += 1
         if self.publisher is not None:
             self.publisher.notify()
