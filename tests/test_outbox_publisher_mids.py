@@ -150,3 +150,22 @@ def test_waiting_for_the_outbox_to_drain_does_not_wait_for_refused_reads(tmp_pat
     finally:
         pub.stop()
         ob.close()
+
+
+def test_reads_refused_one_after_another_are_one_error_line_not_one_each(tmp_path, caplog):
+    """A login that may not write the camera's topic has every read refused: an error line per
+    read buried the log (a busy camera: thousands an hour)."""
+    ob, client, pub = _started(tmp_path)
+    try:
+        for i in range(5):
+            ob.put("alpr/raw/cam-2", b"{}", f"r{i}")
+        pub.notify()
+        assert _wait(lambda: len(client.qos1) == 5)
+        for mid in sorted(client.qos1):
+            client.puback(mid, _NotAuthorized())
+        assert pub.refused == 5 and len(ob) == 5
+        lines = [r.getMessage() for r in caplog.records if "refused read" in r.getMessage()]
+        assert len(lines) == 1 and "Not authorized" in lines[0] and "stays in the outbox" in lines[0]
+    finally:
+        pub.stop()
+        ob.close()

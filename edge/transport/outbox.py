@@ -194,6 +194,7 @@ class OutboxPublisher:
         self.acked = 0
         self.refused = 0
         self._refused_seqs: set[int] = set()  # rows the broker refused: kept, not sent again by this process
+        self._refused_logged_at, self._refused_logged = float("-inf"), 0
         self.connects = 0
         self.last_error: str | None = None
         self.broker = "broker"
@@ -253,7 +254,14 @@ class OutboxPublisher:
             self.refused += 1
             self._refused_seqs.add(seq)
             self.last_error = f"broker refused read #{seq}: {reason_code}"
-            log.error("%s; it stays in the outbox", self.last_error)
+            # A login that may not write this camera's topic has every read refused: the first
+            # is logged, then a count once a minute, not an error line per read.
+            now = time.monotonic()
+            if now - self._refused_logged_at >= 60:
+                more = self.refused - self._refused_logged
+                log.error("%s; it stays in the outbox%s", self.last_error,
+                          f" ({more} refused since the last such line)" if more > 1 else "")
+                self._refused_logged_at, self._refused_logged = now, self.refused
             return
         self.outbox.delete(seq)
         self.acked += 1
