@@ -111,3 +111,18 @@ def test_an_outbox_kept_full_by_a_slow_broker_warns_periodically_not_per_read(tm
     warned = [r for r in caplog.records if "is full" in r.getMessage()]
     assert len(warned) == 1, [r.getMessage() for r in warned]
     assert sink.blocked_s > 0
+
+
+def test_the_full_warning_says_why_the_broker_takes_no_reads(tmp_path, caplog):
+    class Refusing(_Publisher):
+        last_error = "broker refused read #7: Not authorized"
+
+    ob = Outbox(tmp_path / "o.db", max_rows=1)
+    stop = threading.Event()
+    sink = OutboxSink(ob, "alpr/raw/cam-1", publisher=Refusing(), stop_event=stop, retry_s=0.02)
+    sink.emit(event())
+    stop.set()
+    with pytest.raises(ReadNotStored):
+        sink.emit(event())
+    (warned,) = [r.getMessage() for r in caplog.records if "is full" in r.getMessage()]
+    assert "refused read #7: Not authorized" in warned

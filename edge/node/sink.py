@@ -65,7 +65,11 @@ class OutboxSink:
                                         "is configured to drain it: run again with --broker to send the stored "
                                         "reads, or raise --outbox-max") from None
                 if time.monotonic() - self._last_warn >= self.warn_every_s:
-                    log.warning("%s; new frames wait until the broker acknowledges reads", err)
+                    # why the broker takes none: unreachable, or refusing them (a login that may not
+                    # write this topic fills the outbox with reads it will never take)
+                    why = getattr(self.publisher, "last_error", None)
+                    log.warning("%s; new frames wait until the broker acknowledges reads%s", err,
+                                f" (last broker error: {why})" if why else "")
                     self._last_warn = time.monotonic()
             except OutboxError as err:
                 blocked = True
