@@ -339,6 +339,18 @@ class OutboxPublisher:
         self.client.publish(topic, payload, qos=0, retain=True)
         return True
 
+    def wait_connected(self, timeout: float) -> bool:
+        """Wait until the broker has accepted the connection (True), or the connection failed
+        (refused, unreachable, login refused) or timeout passed (False)."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while not self._connected and not self.connect_failures and self.last_error is None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.05))
+            return self._connected
+
     def wait_drained(self, timeout: float) -> bool:
         """Wait until every row is acknowledged (or timeout); True when the outbox is empty.
         Returns False at once when only reads the broker refused are left: this process does not
