@@ -72,9 +72,17 @@ class MosquittoBroker:
         if self.process is not None and self.process.poll() is None:
             return self
         last_err = ""
+        fixed = bool(self.port)  # a port the caller chose (or restart()'s): never moved to another
         for _attempt in range(5):
             if not self.port:
                 self.port = free_port(self.host)
+            if _accepts(self.host, self.port):
+                # Someone else listens there: mosquitto would exit ("Address already in use") while
+                # the wait below took the other listener's answer for ours.
+                if fixed:
+                    raise RuntimeError(f"mosquitto: {self.host}:{self.port} is already in use by another process")
+                self.port = 0
+                continue
             write_broker_config(self.registry, self.directory, secrets_dir=self.directory / "secrets",
                                 port=self.port, bind=self.host, run_as=getpass.getuser(), tls=self.tls,
                                 extra_conf=self.extra_conf)
@@ -91,7 +99,8 @@ class MosquittoBroker:
                 time.sleep(0.02)
             last_err = self.log_tail()
             self.stop()
-            self.port = 0  # the port may have been taken meanwhile: pick another
+            if not fixed:
+                self.port = 0  # the port may have been taken meanwhile: pick another
         raise RuntimeError(f"mosquitto did not start:\n{last_err}")
 
     def stop(self, timeout: float = 5.0) -> None:
