@@ -53,12 +53,17 @@ def crop_plates(
         src_w = float(np.linalg.norm(quad[1] - quad[0]))
         img = frame
         if src_w > 2.5 * out_w:
-            sigma = 0.4 * src_w / out_w
+            # The region the plate covers, inside the frame (a box can reach past the frame's edge,
+            # or lie beyond it: nothing of it to blur then). A box wider than the frame is blurred
+            # as one spanning the frame: the kernel grows with sigma, and a garbage box 2e5 px wide
+            # made this blur run for minutes.
+            fh, fw = frame.shape[:2]
+            sigma = 0.4 * min(src_w, max(fh, fw)) / out_w
             x0, y0 = np.floor(quad.min(axis=0)).astype(int) - 8
             x1, y1 = np.ceil(quad.max(axis=0)).astype(int) + 8
-            x0, y0 = max(0, x0), max(0, y0)
-            region = cv2.GaussianBlur(frame[y0:y1, x0:x1], (0, 0), sigma)
-            img = region
-            m = cv2.getPerspectiveTransform((quad - np.array([x0, y0], np.float32)).astype(np.float32), dst)
+            x0, y0, x1, y1 = max(0, x0), max(0, y0), min(fw, x1), min(fh, y1)
+            if x1 > x0 and y1 > y0:
+                img = cv2.GaussianBlur(frame[y0:y1, x0:x1], (0, 0), sigma)
+                m = cv2.getPerspectiveTransform((quad - np.array([x0, y0], np.float32)).astype(np.float32), dst)
         crops[i] = cv2.warpPerspective(img, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return crops
