@@ -337,3 +337,20 @@ def test_a_pass_read_mostly_in_pieces_is_published_whole(tmp_path):
     assert sorted(e.plate for e in sink.events) == sorted(["2FHM942"] + [v.plate for i, v in enumerate(src.vehicles) if i != 1])
     whole = next(e for e in sink.events if e.plate == "2FHM942")
     assert "HM42" in [a.plate for a in whole.alternatives]
+
+
+def test_fps_recent_after_the_end_is_the_last_window_not_zero():
+    import time
+
+    from edge.node.pipeline import Metrics
+
+    m = Metrics()
+    m.frames = 10
+    m.snapshot()  # a periodic metrics line: starts a new window
+    time.sleep(0.05)
+    m.frames = 30
+    m.end()
+    stopped = m.snapshot()  # the retained "stopped" status
+    summary = m.snapshot()  # then the --json summary
+    assert stopped["fps_recent"] > 0 and summary["fps_recent"] == stopped["fps_recent"]
+    assert summary["fps"] == stopped["fps"] > 0

@@ -105,6 +105,7 @@ class Metrics:
     ended: float | None = None
     _window_start: float = field(default_factory=time.monotonic)
     _window_frames: int = 0
+    _last_recent: float = 0.0
 
     def add(self, stage: str, seconds: float) -> None:
         self.stage_s[stage] += seconds
@@ -115,9 +116,14 @@ class Metrics:
     def snapshot(self, extra: dict | None = None) -> dict:
         now = self.ended if self.ended is not None else time.monotonic()
         elapsed = max(now - self.started, 1e-9)
-        window = max(now - self._window_start, 1e-9)
-        fps_now = (self.frames - self._window_frames) / window
-        self._window_start, self._window_frames = now, self.frames
+        if self.ended is not None and self.frames == self._window_frames and now <= self._window_start:
+            # Asked again after the end (the stopped status, then the --json summary): the rate of
+            # the last window before the end, not 0 frames over no time.
+            fps_now = self._last_recent
+        else:
+            window = max(now - self._window_start, 1e-9)
+            fps_now = (self.frames - self._window_frames) / window
+            self._window_start, self._window_frames, self._last_recent = now, self.frames, fps_now
         n = max(self.frames, 1)
         d = {
             "fps": round(self.frames / elapsed, 2),
