@@ -164,6 +164,10 @@ class OnnxPlateDetector(Detector):
             self.stride = int(meta["stride"])
         except KeyError as err:
             raise ValueError(f"{path}: ONNX metadata lacks {err.args[0]!r} (not an alpr-edge detector?)") from None
+        except ValueError:
+            raise ValueError(f"{path}: ONNX metadata input_width, input_height and stride must be integers, got "
+                             f"{meta['input_width']!r}, {meta['input_height']!r}, {meta['stride']!r}") from None
+        self._check_signature(path)
         self.channel_order = meta.get("channel_order", "BGR")
         self.threshold = float(threshold if threshold is not None else meta.get("threshold", 0.3))
         if not 0.0 < self.threshold < 1.0:
@@ -173,6 +177,27 @@ class OnnxPlateDetector(Detector):
         self.nms_iou = float(nms_iou)
         self.input_name = self.session.get_inputs()[0].name
         self.model_path = path
+
+    def _check_signature(self, path: Path) -> None:
+        """The graph's input and outputs agree with the metadata: a model that does not is refused
+        here, naming the file, rather than by the first frame."""
+        (w, h), s = self.input_size, self.stride
+        if min(w, h, s) < 1:
+            raise ValueError(f"{path}: ONNX metadata: input {w}x{h} and stride {s} must be positive")
+        inp = self.session.get_inputs()[0]
+        if inp.type != "tensor(uint8)" or len(inp.shape) != 4 or any(
+                isinstance(got, int) and got != want for got, want in zip(inp.shape, (1, h, w, 3))):
+            raise ValueError(f"{path}: input {inp.name!r} is {inp.type} {inp.shape}; the metadata asks for "
+                             f"uint8 (1, {h}, {w}, 3) (NHWC)")
+        outs = self.session.get_outputs()
+        grid = ({h // s, -(-h // s)}, {w // s, -(-w // s)})  # the input over the stride, floor or ceiling
+        if len(outs) < 2 or any(
+                len(o.shape) != 4 or (isinstance(o.shape[1], int) and o.shape[1] != c)
+                or any(isinstance(g, int) and g not in ok for g, ok in zip(o.shape[2:], grid))
+                for o, c in zip(outs, (1, REG_CHANNELS))):
+            raise ValueError(f"{path}: outputs {[(o.name, o.shape) for o in outs[:2]]}; expected the heatmap "
+                             f"(1, 1, {h}/{s}, {w}/{s}) then the regression maps (1, {REG_CHANNELS}, {h}/{s}, {w}/{s}) "
+                             f"(metadata: input {w}x{h}, stride {s})")
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         return [self._predict_one(f) for f in frames]

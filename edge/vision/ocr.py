@@ -62,6 +62,8 @@ def preprocess(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarr
         if not isinstance(crop, np.ndarray) or crop.ndim not in (2, 3) or crop.size == 0:
             shape = getattr(crop, "shape", None)
             raise ValueError(f"crops[{i}]: expected a non-empty HxW or HxWx3 uint8 image, got shape {shape}")
+        if crop.dtype != np.uint8:  # before any OpenCV call, which refuses some dtypes in its own words
+            raise ValueError(f"crops[{i}]: expected uint8 pixels, got {crop.dtype}")
         if crop.ndim == 3:
             if crop.shape[2] == 3:
                 crop = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
@@ -69,8 +71,6 @@ def preprocess(crops: Sequence[np.ndarray], height: int, width: int) -> np.ndarr
                 crop = crop[:, :, 0]
             else:
                 raise ValueError(f"crops[{i}]: expected 1 or 3 channels, got {crop.shape[2]}")
-        if crop.dtype != np.uint8:
-            raise ValueError(f"crops[{i}]: expected uint8 pixels, got {crop.dtype}")
         # Linear to twice the input size, then an exact 2x2 average: close to one area resize of
         # the whole crop at a third of its cost, and the identity path for training images,
         # which are augmented at twice the input size.
@@ -138,6 +138,13 @@ def ctc_greedy_decode(
     return texts, conf, char_conf
 
 
+def _int_entry(meta: dict, key: str, where, default: str | None = None) -> int:
+    try:
+        return int(meta[key] if default is None else meta.get(key, default))
+    except ValueError:
+        raise ValueError(f"{where}: ONNX metadata {key!r} must be an integer, got {meta[key]!r}") from None
+
+
 class OnnxPlateOCR(PlateOCR):
     """Plate crops -> texts with per-character and per-plate confidence (and a state guess when
     the model has a state head).
@@ -163,17 +170,44 @@ class OnnxPlateOCR(PlateOCR):
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(self.config.model_path), so, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
+        where = self.config.model_path
+        for key in ("alphabet", "input_height", "input_width"):
+            if key not in meta:
+                raise ValueError(f"{where}: ONNX metadata lacks a valid {key!r} entry (not an alpr-edge recognizer?)")
+        self.alphabet = meta["alphabet"]
+        self.height = _int_entry(meta, "input_height", where)
+        self.width = _int_entry(meta, "input_width", where)
+        self.blank = _int_entry(meta, "blank", where, "0")
         try:
-            self.alphabet = meta["alphabet"]
-            self.height = int(meta["input_height"])
-            self.width = int(meta["input_width"])
-            self.blank = int(meta.get("blank", "0"))
-        except (KeyError, ValueError) as err:
-            raise ValueError(f"{self.config.model_path}: ONNX metadata lacks a valid {err} entry") from err
-        self.states: list[str] = json.loads(meta.get("states", "[]"))
+            self.states: list[str] = json.loads(meta.get("states", "[]"))
+            if not isinstance(self.states, list) or not all(isinstance(v, str) for v in self.states):
+                raise ValueError("not a list of strings")
+        except ValueError as err:
+            raise ValueError(f"{where}: ONNX metadata 'states' must be a JSON list of state codes: {err}") from None
         self.version = meta.get("version", "unknown")
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
+        self._check_signature(where)
+
+    def _check_signature(self, where) -> None:
+        """The graph's input and outputs agree with the metadata: a model that does not is refused
+        here, naming the file, rather than by the first plate it would read."""
+        if not 0 <= self.blank <= len(self.alphabet) or not self.alphabet or min(self.height, self.width) < 1:
+            raise ValueError(f"{where}: ONNX metadata: an empty alphabet, a blank index outside it, "
+                             f"or an input size under 1 ({self.height}x{self.width})")
+        inp = self.session.get_inputs()[0]
+        want = (None, 1, self.height, self.width)  # N, gray channel, height, width
+        if inp.type != "tensor(float)" or len(inp.shape) != 4 or any(
+                isinstance(got, int) and w is not None and got != w for got, w in zip(inp.shape, want)):
+            raise ValueError(f"{where}: input {inp.name!r} is {inp.type} {inp.shape}; the metadata asks for "
+                             f"float (N, 1, {self.height}, {self.width})")
+        outs = {o.name: o for o in self.session.get_outputs()}
+        if "logits" not in outs:
+            raise ValueError(f"{where}: no output named 'logits' (outputs: {', '.join(outs)})")
+        shape = outs["logits"].shape
+        if len(shape) != 3 or (isinstance(shape[2], int) and shape[2] != len(self.alphabet) + 1):
+            raise ValueError(f"{where}: output 'logits' is {shape}; expected (N, T, {len(self.alphabet) + 1}): "
+                             f"the {len(self.alphabet)} characters of the metadata's alphabet and the blank")
 
     def _run(self, batch: np.ndarray):
         outs = self.session.run(None, {self.input_name: batch})
