@@ -52,12 +52,7 @@ def test_the_rewriting_changes_metadata_only(tmp_path):
     ({"states": "ca,nv"}, ["'states' must be a JSON list"]),
 ])
 def test_ocr_model_disagreeing_with_its_metadata_is_refused_at_load(tmp_path, entries, words):
-    path = with_metadata(OCR, tmp_path / "mine.onnx", **entries)
-    with pytest.raises(ValueError) as err:
-        OnnxPlateOCR(path)
-    assert str(path) in str(err.value)
-    for w in words:
-        assert w in str(err.value)
+    _assert_refused(OnnxPlateOCR, with_metadata(OCR, tmp_path / "mine.onnx", **entries), words)
 
 
 @pytest.mark.parametrize("entries, words", [
@@ -66,9 +61,12 @@ def test_ocr_model_disagreeing_with_its_metadata_is_refused_at_load(tmp_path, en
     ({"stride": "eight"}, ["must be integers", "'eight'"]),
 ])
 def test_detector_model_disagreeing_with_its_metadata_is_refused_at_load(tmp_path, entries, words):
-    path = with_metadata(DETECTOR, tmp_path / "mine.onnx", **entries)
+    _assert_refused(OnnxPlateDetector, with_metadata(DETECTOR, tmp_path / "mine.onnx", **entries), words)
+
+
+def _assert_refused(load, path, words):
     with pytest.raises(ValueError) as err:
-        OnnxPlateDetector(path)
+        load(path)
     assert str(path) in str(err.value)
     for w in words:
         assert w in str(err.value)
