@@ -727,7 +727,8 @@ class SceneRenderer:
                 for x, y, l in zip(xs, ys, ln):
                     cv2.line(layer, (int(x), int(y)), (int(x + l * 0.15), int(y + l)), 70, 1, cv2.LINE_AA)
                 self.rain.append(cv2.cvtColor(layer, cv2.COLOR_GRAY2BGR))
-        self.frames = int(round(scenario.duration_s * scenario.camera.fps))
+        # at least one frame: a duration under half a frame rounded to none, an empty, unreadable video
+        self.frames = max(1, int(round(scenario.duration_s * scenario.camera.fps)))
 
     # lighting --------------------------------------------------------------------------------
     def _lighting(self) -> tuple[np.ndarray, float, bool]:
