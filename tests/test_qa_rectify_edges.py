@@ -44,3 +44,11 @@ def test_plates_inside_the_frame_crop_as_before(frame):
     # a large plate inside the frame still takes the blurred path; its left part bright, right dark
     crops = crop_plates(frame, _dets([100, 100, 540, 320]), (128, 64))
     assert crops[0, :, :30].mean() > 150 and crops[0, :, -30:].mean() < 50
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 640, 3), (480, 0, 3)])
+def test_empty_frame_is_refused_by_name_not_a_division_by_zero(shape):
+    from edge.vision.detector import letterbox
+
+    with pytest.raises(ValueError, match="non-empty"):
+        letterbox(np.zeros(shape, np.uint8), (768, 448))

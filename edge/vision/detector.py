@@ -62,8 +62,8 @@ def letterbox(frame: np.ndarray, size: tuple[int, int], pad_value: int = PAD_VAL
     The frame goes to the top-left corner and the rest is filled with `pad_value`, so the mapping
     back to frame pixels is a single division. Resized by `resize_for_net`, as the training tiles.
     """
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(f"frame must be HxWx3 uint8 (BGR), got shape {frame.shape} dtype {frame.dtype}")
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or frame.size == 0:
+        raise ValueError(f"frame must be a non-empty HxWx3 uint8 (BGR) image, got shape {frame.shape} dtype {frame.dtype}")
     in_w, in_h = size
     h, w = frame.shape[:2]
     scale = min(in_w / w, in_h / h)
