@@ -133,6 +133,7 @@ class EmbeddedBroker:
             loop.run_until_complete(self._broker.start())
         except BaseException as err:  # reported by start()
             self._error = err
+            loop.close()
             self._ready.set()
             return
         self._ready.set()
@@ -140,6 +141,12 @@ class EmbeddedBroker:
         loop.close()
 
     def start(self, timeout: float = 10.0) -> "EmbeddedBroker":
+        if self._thread is not None and self._thread.is_alive():
+            # already running (`with EmbeddedBroker(...).start() as b` starts twice): a second
+            # broker thread failed to bind, took over _loop, and stop() then left the first running
+            return self
+        self._ready.clear()  # a start after stop() waits for its own broker, not the last one's
+        self._error = None
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)  # amqtt logs every packet at INFO
         self._thread = threading.Thread(target=self._run, name="embedded-broker", daemon=True)
