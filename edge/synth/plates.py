@@ -853,7 +853,7 @@ class Degradation(BaseModel):
     )
     shutter_s: tuple[float, float] | None = Field(None, description="exposure time range in seconds")
     defocus_p: float = Field(0.15, ge=0, le=1)
-    defocus_sigma: float = Field(1.0, ge=0)
+    defocus_sigma: float = Field(1.0, ge=0, le=20, description="max defocus (Gaussian sigma; 1e5 took minutes per crop)")
     sharpen_p: float = Field(0.45, ge=0, le=1, description="chance of camera (ISP) sharpening halos")
     sharpen_amount: float = Field(1.2, ge=0, le=4)
     noise_sigma: float = Field(9.0, ge=0, description="max sensor noise (8-bit levels)")
@@ -871,6 +871,8 @@ class Degradation(BaseModel):
             v = getattr(self, name)
             if v is not None and v[0] > v[1]:
                 raise ValueError(f"{name}: min {v[0]} is above max {v[1]}")
+        if not 0 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise ValueError(f"jpeg_quality: {list(self.jpeg_quality)} must lie within [0, 100]")
         if (self.speed_kmh is None) != (self.shutter_s is None):
             raise ValueError("speed_kmh and shutter_s go together")
         if self.shutter_s is not None and (self.shutter_s[0] <= 0 or self.shutter_s[0] > 1):
