@@ -67,6 +67,8 @@ def _plates(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise SystemExit("synth plates: --count must be at least 1")
+    if args.seed < 0:
+        raise SystemExit("synth plates: --seed must be >= 0")
     size = _parse_size(args.size)
     states = [s.strip().lower() for s in args.states.split(",") if s.strip()] or None
     from edge.synth.plates import check_serial_fonts
@@ -157,6 +159,8 @@ def _scene(args: argparse.Namespace) -> int:
         raise SystemExit(f"synth scene: {err}") from None
     if args.frames_every < 0:
         raise SystemExit("synth scene: --frames-every must be >= 0")
+    if args.seed is not None and args.seed < 0:
+        raise SystemExit("synth scene: --seed must be >= 0")
     summary = render_scene_to_dir(scenario, args.out, seed=args.seed, container=args.format,
                                   frames_every=args.frames_every, min_plate_px=args.min_plate_px)
 

@@ -141,7 +141,7 @@ class SceneConfig(_Strict):
 
 class Scenario(_Strict):
     name: str = "scenario"
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="random seed (numpy takes no negative one)")
     duration_s: float = Field(10.0, gt=0, le=3600)
     camera: CameraConfig = CameraConfig()
     traffic: TrafficConfig = TrafficConfig()
