@@ -57,3 +57,13 @@ def read_all(src, timeout_s=60.0):
     threading.Thread(target=consume, daemon=True).start()
     assert done.wait(timeout_s), f"the source did not end within {timeout_s} s ({len(got)} frames so far)"
     return got
+
+
+def send_mjpeg(request, jpegs) -> None:
+    """Answer as an MJPEG camera (multipart/x-mixed-replace) sending these JPEG frames."""
+    request.send_response(200)
+    request.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+    request.end_headers()
+    for j in jpegs:
+        request.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(j), j))
+    request.wfile.flush()

@@ -11,7 +11,7 @@ from edge.sources.base import FrameSource
 from edge.sources.folder import FolderSource, read_labels
 from edge.sources.stream import StreamSource
 from edge.sources.video import VideoFileSource
-from media_server import MediaServer, read_all, send_body
+from media_server import MediaServer, read_all, send_body, send_mjpeg
 
 
 def write_video(path, n=30, size=(160, 96), fps=10):
@@ -223,11 +223,7 @@ def test_a_live_stream_reconnects_after_each_drop_and_logs_the_first(caplog):
         if n > 3:  # the camera goes away for good after three sessions
             req.send_error(503)
             return
-        req.send_response(200)
-        req.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-        req.end_headers()
-        for j in jpegs:
-            req.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(j), j))
+        send_mjpeg(req, jpegs)
 
     with MediaServer({"/cam.mjpg": mjpeg}) as server, caplog.at_level(logging.WARNING, "edge.sources"):
         src = StreamSource(server.url + "/cam.mjpg", max_reconnects=1)
@@ -253,12 +249,7 @@ def test_a_camera_that_stalls_is_a_drop_after_the_read_timeout():
         if n > 2:
             req.send_error(503)
             return
-        req.send_response(200)
-        req.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-        req.end_headers()
-        for j in jpegs:
-            req.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n" % (len(j), j))
-        req.wfile.flush()
+        send_mjpeg(req, jpegs)
         if n == 1:
             time.sleep(15)  # connected, sending nothing: a hung camera
 
