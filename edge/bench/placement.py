@@ -96,7 +96,7 @@ def _get(data: dict, path: tuple[str, ...]) -> Any:
 def settings(scenario, varies: list[tuple[tuple[str, ...], list[Any]]], duration: float | None):
     """[(label dict, Scenario)]: the baseline (the scenario as written) first, then every
     combination of the varied values, each validated (a refused one is a PlacementError)."""
-    from edge.synth.scene import ScenarioError, parse_scenario
+    from edge.synth.scene import ScenarioError, check_video_size, parse_scenario
 
     base = scenario.model_dump()
     if duration is not None:
@@ -112,6 +112,7 @@ def settings(scenario, varies: list[tuple[tuple[str, ...], list[Any]]], duration
         desc = ", ".join(f"{k}={v}" for k, v in label.items()) if combo else "baseline"
         try:
             s = parse_scenario(data, source=f"setting {desc}")
+            check_video_size(s, source=f"setting {desc}")  # each setting is rendered to a video
         except ScenarioError as err:
             raise PlacementError(str(err)) from None
         if combo and s == out[0][1]:

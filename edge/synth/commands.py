@@ -148,13 +148,14 @@ def _plates(args: argparse.Namespace) -> int:
 
 
 def _scene(args: argparse.Namespace) -> int:
-    from edge.synth.scene import ScenarioError, load_scenario, parse_scenario, render_scene_to_dir
+    from edge.synth.scene import ScenarioError, check_video_size, load_scenario, parse_scenario, render_scene_to_dir
 
     try:
         scenario = load_scenario(args.scenario)
         if args.duration is not None:  # validated as if the file said it (model_copy would not check)
             scenario = parse_scenario({**scenario.model_dump(), "duration_s": float(args.duration)},
                                       source=f"--duration {args.duration}")
+        check_video_size(scenario, source=str(args.scenario))
     except ScenarioError as err:
         raise SystemExit(f"synth scene: {err}") from None
     if args.frames_every < 0:

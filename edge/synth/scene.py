@@ -1045,6 +1045,24 @@ def _frame_label_rows(name: str, truths: list[PlateTruth], min_plate_px: float) 
     return rows
 
 
+def check_video_size(scenario: Scenario, source: str = "scenario") -> None:
+    """Refuse a camera resolution a video file cannot hold as is (a ScenarioError naming the field).
+
+    MPEG-4 and Motion-JPEG store colour at half resolution, so OpenCV's writers need an even width
+    and height: an odd one was written one column or row short while the ground truth (and the
+    frames folder) kept the scenario's size, so boxes near the edge pointed past the video's frames.
+    Refused rather than padded or scaled: the video, the frames and the ground truth then all have
+    exactly the size the scenario asks for.
+    """
+    for field in ("width", "height"):
+        value = getattr(scenario.camera, field)
+        if value % 2:
+            raise ScenarioError(
+                f"{source}: camera.{field}: {value} is odd; a video needs an even width and height "
+                f"(the encoder would drop the last {'column' if field == 'width' else 'row'} and the "
+                f"ground truth would not match): use {value - 1} or {value + 1}")
+
+
 def render_scene_to_dir(
     scenario: Scenario,
     out: str | Path,
@@ -1062,6 +1080,7 @@ def render_scene_to_dir(
     plates is cut out (its 2:1 box) into `out/crops/` with `labels.csv` (`file,state,plate`, the real
     crops folder's format) for the OCR bench.
     """
+    check_video_size(scenario, source=scenario.name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
