@@ -188,6 +188,10 @@ class OnnxPlateOCR(PlateOCR):
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._check_signature(where)
+        # A model exported with a fixed batch dimension (often 1) takes exactly that many crops per
+        # call: predict() then runs in chunks of that size, the last one padded. None: any number.
+        batch = self.session.get_inputs()[0].shape[0]
+        self.fixed_batch: int | None = batch if isinstance(batch, int) and batch > 0 else None
 
     def _check_signature(self, where) -> None:
         """The graph's input and outputs agree with the metadata: a model that does not is refused
@@ -210,9 +214,13 @@ class OnnxPlateOCR(PlateOCR):
                              f"the {len(self.alphabet)} characters of the metadata's alphabet and the blank")
 
     def _run(self, batch: np.ndarray):
+        n = len(batch)
+        if self.fixed_batch is not None and n < self.fixed_batch:  # pad a short last chunk, drop its outputs
+            batch = np.concatenate([batch, np.zeros((self.fixed_batch - n, *batch.shape[1:]), batch.dtype)])
         outs = self.session.run(None, {self.input_name: batch})
         named = dict(zip(self.output_names, outs))
-        return named["logits"], named.get("state_logits")
+        state = named.get("state_logits")
+        return named["logits"][:n], None if state is None else state[:n]
 
     def predict(self, crops: Sequence[np.ndarray]) -> PlateTexts:
         crops = list(crops)
@@ -220,8 +228,9 @@ class OnnxPlateOCR(PlateOCR):
             return PlateTexts([], np.zeros((0,), np.float32), [], [], np.zeros((0,), np.float32))
         texts: list[str] = []
         confs, char_confs, regions, region_confs = [], [], [], []
-        for start in range(0, len(crops), self.config.max_batch):
-            x = preprocess(crops[start : start + self.config.max_batch], self.height, self.width)
+        step = self.fixed_batch or self.config.max_batch
+        for start in range(0, len(crops), step):
+            x = preprocess(crops[start : start + step], self.height, self.width)
             logits, state_logits = self._run(x)
             t, c, cc = ctc_greedy_decode(logits, self.alphabet, self.blank)
             texts += t
