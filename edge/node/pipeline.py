@@ -302,6 +302,12 @@ class EdgeNode:
         # hands them to the sink again, which stores them or logs each in full
         self._unemitted: list[Track] = []
         self._last_frame_at: tuple[float, float] | None = None  # (media time, time.monotonic()) of the last batch
+        self._next_metrics = time.monotonic() + config.metrics_interval_s
+        self._metrics_lock = threading.Lock()  # the node's thread and the read stage's (blocked) both emit
+        # A sink that can block (the outbox, full or unwritable) calls this while it waits, so the
+        # metrics lines and the status message keep coming and say the node is blocked.
+        if hasattr(sink, "on_blocked") and getattr(sink, "on_blocked", None) is None:
+            sink.on_blocked = self._metrics_due
 
     # -- main loop ---------------------------------------------------------------------------
     def run(self, progress: Callable[[int], None] | None = None) -> Metrics:
@@ -310,7 +316,7 @@ class EdgeNode:
         if cfg.pacing == "realtime" and not self.source.live:
             frames = paced(frames, cfg.speed)
         self._reader = reader = ReaderThread(frames, maxsize=max(8, 2 * cfg.batch_frames), drop_oldest=self.source.live)
-        next_metrics = time.monotonic() + cfg.metrics_interval_s
+        self._next_metrics = time.monotonic() + cfg.metrics_interval_s
         ended = False
         worker = _ReadWorker(self._read_stage) if cfg.overlap_stages else None
         try:
@@ -322,9 +328,7 @@ class EdgeNode:
                     if type(err).__name__ == "Empty":
                         # Tracker work stays on the thread that owns the tracker.
                         worker.put(self._tick_idle) if worker is not None else self._tick_idle()
-                        if time.monotonic() >= next_metrics:
-                            self._emit_metrics()
-                            next_metrics = time.monotonic() + cfg.metrics_interval_s
+                        self._metrics_due()
                         continue
                     log.error("source failed: %s", err)
                     raise
@@ -349,9 +353,7 @@ class EdgeNode:
                         self.process_batch(batch)
                     if progress:
                         progress(len(batch))
-                if time.monotonic() >= next_metrics:
-                    self._emit_metrics()
-                    next_metrics = time.monotonic() + cfg.metrics_interval_s
+                self._metrics_due()
         finally:
             reader.stop()
             failed: BaseException | None = None
@@ -382,14 +384,36 @@ class EdgeNode:
         now = media + (time.monotonic() - at)
         self._finish(self.tracker.expire(now), now=now)
 
+    def _metrics_due(self) -> None:
+        """The periodic metrics line and callback, when metrics_interval_s has passed. Called by the
+        main loop, and by a blocked sink while it waits (the main loop is then waiting on it)."""
+        if time.monotonic() < self._next_metrics:
+            return
+        with self._metrics_lock:
+            if time.monotonic() < self._next_metrics:
+                return
+            self._next_metrics = time.monotonic() + self.config.metrics_interval_s
+            if self._reader is not None:
+                self.metrics.queue_depth = self._reader.depth
+            self._emit_metrics()
+
     def _emit_metrics(self) -> None:
-        snap = self.metrics.snapshot({"active_tracks": len(self.tracker)})
+        extra = {"active_tracks": len(self.tracker)}
+        sink_state = getattr(self.sink, "state", None)
+        if callable(sink_state):
+            extra.update(sink_state())
+        snap = self.metrics.snapshot(extra)
         stages = " ".join(f"{k}={v:.1f}" for k, v in snap["stage_ms_per_frame"].items())
-        log.info(
+        blocked = ""
+        if snap.get("outbox_full") or snap.get("outbox_unwritable"):
+            blocked = (f"; BLOCKED for {snap['blocked_for_s']:.0f} s: the outbox is "
+                       f"{'full' if snap.get('outbox_full') else 'not writable'}, no new frames are taken")
+        log.log(
+            logging.WARNING if blocked else logging.INFO,
             "%s: %.1f fps (recent %.1f), %d frames (%d processed, %d static), %d plates, %d reads, "
-            "queue %d; ms/frame %s",
+            "queue %d; ms/frame %s%s",
             self.config.camera_id, snap["fps"], snap["fps_recent"], snap["frames"], snap["processed"],
-            snap["gated"], snap["plates"], snap["reads"], snap["queue_depth"], stages,
+            snap["gated"], snap["plates"], snap["reads"], snap["queue_depth"], stages, blocked,
         )
         if self.on_metrics:
             try:

@@ -129,8 +129,9 @@ def run_node(args) -> int:
         publisher.publish_status(cfg.status_topic, json.dumps(status).encode())
 
     def on_metrics(snap: dict) -> None:
+        # also called while the node waits for a full (or unwritable) outbox: it says so
         if publisher is not None:
-            publish_status("running", snap)
+            publish_status("blocked" if snap.get("outbox_full") or snap.get("outbox_unwritable") else "running", snap)
 
     node = EdgeNode(cfg, source, detector, ocr, sink, on_metrics=on_metrics)
     node.stop_event = stop
@@ -165,7 +166,7 @@ def run_node(args) -> int:
     if publisher is not None:
         _drain(publisher, outbox, cfg, stop)
         if publisher.connected:
-            publish_status("stopped", metrics.snapshot({"active_tracks": len(node.tracker)}))
+            publish_status("stopped", metrics.snapshot({"active_tracks": len(node.tracker), **sink.state()}))
         publisher.stop()  # an unreachable broker: paho may be sleeping between attempts (<= 2 s)
     drain_s = time.monotonic() - drain_start
     if drain_s >= 0.1:
@@ -183,6 +184,7 @@ def run_node(args) -> int:
             "published": publisher.published if publisher else 0,
             "acked": publisher.acked if publisher else 0,
             "drain_s": round(drain_s, 3),  # after processing: fps and elapsed_s leave it out
+            "blocked_s": round(sink.blocked_s, 3),  # waiting for a full or unwritable outbox
         }
     )
     if args.json:
