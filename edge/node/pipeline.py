@@ -92,6 +92,8 @@ class Metrics:
     processed: int = 0  # frames that passed the motion gate (detector ran)
     gated: int = 0  # static frames skipped
     plates: int = 0  # detections (plate sightings)
+    ocr_plates: int = 0  # detections the OCR read (plates, and those then judged no plate)
+    ocr_crops: int = 0  # crops the OCR read (each plate's framings, second looks)
     reads: int = 0  # read events emitted
     dropped_tracks: int = 0  # tracks that ended without a confident read
     merged_tracks: int = 0  # tracks of a plate read moments before (occlusion): not published again
@@ -143,7 +145,11 @@ class Metrics:
             # cost the gate leaves), plus per processed frame for the detector.
             "stage_ms_per_frame": {s: round(1000 * v / n, 3) for s, v in self.stage_s.items()},
             "detect_ms_per_processed_frame": round(1000 * self.stage_s["detect"] / max(self.processed, 1), 3),
-            "ocr_ms_per_plate": round(1000 * self.stage_s["ocr"] / max(self.plates, 1), 3),
+            # per detection read, whatever was made of its reading (a plate, or no plate after all)
+            "ocr_ms_per_plate": round(1000 * self.stage_s["ocr"] / max(self.ocr_plates, 1), 3),
+            "ocr_ms_per_crop": round(1000 * self.stage_s["ocr"] / max(self.ocr_crops, 1), 3),
+            "ocr_plates": self.ocr_plates,
+            "ocr_crops": self.ocr_crops,
             "elapsed_s": round(elapsed, 3),
         }
         if extra:
@@ -482,6 +488,8 @@ class EdgeNode:
         # each plate's width in the frame: an ensemble asks its camera recognizer about small ones
         widths = np.repeat([float(dets[k].boxes[j, 2] - dets[k].boxes[j, 0]) for k, j in owners], self.ocr_variants)
         texts = read_plates(self.ocr, crops, widths) if crops else None
+        m.ocr_plates += len(owners)
+        m.ocr_crops += len(crops)
         V = self.ocr_variants
         combined = [_combine_variants(texts, p * V, V, self.config.min_confidence) for p in range(len(owners))] if V > 1 else []
         if combined and self.config.second_look_max_chars:
@@ -590,6 +598,7 @@ class EdgeNode:
                 crops.extend(self.cropper(todo[k].image, _scaled(det, s), self.out_size))
             widths += [float(det.boxes[0, 2] - det.boxes[0, 0])] * len(SECOND_LOOK_SCALES)
         wide = read_plates(self.ocr, crops, widths)
+        self.metrics.ocr_crops += len(crops)
         S = len(SECOND_LOOK_SCALES)
         out = list(readings)
         for q, p in enumerate(short):
