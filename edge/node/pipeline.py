@@ -102,6 +102,7 @@ class Metrics:
     queue_depth: int = 0
     source_skipped: int = 0
     frames_dropped: int = 0  # live sources: frames dropped because the pipeline lagged
+    crops_not_saved: int = 0  # reads published without their crop picture (the crop could not be written)
     # when the node stopped processing: fps and elapsed_s end there, not with what the caller does
     # after (waiting for the outbox to drain adds seconds that are no frame's)
     ended: float | None = None
@@ -141,6 +142,7 @@ class Metrics:
             "queue_depth": self.queue_depth,
             "source_skipped": self.source_skipped,
             "frames_dropped": self.frames_dropped,
+            "crops_not_saved": self.crops_not_saved,
             # ms per source frame, by stage (detect/ocr are 0 on gated frames, so this is the
             # cost the gate leaves), plus per processed frame for the detector.
             "stage_ms_per_frame": {s: round(1000 * v / n, 3) for s, v in self.stage_s.items()},
@@ -172,6 +174,9 @@ VARIANT_SCALES = (1.0, 1.12, 1.25, 1.06, 1.18)
 # so the junk wide framings read on ordinary plates cannot outvote right readings.
 SECOND_LOOK_SCALES = (1.4, 1.55)
 SECOND_LOOK_MIN_CONFIDENCE = 0.9
+
+# A crop that cannot be saved (disk full, folder not writable) is warned about again at most this often.
+CROP_WARN_EVERY_S = 60.0
 
 
 def _one_more_character(reading: Reading, wider: Sequence[tuple[str, np.ndarray]]) -> Reading | None:
@@ -309,6 +314,10 @@ class EdgeNode:
         self._unemitted: list[Track] = []
         self._last_frame_at: tuple[float, float] | None = None  # (media time, time.monotonic()) of the last batch
         self._next_metrics = time.monotonic() + config.metrics_interval_s
+        # crops that could not be saved: the first failure is logged, later ones counted, logged at
+        # most every CROP_WARN_EVERY_S and summed up at the end (a full disk must not bury the log)
+        self._crop_warned_at: float | None = None
+        self._crop_unlogged = 0
         self._metrics_lock = threading.Lock()  # the node's thread and the read stage's (blocked) both emit
         # A sink that can block (the outbox, full or unwritable) calls this while it waits, so the
         # metrics lines and the status message keep coming and say the node is blocked.
@@ -375,6 +384,7 @@ class EdgeNode:
                 self._finish(self.tracker.flush(), final=True)
             finally:
                 self.metrics.end()
+                self._summarise_crops()
                 self._emit_metrics()
             if failed is not None:
                 raise failed
@@ -751,11 +761,28 @@ class EdgeNode:
             if not ok:
                 raise OSError("JPEG encoding failed")
             path.write_bytes(buf.tobytes())
-        except OSError as err:
+        except (OSError, cv2.error) as err:
             # The read matters more than its picture: publish without crop_ref.
-            log.warning("cannot save crop %s: %s", path, err)
+            self.metrics.crops_not_saved += 1
+            now = time.monotonic()
+            if self._crop_warned_at is None:
+                log.warning("cannot save crop %s: %s; the read is published without it (later failures "
+                            "are counted and summed up at the end)", path, err)
+            elif now - self._crop_warned_at >= CROP_WARN_EVERY_S:
+                log.warning("cannot save crop %s: %s (%d more since the last logged)", path, err,
+                            self._crop_unlogged + 1)
+            else:
+                self._crop_unlogged += 1
+                return None
+            self._crop_warned_at, self._crop_unlogged = now, 0
             return None
         return rel.as_posix()
+
+    def _summarise_crops(self) -> None:
+        if self._crop_unlogged:
+            log.warning("%s: %d crop(s) in all could not be saved under %s; their reads were published "
+                        "without crop_ref", self.config.camera_id, self.metrics.crops_not_saved, self.crop_dir)
+            self._crop_unlogged = 0
 
 
 def _voted_text(track: Track) -> str | None:
