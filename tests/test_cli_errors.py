@@ -195,7 +195,7 @@ def test_bench_frames_and_video_name_a_missing_folder_and_a_folder_given_as_vide
     assert status == 2
     assert_one_clear_line(err, "bench frames", "folder not found", str(tmp_path / "nope"))
     status, err = run_cli(capsys, "bench", "video", tmp_path)
-    assert status == 1
+    assert status == 2  # bad input, as `run --source` says of the same path
     assert_one_clear_line(err, "bench video", f"{tmp_path} is a folder, not a video file")
 
 

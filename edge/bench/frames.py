@@ -299,12 +299,16 @@ def run_on_source(cfg, source, detector, ocr) -> SourceRun:
 
 def _video(args) -> int:
     from edge.bench.report import machine_info, print_json_last, print_table
+    from edge.sources.base import SourceError
     from edge.sources.video import VideoFileSource
 
     logging.getLogger("edge").setLevel(logging.WARNING)
     if args.max_frames is not None and args.max_frames < 1:  # 0 or less ran nothing and reported it
         raise SystemExit(f"bench video: --max-frames must be at least 1, got {args.max_frames}")
-    source = VideoFileSource(args.file)
+    try:
+        source = VideoFileSource(args.file)
+    except SourceError as err:  # a missing or undecodable file is bad input: exit 2, as `run` does
+        raise SystemExit(f"bench video: {err}") from None
     cfg = _config(args, args.file, motion_gating=not args.no_motion_gating, vision=args.vision)
     detector, ocr = _stages(cfg)
     run = run_on_source(cfg, _Limited(source, args.max_frames), detector, ocr)
