@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -154,9 +155,19 @@ class DemoCameras:
         finally:
             self.queue.put((run.camera_id, None))
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop every camera and wait for its thread: a process that exits (an error, Ctrl-C) while
+        a camera thread is inside onnxruntime aborts ('terminate called without an active
+        exception', exit 134) instead of reporting its error."""
         for node in self._nodes:
             node.stop_event.set()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def alive(self) -> list[str]:
+        """Cameras whose thread is still running."""
+        return [r.camera_id for r, t in zip(self.runs, self._threads) if t.is_alive()]
 
     def __iter__(self) -> Iterator[tuple[str, ReadEvent]]:
         running = len(self._threads)

@@ -13,17 +13,19 @@ def register(sub) -> None:
     p.add_argument("--synthetic-reads", type=int, metavar="N",
                    help="no vision: publish N made-up read events instead of running cameras")
     p.add_argument("--seed", type=int,
-                   help="seed of the made-up reads (default 7) and of the synthetic footage (camera i gets SEED+i; "
-                        "default: the demo's fixed footage). A synthetic --source that names its own seed keeps it")
+                   help="seed (0 or more) of the made-up reads (default 7) and of the synthetic footage (camera i gets "
+                        "SEED+i; default: the demo's fixed footage). A synthetic --source that names its own seed keeps it")
     p.add_argument("--detector-model", help="ONNX detector (default: models/detector.onnx)")
     p.add_argument("--ocr-model", help="ONNX OCR, one or several comma-separated (default: models/ocr.onnx,models/ocr-camera.onnx)")
     p.add_argument("--broker", help="use this Mosquitto (configured by `broker-config demo`) instead of the embedded broker")
     p.add_argument("--secrets", help="with --broker: the secrets directory broker-config wrote")
     p.add_argument("--registry", help="registry YAML (default: the packaged demo registry)")
     p.add_argument("--policy", default="ca-sb34", help="policy file or shipped name (default %(default)s)")
-    p.add_argument("--audit", help="keep the audit log in this SQLite file (default: a temp file); a kept file grows run "
-                   "after run, and the agencies' inboxes beside it (inbox-<agency>.db) are fresh each run")
-    p.add_argument("--out", help="folder for crops and outboxes (default: a temp folder)")
+    p.add_argument("--audit", help="keep the audit log in this SQLite file (default: a temp file, removed at the end "
+                   "with the agencies' inboxes); a kept file grows run after run, and the agencies' inboxes beside it "
+                   "(inbox-<agency>.db) are fresh each run")
+    p.add_argument("--out", help="keep the cameras' plate crops in this folder, one subfolder per camera (default: a temp "
+                   "folder, removed at the end)")
     p.add_argument("--no-forgeries", action="store_true", help="do not publish the forged and malformed messages")
     p.add_argument("--report", "--html", dest="report", metavar="OUT.html",
                    help="also write the self-contained HTML report here")
@@ -57,13 +59,10 @@ def _progress_thread(cams, stop):
 
 def _demo(args) -> int:
     import os
-    import sys
     import tempfile
-    import threading
     from pathlib import Path
 
-    from edge.bench.report import print_json_last, print_table
-    from edge.demo.run import decided_by_text, demo_registry, run_demo, synthetic_reads, write_html
+    from edge.demo.run import demo_registry
     from edge.policy.policy import load_policy
     from edge.policy.registry import Secrets, load_registry
 
@@ -75,6 +74,10 @@ def _demo(args) -> int:
     secrets = Secrets(args.secrets) if args.secrets else None
     if args.synthetic_reads is not None and args.synthetic_reads < 0:
         raise SystemExit(f"demo: --synthetic-reads must be 0 or more, got {args.synthetic_reads}")
+    if args.seed is not None and args.seed < 0:  # before: camera 1 failed mid-demo on numpy's 'expected non-negative integer'
+        raise SystemExit(f"demo: --seed must be 0 or more, got {args.seed}")
+    if not registry.cameras:  # before: a ZeroDivisionError traceback, or '2 sources but only 0 cameras'
+        raise SystemExit(f"demo: the registry {args.registry or 'demo'} has no cameras: the demo needs at least one")
     if args.report:  # a report that cannot be written is said now, not after the whole demo has run
         report, existed = Path(args.report), os.path.lexists(args.report)
         try:
@@ -85,6 +88,20 @@ def _demo(args) -> int:
         if not existed:
             report.unlink()
 
+    # Without --out / --audit the crops, the audit log and the agencies' inboxes (plates, times, places)
+    # go to a temporary folder that is removed at the end: a demo run leaves no read data behind.
+    with tempfile.TemporaryDirectory(prefix="alpr-demo-", ignore_cleanup_errors=True) as scratch:
+        return _run(args, registry, policy, secrets, Path(scratch))
+
+
+def _run(args, registry, policy, secrets, scratch) -> int:
+    import sys
+    import threading
+    from pathlib import Path
+
+    from edge.bench.report import print_json_last, print_table
+    from edge.demo.run import decided_by_text, run_demo, synthetic_reads, write_html
+
     cams = None
     if args.synthetic_reads is not None:
         reads = synthetic_reads(registry, args.synthetic_reads, 7 if args.seed is None else args.seed)
@@ -92,7 +109,7 @@ def _demo(args) -> int:
         from edge.demo.cameras import DEFAULT_SOURCES, DemoCameras, without_seed
         from edge.sources import SourceError
 
-        out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="alpr-demo-"))
+        out = Path(args.out) if args.out else scratch / "out"
         try:
             sources = args.source or DEFAULT_SOURCES
             if args.seed is not None and not args.source:  # other traffic on the default scenes
@@ -109,12 +126,12 @@ def _demo(args) -> int:
     stop = threading.Event()
     shower = _progress_thread(cams, stop) if cams is not None else None
     try:
-        result = run_demo(reads, registry, policy, broker_url=args.broker, secrets=secrets, audit_path=args.audit,
-                          with_forgeries=not args.no_forgeries)
+        result = run_demo(reads, registry, policy, broker_url=args.broker, secrets=secrets,
+                          audit_path=args.audit or str(scratch / "audit.db"), with_forgeries=not args.no_forgeries)
     finally:
         stop.set()
         if cams is not None:
-            cams.stop()
+            cams.stop()  # and wait for the camera threads (on an error too: see DemoCameras.stop)
         if shower is not None:
             shower.join(timeout=2)
     camera_errors = [f"{r.camera_id}: {r.error}" for r in (cams.runs if cams else []) if r.error]
