@@ -55,8 +55,10 @@ def test_demo_cli_embedded(tmp_path):
     assert "norcal-task-force" in page and "refuse:on-behalf-of" in page
 
 
-def test_demo_on_mosquitto(mosquitto_factory, tmp_path):
-    broker = mosquitto_factory(registry=demo_registry(), name="demo-broker")
+@pytest.mark.parametrize("auth", ["acl-file", "dynsec"])
+def test_demo_on_mosquitto(mosquitto_factory, tmp_path, auth):
+    """dynsec: cameras and agencies connect with their bound client ids, '#' is refused at SUBACK."""
+    broker = mosquitto_factory(registry=demo_registry(), name="demo-broker", auth=auth)
     r = subprocess.run([sys.executable, "-m", "edge.cli", "demo", "--synthetic-reads", "40", "--json", "--broker", broker.url(),
                         "--secrets", str(broker.directory / "secrets"), "--audit", str(tmp_path / "audit.db")],
                        capture_output=True, text=True, timeout=120)

@@ -141,6 +141,10 @@ class AgencyReceiver:
     client_id: str | None = None
     protocol: int = transport.MQTT_V5
     batch_wait_s: float = 0.02
+    # Filters this agency also tries to subscribe to on the same connection (the demo tries '#'):
+    # the broker may refuse them at SUBACK (probe_refused) or grant them and filter each delivery;
+    # anything arriving off the share topic is rejected and counted, never stored.
+    probe_topics: tuple[str, ...] = ()
     stats: ReceiverStats = field(default_factory=ReceiverStats)
     error: BaseException | None = None
 
@@ -151,6 +155,7 @@ class AgencyReceiver:
         self._lock = threading.Lock()
         self._client: mqtt.Client | None = None
         self._worker: threading.Thread | None = None
+        self.probe_refused: dict[str, bool] = {}  # probe filter -> refused at SUBACK
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         self._queue.put((msg.mid, msg.qos, msg.topic, msg.payload))
@@ -159,12 +164,14 @@ class AgencyReceiver:
         self._client = transport.connect(
             self.broker, self.client_id or f"agency-{self.agency_id}", protocol=self.protocol, clean_start=False,
             session_expiry_s=SESSION_EXPIRY_S, manual_ack=True, on_message=self._on_message,
-            subscriptions=[(self.topic, 1)],  # QoS 1 + ack after commit (module docstring)
+            subscriptions=[(self.topic, 1), *((t, 1) for t in self.probe_topics)],  # QoS 1 + ack after commit
         )
         code = self._client.suback_codes.get(self.topic)
         if code is not None and transport.suback_refused(code):
             transport.close(self._client)
             raise transport.MQTTError(f"broker refused {self.agency_id}'s subscription to {self.topic}: {code}")
+        self.probe_refused = {t: transport.suback_refused(c) for t, c in self._client.suback_codes.items()
+                              if t in self.probe_topics}
         self._worker = threading.Thread(target=self._run, name=f"agency-{self.agency_id}", daemon=True)
         self._worker.start()
         log.info("agency %s receiving %s into %s", self.agency_id, self.topic, self.inbox.path)

@@ -5,19 +5,33 @@ from there: `cd OUT && mosquitto -c mosquitto.conf`):
 
     mosquitto.conf          includes conf.d/
     conf.d/10-listeners.conf  plain listener (loopback by default)
-    conf.d/20-auth.conf       no anonymous access; password file and ACL
+    conf.d/20-auth.conf       no anonymous access; password file and ACL (or the plugin)
     conf.d/30-persistence.conf  sessions and queued QoS 1 messages survive restarts
     conf.d/40-limits.conf     queue and in-flight limits sized for the gate
     conf.d/50-tls.conf        optional TLS listener
     passwd                    PBKDF2-SHA512 hashes ($7$, mosquitto_passwd's format), mode 0600
     acl                       per-user topic rules, mode 0600
     secrets/                  dev passwords created for missing `file:` credentials, mode 0600
+
+    with auth="dynsec", instead of passwd and acl:
+    dynamic-security.json     logins (same hashes), bound client ids and per-login rules, mode 0600
+
+Why auth="dynsec" (Mosquitto's dynamic-security plugin): the acl_file cannot bind a client id to a
+login, nor check subscriptions. Without the first, any valid login (a camera, a refused agency)
+could connect with the gate's client id and take over its persistent session, dropping the raw
+reads queued for it before they were audited; without the second, any login could join the
+gates' `$share` group and take a share of the raw reads (refused on delivery, so lost). With the
+plugin every camera and agency login may connect only with its own client id (`edge-<camera id>`,
+`agency-<agency id>`: one connection per login) and may subscribe only to what it may read;
+only the gate's login chooses its client ids (several gates, each with a subscriber and a
+forwarder connection).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -33,7 +47,53 @@ GATE_STATUS_PREFIX = "alpr/gate/status"  # alpr/gate/status/<gate id>, retained
 
 def gate_status_topic(gate_id: str) -> str:
     return f"{GATE_STATUS_PREFIX}/{gate_id}"
+
+
 PBKDF2_ITERATIONS = 101  # mosquitto_passwd's default for $7$ in 2.0
+
+# Client ids the broker binds to camera and agency logins (auth="dynsec"): an edge node connects as
+# `edge-<camera id>`, an agency receiver as `agency-<agency id>`, and no other login can use them.
+CAMERA_CLIENT_PREFIX = "edge-"
+AGENCY_CLIENT_PREFIX = "agency-"
+AUTH_MODES = ("dynsec", "acl-file")
+DYNSEC_FILE = "dynamic-security.json"
+# Where distributions install the plugin (Debian/Ubuntu multiarch, source builds, Homebrew).
+DYNSEC_PLUGIN_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+    "/usr/lib64/mosquitto_dynamic_security.so",
+    "/usr/local/lib/mosquitto_dynamic_security.so",
+    "/opt/homebrew/lib/mosquitto_dynamic_security.so",
+)
+
+
+class BrokerConfigError(ValueError):
+    """The broker configuration cannot be written as asked; the text says what to change."""
+
+
+def camera_client_id(camera_id: str) -> str:
+    return f"{CAMERA_CLIENT_PREFIX}{camera_id}"
+
+
+def agency_client_id(agency_id: str) -> str:
+    return f"{AGENCY_CLIENT_PREFIX}{agency_id}"
+
+
+def bound_client_id(registry: Registry, principal) -> str | None:
+    """The only client id the broker accepts for this principal's login (None: the gate's, free)."""
+    if principal is registry.gate or principal.username == registry.gate.username:
+        return None
+    if registry.camera(getattr(principal, "id", "")) is principal:
+        return camera_client_id(principal.id)
+    return agency_client_id(principal.id)
+
+
+def find_dynsec_plugin() -> str | None:
+    for candidate in DYNSEC_PLUGIN_CANDIDATES:
+        if os.path.exists(candidate):
+            return candidate
+    return None
 
 
 def raw_topic(camera_id: str) -> str:
@@ -122,8 +182,97 @@ def render_acl(registry: Registry, acl: Acl) -> str:
     return "\n".join(lines)
 
 
+def _split_hash(encoded: str) -> tuple[int, str, str]:
+    _, _, iterations, salt_b64, digest_b64 = encoded.split("$")
+    return int(iterations), salt_b64, digest_b64
+
+
+def build_dynsec(registry: Registry, acl: Acl, hashes: dict[str, str]) -> dict:
+    """The dynamic-security plugin's configuration: one client per principal, one role per client.
+
+    Deny by default (publish, receive, subscribe); each role allows what `acl` lists for its login:
+    `read` topics as subscribePattern + publishClientReceive, `write` topics as publishClientSend.
+    A subscription is checked against its whole filter, `$share/<group>/` included, so only the
+    gate's role also allows `$share/+/alpr/raw/#`. Camera and agency clients are bound to one
+    client id each; the gate's is not (gates choose `<client_id>-<gate id>` and `...-fwd`).
+    """
+
+    def allow(acltype: str, topic: str) -> dict:
+        return {"acltype": acltype, "topic": topic, "allow": True}
+
+    def role(name: str, user: str, extra_subscribe: tuple[str, ...] = ()) -> dict:
+        acls = []
+        for t in acl.read.get(user, ()):
+            acls += [allow("subscribePattern", t), allow("publishClientReceive", t)]
+        acls += [allow("subscribePattern", t) for t in extra_subscribe]
+        acls += [allow("publishClientSend", t) for t in acl.write.get(user, ())]
+        return {"rolename": name, "acls": acls}
+
+    def client(principal, text: str, rolename: str, client_id: str | None) -> dict:
+        iterations, salt, digest = _split_hash(hashes[principal.username])
+        c = {"username": principal.username, "textName": text, "password": digest, "salt": salt,
+             "iterations": iterations, "roles": [{"rolename": rolename}]}
+        if client_id is not None:
+            c["clientid"] = client_id
+        return c
+
+    g = registry.gate
+    clients = [client(g, "the policy gate (chooses its client ids)", "gate", None)]
+    roles = [role("gate", g.username, (f"$share/+/{RAW_PREFIX}/#",))]
+    for c in registry.cameras:
+        clients.append(client(c, f"camera {c.id} (operated by {c.agency})", f"camera-{c.id}", camera_client_id(c.id)))
+        roles.append(role(f"camera-{c.id}", c.username))
+    for a in registry.agencies:
+        clients.append(client(a, f"agency {a.id} ({a.kind.value}, {a.jurisdiction})", f"agency-{a.id}",
+                              agency_client_id(a.id)))
+        roles.append(role(f"agency-{a.id}", a.username))
+    return {
+        "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False, "subscribe": False,
+                             "unsubscribe": True},
+        "clients": clients,
+        "groups": [],
+        "roles": roles,
+    }
+
+
+def _existing_hashes(out: Path) -> dict[str, str]:
+    """username -> `$7$` hash from what an earlier run wrote (either format), for reuse."""
+    existing: dict[str, str] = {}
+    if (out / "passwd").exists():
+        for line in (out / "passwd").read_text(encoding="utf-8").splitlines():
+            user, _, encoded = line.partition(":")
+            existing[user] = encoded
+    try:
+        data = json.loads((out / DYNSEC_FILE).read_text(encoding="utf-8"))
+        for c in data.get("clients", []):
+            existing[c["username"]] = f"$7${int(c['iterations'])}${c['salt']}${c['password']}"
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass  # none yet, or damaged: fresh hashes
+    return existing
+
+
 def render_conf_files(port: int = 1883, bind: str = "127.0.0.1", tls: TlsListener | None = None,
-                      max_queued: int = 1_000_000, run_as: str | None = None) -> dict[str, str]:
+                      max_queued: int = 1_000_000, run_as: str | None = None, auth: str = "acl-file",
+                      dynsec_plugin: str | None = None) -> dict[str, str]:
+    if auth == "dynsec":
+        auth_conf = (
+            "# Every client logs in as a registry principal. The dynamic-security plugin holds the\n"
+            "# logins and rules (dynamic-security.json): deny by default, each login its own topics,\n"
+            "# subscriptions checked (no joining the gates' $share group), and every camera and agency\n"
+            "# login bound to its own client id (no taking over the gate's session).\n"
+            "allow_anonymous false\n"
+            f"plugin {dynsec_plugin}\n"
+            f"plugin_opt_config_file {DYNSEC_FILE}\n"
+        )
+    else:
+        auth_conf = (
+            "# Every client logs in as a registry principal; the ACL limits each to its own topics.\n"
+            "# (acl-file mode: client ids are not bound to logins and subscriptions are not checked;\n"
+            "# broker-config --auth dynsec closes both.)\n"
+            "allow_anonymous false\n"
+            "password_file passwd\n"
+            "acl_file acl\n"
+        )
     files = {
         "mosquitto.conf": (
             "# Generated by `alpr-edge broker-config`; regenerate rather than edit.\n"
@@ -138,12 +287,7 @@ def render_conf_files(port: int = 1883, bind: str = "127.0.0.1", tls: TlsListene
             "# Plain MQTT. Loopback by default: beyond this machine use the TLS listener.\n"
             f"listener {port} {bind}\n"
         ),
-        "conf.d/20-auth.conf": (
-            "# Every client logs in as a registry principal; the ACL limits each to its own topics.\n"
-            "allow_anonymous false\n"
-            "password_file passwd\n"
-            "acl_file acl\n"
-        ),
+        "conf.d/20-auth.conf": auth_conf,
         "conf.d/30-persistence.conf": (
             "# Persistent sessions (the gate's included) and their queued QoS 1 messages survive a\n"
             "# broker restart: a read a camera published is not lost while the gate is down.\n"
@@ -166,7 +310,7 @@ def render_conf_files(port: int = 1883, bind: str = "127.0.0.1", tls: TlsListene
     }
     if run_as:
         files["conf.d/05-process.conf"] = (
-            "# Started as root, mosquitto switches to this user before reading passwd and acl\n"
+            "# Started as root, mosquitto switches to this user before reading its logins and rules\n"
             "# (mode 0600): it must own them.\n"
             f"user {run_as}\n"
         )
@@ -186,14 +330,30 @@ def render_conf_files(port: int = 1883, bind: str = "127.0.0.1", tls: TlsListene
 
 def write_broker_config(registry: Registry, out_dir: str | os.PathLike, secrets_dir: str | os.PathLike | None = None,
                         port: int = 1883, bind: str = "127.0.0.1", tls: TlsListener | None = None,
-                        run_as: str | None = None, extra_conf: dict[str, str] | None = None) -> list[Path]:
-    """Write the configuration; create missing `file:` dev passwords. Returns the files written."""
+                        run_as: str | None = None, extra_conf: dict[str, str] | None = None,
+                        auth: str = "acl-file", dynsec_plugin: str | None = None) -> list[Path]:
+    """Write the configuration; create missing `file:` dev passwords. Returns the files written.
+
+    `auth`: "acl-file" (default for now: passwd + acl) or "dynsec" (the dynamic-security plugin,
+    `dynsec_plugin` its path, found when not given; see the module docstring for why)."""
+    if auth not in AUTH_MODES:
+        raise BrokerConfigError(f"auth {auth!r}: must be one of {', '.join(AUTH_MODES)}")
+    if auth == "dynsec":
+        if dynsec_plugin and not os.path.isfile(dynsec_plugin):
+            raise BrokerConfigError(f"--dynsec-plugin {dynsec_plugin}: no such file")
+        dynsec_plugin = dynsec_plugin or find_dynsec_plugin()
+        if not dynsec_plugin:
+            raise BrokerConfigError(
+                "Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) was not found in "
+                f"{', '.join(os.path.dirname(c) for c in DYNSEC_PLUGIN_CANDIDATES)}: give its path "
+                "(--dynsec-plugin PATH), or --auth acl-file for a Mosquitto without it")
     out = Path(out_dir)
     (out / "conf.d").mkdir(parents=True, exist_ok=True)
     (out / "data").mkdir(exist_ok=True)
     secret_store = Secrets(secrets_dir if secrets_dir is not None else out / "secrets", generate=True)
     written: list[Path] = []
-    for name, text in {**render_conf_files(port, bind, tls, run_as=run_as), **(extra_conf or {})}.items():
+    conf = render_conf_files(port, bind, tls, run_as=run_as, auth=auth, dynsec_plugin=dynsec_plugin)
+    for name, text in {**conf, **(extra_conf or {})}.items():
         p = out / name
         p.write_text(text, encoding="utf-8")
         written.append(p)
@@ -202,18 +362,23 @@ def write_broker_config(registry: Registry, out_dir: str | os.PathLike, secrets_
             stale.unlink()  # e.g. a TLS listener no longer asked for
     # Keep a principal's existing hash while it still matches its password: regenerating the
     # configuration then changes only what the registry changed.
-    existing: dict[str, str] = {}
-    if (out / "passwd").exists():
-        for line in (out / "passwd").read_text(encoding="utf-8").splitlines():
-            user, _, encoded = line.partition(":")
-            existing[user] = encoded
-    pw_lines = []
+    existing = _existing_hashes(out)
+    hashes: dict[str, str] = {}
     for p in registry.principals():
         password = secret_store.password(p)
         old = existing.get(p.username)
         keep = old is not None and old.startswith("$7$") and check_password(password, old)
-        pw_lines.append(f"{p.username}:{old if keep else hash_password(password)}")
-    for name, text in (("passwd", "\n".join(pw_lines) + "\n"), ("acl", render_acl(registry, build_acl(registry)))):
+        hashes[p.username] = old if keep else hash_password(password)
+    acl = build_acl(registry)
+    if auth == "dynsec":
+        private = {DYNSEC_FILE: json.dumps(build_dynsec(registry, acl, hashes), indent=2) + "\n"}
+        stale_names = ("passwd", "acl")  # an earlier acl-file configuration: no longer read
+    else:
+        private = {"passwd": "".join(f"{u}:{h}\n" for u, h in hashes.items()), "acl": render_acl(registry, acl)}
+        stale_names = (DYNSEC_FILE,)
+    for name in stale_names:
+        (out / name).unlink(missing_ok=True)
+    for name, text in private.items():
         p = out / name
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

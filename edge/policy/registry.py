@@ -107,7 +107,17 @@ class Camera(Principal):
 
 
 class GatePrincipal(Principal):
+    # Gates connect as `<client_id>-<gate id>` (and `...-fwd`); cameras and agencies are bound by
+    # the broker to `edge-<camera id>` and `agency-<agency id>`, so the gate's must not look like those.
     client_id: Identifier = "alpr-gate"
+
+    @model_validator(mode="after")
+    def _not_a_bound_prefix(self) -> "GatePrincipal":
+        for reserved in ("edge", "agency"):
+            if self.client_id == reserved or self.client_id.startswith(f"{reserved}-"):
+                raise ValueError(f"client_id {self.client_id!r}: '{reserved}-...' client ids belong to "
+                                 f"{'cameras' if reserved == 'edge' else 'agencies'}; choose another")
+        return self
 
 
 class Registry(_Model):

@@ -11,11 +11,22 @@ gate's and cameras' own logins on every share and raw topic, and whatever reache
 outside its own topic is a leak. Each agency must receive the canary on its own topic (so "nothing
 received" is not vacuous). Forged publishes are watched by a monitor logged in as the gate.
 Canaries carry {"canary": true}; a running gate audits the raw ones as malformed.
+
+Identity: every camera and agency login also tries to connect with a client id of the gate's form
+(`<gate client_id>-verify-...`). A broker configured with `--auth dynsec` refuses it (client ids
+are bound to logins); one with the acl_file accepts it, which is reported as a GAP (not a failure:
+the README's "Known gaps"), because with such a client id a login could take over a gate's session.
+
+Each principal logs in with the client id the dynamic-security plugin binds to it (`edge-<camera>`,
+`agency-<agency>`), so run it with the cameras stopped: a running edge node with that id and the
+check would disconnect each other. An agency is checked on its own persistent session without
+acknowledging anything, so reads queued for a stopped receiver stay queued for it.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,7 +34,7 @@ from datetime import datetime, timezone
 
 import paho.mqtt.client as mqtt
 
-from edge.policy.brokerconf import RAW_PREFIX, SHARE_PREFIX, raw_topic, share_topic
+from edge.policy.brokerconf import RAW_PREFIX, SHARE_PREFIX, bound_client_id, raw_topic, share_topic
 from edge.policy.registry import Registry, Secrets
 from edge.schema import ReadEvent, new_read_id
 from edge.transport import mqtt as transport
@@ -35,6 +46,7 @@ class Check:
     attempt: str
     ok: bool  # refused as it must be (or, for a control, worked as it must)
     how: str
+    gap: bool = False  # not refused, but a documented gap of the broker's mode (not counted as a failure)
 
 
 def _topic_matches(filter_: str, topic: str) -> bool:
@@ -72,6 +84,18 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
         except transport.MQTTError as err:
             checks.append(Check("-", label, True, f"connect refused ({str(err).split(': ')[-1]})"))
 
+    # Identity: a camera or agency login with a client id of the gate's form.
+    for p in [*registry.cameras, *registry.agencies]:
+        try:
+            c = transport.connect(login(p), f"{registry.gate.client_id}-verify-{run}", protocol=protocol, timeout=5)
+            transport.close(c)
+            checks.append(Check(p.username, "connect with a gate client id", False,
+                                "ACCEPTED: client ids are not bound to logins (acl-file mode; --auth dynsec binds them)",
+                                gap=True))
+        except transport.MQTTError as err:
+            checks.append(Check(p.username, "connect with a gate client id", True,
+                                f"connect refused ({str(err).split(': ')[-1]})"))
+
     # Monitor with the gate's login: sees every raw and share message (forged publishes that got in).
     monitor = transport.Collector(login(registry.gate), [f"{RAW_PREFIX}/#", f"{SHARE_PREFIX}/#"],
                                   client_id=f"verify-acl-{run}-monitor", protocol=protocol).start()
@@ -79,16 +103,16 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
     try:
         for a in registry.agencies:
             forbidden = [share_topic(o.id).rsplit("/", 1)[0] + "/#" for o in registry.agencies if o.id != a.id]
-            topics = [f"{SHARE_PREFIX}/{a.id}/#", *forbidden, f"{RAW_PREFIX}/#", "#"]
-            col = transport.Collector(login(a), topics, client_id=f"verify-acl-{run}-{a.id}", protocol=protocol).start()
+            topics = [f"{SHARE_PREFIX}/{a.id}/#", *forbidden, f"{RAW_PREFIX}/#", f"$share/verify-{run}/{RAW_PREFIX}/#", "#"]
+            col = _Login(login(a), topics, bound_client_id(registry, a), protocol, persistent=True).start()
             subscribers[a.username] = col
             for t in topics[1:]:
                 code = col.suback_codes.get(t)
                 if code is not None and transport.suback_refused(code):
                     checks.append(Check(a.username, f"subscribe {t}", True, f"SUBACK {code}"))
         for cam in registry.cameras:
-            topics = [f"{RAW_PREFIX}/#", f"{SHARE_PREFIX}/#"]
-            col = transport.Collector(login(cam), topics, client_id=f"verify-acl-{run}-{cam.id}", protocol=protocol).start()
+            topics = [f"{RAW_PREFIX}/#", f"{SHARE_PREFIX}/#", f"$share/verify-{run}/{RAW_PREFIX}/#"]
+            col = _Login(login(cam), topics, bound_client_id(registry, cam), protocol).start()
             subscribers[cam.username] = col
             for t in topics:
                 code = col.suback_codes.get(t)
@@ -119,7 +143,7 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
             def on_publish(c, userdata, mid, reason_code, properties, codes=codes):
                 codes[mid] = reason_code
 
-            client = transport.connect(login(principals[user]), f"verify-acl-{run}-pub-{user}", protocol=protocol)
+            client = subscribers[user].client  # the login's one connection (its client id is bound)
             client.on_publish = on_publish
             mids = []
             for topic, payload in items:
@@ -131,7 +155,6 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
                 puback[(user, topic)] = str(rc) if rc is not None else "?"
                 if rc is not None and hasattr(rc, "is_failure") and rc.is_failure:
                     puback[(user, topic)] = f"refused: PUBACK {rc}"
-            transport.close(client)
 
         # Canaries with the rightful publishers: each share topic (gate) and each raw topic (camera).
         canaries: list[tuple[str, str]] = []
@@ -143,9 +166,8 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
         transport.wait_published(infos)
         transport.close(gate_client)
         for cam in registry.cameras:
-            c = transport.connect(login(cam), f"verify-acl-{run}-canary-{cam.id}", protocol=protocol)
+            c = subscribers[cam.username].client
             transport.wait_published([c.publish(raw_topic(cam.id), json.dumps({"canary": True, "run": run}).encode(), qos=1)])
-            transport.close(c)
         time.sleep(settle_s)
 
         monitor_seen = monitor.snapshot()
@@ -165,10 +187,11 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
             received = col.snapshot()
             leaks = [t for t, _p in received if not t.startswith(own)]
             got_own = any(t.startswith(own) and b'"canary"' in p for t, p in received)
-            for t in [share_topic(o.id).rsplit("/", 1)[0] + "/#" for o in registry.agencies if o.id != a.id] + [f"{RAW_PREFIX}/#", "#"]:
+            for t in [share_topic(o.id).rsplit("/", 1)[0] + "/#" for o in registry.agencies if o.id != a.id] + [
+                    f"{RAW_PREFIX}/#", f"$share/verify-{run}/{RAW_PREFIX}/#", "#"]:
                 if any(c.principal == a.username and c.attempt == f"subscribe {t}" for c in checks):
                     continue
-                bad = [x for x in leaks if _topic_matches(t, x)]
+                bad = [x for x in leaks if _topic_matches(t.split("/", 2)[2] if t.startswith("$share/") else t, x)]
                 checks.append(Check(a.username, f"receive via subscription {t}", not bad,
                                     f"LEAK: {len(bad)} message(s)" if bad else "subscription granted, delivery filtered: 0 messages"))
             checks.append(Check(a.username, "control: receives the canary on its own topic", got_own,
@@ -182,3 +205,48 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
             col.stop()
         monitor.stop()
     return checks
+
+
+class _Login:
+    """One principal's connection: its subscriptions, the messages they bring, and its client for
+    publishing. `persistent`: the agency's own session (clean start off, the receiver's expiry),
+    nothing acknowledged, so what is queued there stays for the receiver."""
+
+    def __init__(self, broker, topics: list[str], client_id: str | None, protocol: int, persistent: bool = False):
+        self.broker, self.topics, self.protocol, self.persistent = broker, topics, protocol, persistent
+        self.client_id = client_id or ""
+        self.messages: list[tuple[str, bytes]] = []
+        self.client = None
+
+    def start(self) -> "_Login":
+        from edge.agency.receiver import SESSION_EXPIRY_S
+
+        def on_message(client, userdata, msg):
+            self.messages.append((msg.topic, msg.payload))  # paho's one network thread appends
+
+        self.client = transport.connect(
+            self.broker, self.client_id, protocol=self.protocol, on_message=on_message,
+            subscriptions=[(t, 1) for t in self.topics], clean_start=not self.persistent,
+            session_expiry_s=SESSION_EXPIRY_S if self.persistent else 0, manual_ack=self.persistent)
+        return self
+
+    @property
+    def suback_codes(self) -> dict:
+        return self.client.suback_codes if self.client else {}
+
+    def snapshot(self) -> list[tuple[str, bytes]]:
+        return list(self.messages)
+
+    def stop(self) -> None:
+        if self.client is None:
+            return
+        if self.persistent:
+            # The agency's session outlives this check: leave it with the subscriptions it had (its
+            # receiver's), not this check's probes ('#', a $share group).
+            done = threading.Event()
+            self.client.on_unsubscribe = lambda *_a: done.set()
+            rc, _mid = self.client.unsubscribe(self.topics)
+            if rc == mqtt.MQTT_ERR_SUCCESS:
+                done.wait(5)
+        transport.close(self.client)
+        self.client = None

@@ -58,6 +58,7 @@ class MosquittoBroker:
     process: subprocess.Popen | None = field(default=None, repr=False)
     tls: TlsListener | None = None  # an extra TLS listener (certificates from edge.policy.tls)
     extra_conf: dict[str, str] | None = None  # more conf.d files, e.g. {"conf.d/60-x.conf": "..."}
+    auth: str = "acl-file"  # or "dynsec": client ids bound to logins, subscriptions checked (brokerconf)
     secrets: Secrets = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,7 +86,7 @@ class MosquittoBroker:
                 continue
             write_broker_config(self.registry, self.directory, secrets_dir=self.directory / "secrets",
                                 port=self.port, bind=self.host, run_as=getpass.getuser(), tls=self.tls,
-                                extra_conf=self.extra_conf)
+                                extra_conf=self.extra_conf, auth=self.auth)
             log = open(self.directory / "mosquitto.log", "ab")
             self.process = subprocess.Popen([self.binary, "-c", "mosquitto.conf"], cwd=self.directory,
                                             stdout=log, stderr=subprocess.STDOUT)
@@ -148,6 +149,12 @@ class MosquittoBroker:
     def credentials(self, name: str) -> tuple[str, str]:
         p = self.principal(name)
         return p.username, self.secrets.password(p)
+
+    def client_id(self, name: str, fallback: str) -> str:
+        """The client id this principal must use (auth="dynsec" binds cameras and agencies), else `fallback`."""
+        from edge.policy.brokerconf import bound_client_id
+
+        return bound_client_id(self.registry, self.principal(name)) or fallback
 
     def url(self, name: str | None = None) -> str:
         if name is None:
