@@ -72,8 +72,16 @@ def load_dir(root: Path, split: str) -> tuple[list[str], list[np.ndarray], list[
     path = Path(root) / "labels.csv"
     if not path.is_file():
         raise SystemExit(f"bench ocr: {path} not found (need labels.csv with file,state,plate)")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    from edge.sources.folder import open_csv
+
+    try:
+        with open_csv(path) as f:
+            # "file, state, plate": names and values without the spaces after the commas
+            rows = [{(k or "").strip(): (v.strip() if isinstance(v, str) else v) for k, v in r.items()}
+                    for r in csv.DictReader(f)]
+    except UnicodeDecodeError as err:
+        raise SystemExit(f"bench ocr: {path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                         f"{err.start}); save it as UTF-8 CSV") from None
     missing = {"file", "plate"} - set(rows[0].keys() if rows else [])
     if missing:
         raise SystemExit(f"bench ocr: {path} lacks column(s) {sorted(missing)}")

@@ -38,8 +38,11 @@ def read_labels(folder: Path, labels_file: str | os.PathLike | None = None) -> d
     labels: dict[str, list[PlateLabel]] = {}
     csv_path = folder / "labels.csv"
     if csv_path.is_file():
-        with csv_path.open(newline="") as fh:
-            header = next(csv.reader(fh), [])
+        with open_csv(csv_path) as fh:
+            try:
+                header = [h.strip() for h in next(csv.reader(fh), [])]
+            except UnicodeDecodeError as err:
+                raise _not_utf8(csv_path, err) from None
         if not {"x", "y", "w", "h"} & set(header):
             # another kind of labels (a crops folder's file,state,plate): no plate boxes to use
             log.warning("%s has no x,y,w,h columns: not plate boxes in frames, ignored", csv_path)
@@ -67,18 +70,39 @@ def is_plate_less_row(row: dict) -> bool:
     return all(row.get(k) is not None and not row[k].strip() for k in LABEL_COLUMNS[1:])
 
 
+def open_csv(path: Path):
+    """A labels CSV for csv.reader: UTF-8, with or without the byte-order mark spreadsheets
+    write first (Excel's "CSV UTF-8"), which would otherwise stick to the first column's name."""
+    return open(path, newline="", encoding="utf-8-sig")
+
+
+def _not_utf8(path: Path, err: UnicodeDecodeError) -> ValueError:
+    return ValueError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                      "save it as UTF-8 CSV")
+
+
 def _read_labels_file(path: Path) -> dict[str, list[PlateLabel]]:
     if not path.is_file():
         raise ValueError(f"labels file not found: {path}")
+    try:
+        return _parse_labels_file(path)
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path, err) from None
+
+
+def _parse_labels_file(path: Path) -> dict[str, list[PlateLabel]]:
     labels: dict[str, list[PlateLabel]] = {}
-    with path.open(newline="") as fh:
+    with open_csv(path) as fh:
         reader = csv.DictReader(fh)
+        if reader.fieldnames:  # "file, x, y, w, h, plate": the names without their spaces
+            reader.fieldnames = [(f or "").strip() for f in reader.fieldnames]
         missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (expected {','.join(LABEL_COLUMNS)})")
         for row in reader:
             if not (row["file"] or "").strip():
                 raise ValueError(f"{path} line {reader.line_num}: no file name in {row}")
+            row["file"] = row["file"].strip()
             if is_plate_less_row(row):
                 labels.setdefault(row["file"], [])  # labelled, and no plate in it
                 continue
