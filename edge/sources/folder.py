@@ -151,8 +151,15 @@ class FolderSource(FrameSource):
             image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
             decode_ms = (time.perf_counter() - t0) * 1000
             if image is None:
-                self.report(f"{self.folder / name}: not a readable image; skipped")
+                # the first logged at once, the others counted and summed up at the end (a folder
+                # copied from a Mac holds a '._name.jpg' for every image: one line each buried the log)
+                self.report(f"{self.folder / name}: not a readable image; skipped",
+                            kind=f"{self.folder}: files that are not readable images")
                 continue
             ts = i / self.fps
             labels = self.labels.get(name, []) if self.labels else None
             yield Frame(i, image, ts, base + timedelta(seconds=ts), name=name, labels=labels, decode_ms=decode_ms)
+        self.summarise()
+
+    def close(self) -> None:
+        self.summarise()  # a run stopped early still says what it skipped
