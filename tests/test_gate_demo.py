@@ -139,16 +139,17 @@ def test_embedded_broker_acl():
     v311 = transport.MQTT_V311
     with EmbeddedBroker(reg, secrets) as b:
         ice = transport.Collector(b.url(reg.agency("ice")), ["alpr/share/ice/#", "#", "alpr/share/oakland-pd/#", "alpr/raw/#"],
-                                  protocol=v311).start()
+                                  client_id="agency-ice", protocol=v311).start()
         codes = ice.suback_codes
         assert not transport.suback_refused(codes["alpr/share/ice/#"])
         for t in ("#", "alpr/share/oakland-pd/#", "alpr/raw/#"):
             assert transport.suback_refused(codes[t]), t
-        oak = transport.Collector(b.url(reg.agency("oakland-pd")), ["alpr/share/oakland-pd/#"], protocol=v311).start()
+        oak = transport.Collector(b.url(reg.agency("oakland-pd")), ["alpr/share/oakland-pd/#"], client_id="agency-oakland-pd",
+                                  protocol=v311).start()
         gate = transport.connect(b.url(reg.gate), "t-gate", protocol=v311)
         transport.wait_published([gate.publish("alpr/share/oakland-pd/reads", b"a", qos=1),
                                   gate.publish("alpr/share/ice/reads", b"b", qos=1)])
-        cam = transport.connect(b.url(reg.camera("oak-cam-1")), "t-cam", protocol=v311)
+        cam = transport.connect(b.url(reg.camera("oak-cam-1")), "edge-oak-cam-1", protocol=v311)
         # Publishes outside the camera's ACL are dropped (MQTT 3.1.1 has no refusal code).
         transport.wait_published([cam.publish("alpr/share/ice/reads", b"forged", qos=1),
                                   cam.publish("alpr/share/oakland-pd/reads", b"forged", qos=1)])
@@ -158,6 +159,10 @@ def test_embedded_broker_acl():
         for bad in (b.url(reg.gate).with_login("alpr-gate", "wrong"), b.url(), b.url().with_login("nobody", "x")):
             with pytest.raises(transport.MQTTError, match="refused login"):
                 transport.connect(bad, "t-bad", protocol=v311)
+        # Camera and agency logins only with their own client ids: none can take the gate's session.
+        for who, cid in ((reg.agency("ice"), "t-gate"), (reg.camera("oak-cam-1"), "t-gate"), (reg.agency("ice"), "edge-oak-cam-1")):
+            with pytest.raises(transport.MQTTError, match="refused login"):
+                transport.connect(b.url(who), cid, protocol=v311)
         for c in (ice, oak):
             c.stop()
         transport.close(gate)

@@ -3,7 +3,9 @@
 The same registry that generates Mosquitto's files gives this broker its logins and ACL, through
 two amqtt plugins:
   - `RegistryAuthPlugin`: every client logs in as a registry principal (PBKDF2 hashes, as in
-    Mosquitto's password file); no anonymous access.
+    Mosquitto's password file); no anonymous access; a camera or agency login only with the client
+    id bound to it (`edge-<camera>`, `agency-<agency>`), as Mosquitto's dynamic-security plugin does,
+    so no login can take over the gate's session.
   - `RegistryTopicPlugin`: per-user publish, subscribe and receive rules from `build_acl`, the
     ACL Mosquitto gets. A subscription is granted only when every topic it could match is
     readable (so an agency's `#` is refused at SUBACK, where Mosquitto grants it and filters
@@ -27,7 +29,7 @@ from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 
-from edge.policy.brokerconf import build_acl, check_password, hash_password
+from edge.policy.brokerconf import bound_client_id, build_acl, check_password, hash_password
 from edge.policy.registry import Registry, Secrets
 from edge.transport.mosquitto import free_port
 from edge.transport.mqtt import BrokerURL
@@ -67,6 +69,7 @@ class RegistryAuthPlugin(BaseAuthPlugin):
     @dataclass
     class Config:
         users: dict[str, str] = field(default_factory=dict)  # username -> $7$ PBKDF2 hash
+        client_ids: dict[str, str] = field(default_factory=dict)  # username -> its only client id (not the gate)
 
     async def authenticate(self, *, session) -> bool:
         username = getattr(session, "username", None)
@@ -76,7 +79,13 @@ class RegistryAuthPlugin(BaseAuthPlugin):
         if isinstance(password, bytes):
             password = password.decode("utf-8", "replace")
         encoded = self.config.users.get(username)
-        return bool(encoded) and check_password(password, encoded)
+        if not (encoded and check_password(password, encoded)):
+            return False
+        bound = self.config.client_ids.get(username)
+        if bound is not None and getattr(session, "client_id", None) != bound:
+            log.warning("refused %s: client id %r is not its own (%s)", username, getattr(session, "client_id", None), bound)
+            return False
+        return True
 
 
 class RegistryTopicPlugin(BaseTopicPlugin):
@@ -118,7 +127,9 @@ class EmbeddedBroker:
         return {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}", "max_connections": 0}},
             "plugins": {
-                f"{__name__}.RegistryAuthPlugin": {"users": users},
+                f"{__name__}.RegistryAuthPlugin": {"users": users, "client_ids": {
+                    p.username: bound_client_id(self.registry, p) for p in self.registry.principals()
+                    if bound_client_id(self.registry, p) is not None}},
                 f"{__name__}.RegistryTopicPlugin": {"read": {u: list(t) for u, t in acl.read.items()},
                                                     "write": {u: list(t) for u, t in acl.write.items()}},
             },
