@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import ssl
 import sys
 from dataclasses import dataclass, field
@@ -79,15 +80,32 @@ def _key_pem(key) -> bytes:
                              serialization.NoEncryption())
 
 
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
 def _san(host: str):
+    """The subject alternative name for --host: an IP address, or a DNS name (a leading `*.`
+    allowed) that a client connecting to the broker by that name can match."""
     from cryptography import x509
 
     try:
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
-        if not host or any(c in host for c in " /\\\x00"):
-            raise ValueError(f"--host {host!r}: not a DNS name or IP address") from None
+        pass
+    name = host[2:] if host.startswith("*.") else host
+    labels = name.split(".")
+    if host and len(host) <= 253 and all(_LABEL.fullmatch(lb) for lb in labels):
         return x509.DNSName(host)
+    # Before, anything without a space or slash was written into the certificate, 'broker:8883'
+    # included: a name no client ever connects by, so every TLS connection failed its host check.
+    why = "not a DNS name or IP address"
+    if "://" in host:
+        why += " (a name, not a URL)"
+    elif re.fullmatch(r"[^:]+:[0-9]+", host) or re.fullmatch(r"\[[0-9A-Fa-f:.]+\]:[0-9]+", host):
+        why += " (no port: the certificate names the host; the port is the listener's, --tls-port of broker-config)"
+    elif not host.isascii():
+        why += " (write an internationalised name in its ASCII form, xn--...)"
+    raise ValueError(f"--host {host!r}: {why}")
 
 
 def _cert(subject_cn: str, key, issuer_name, issuer_key, days: int, *, ca: bool, sans=(), usage=None):
@@ -132,10 +150,9 @@ def write_tls_bundle(out_dir: str | os.PathLike, hosts=("localhost", "127.0.0.1"
     from cryptography.hazmat.primitives import serialization
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    import re
-
     if not hosts:
         raise ValueError("at least one --host is needed")
+    sans = [_san(h) for h in hosts]  # every name checked before anything is written
     # 0 days made certificates that had already expired; 10 million ended in an OverflowError.
     if not 1 <= days <= MAX_DAYS:
         raise ValueError(f"--days {days}: must be 1 to {MAX_DAYS}")
@@ -168,7 +185,7 @@ def write_tls_bundle(out_dir: str | os.PathLike, hosts=("localhost", "127.0.0.1"
         ca_cert_p.write_bytes(_pem(ca_cert))
     server_key = _key()
     server = _cert(hosts[0], server_key, ca_cert.subject, ca_key, days, ca=False,
-                   sans=[_san(h) for h in hosts], usage=[ExtendedKeyUsageOID.SERVER_AUTH])
+                   sans=sans, usage=[ExtendedKeyUsageOID.SERVER_AUTH])
     _write_private(out / "server.key", _key_pem(server_key))
     (out / "server.crt").write_bytes(_pem(server))
     client_paths: dict[str, tuple[Path, Path]] = {}

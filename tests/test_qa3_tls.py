@@ -1,0 +1,35 @@
+"""`alpr-edge tls-certs --host`: only names a client can connect by go into the broker's certificate,
+and a wrong one is refused before anything is written."""
+
+import pytest
+
+from edge.cli import main
+
+
+@pytest.mark.parametrize("host, hint", [
+    ("broker.example:8883", "no port"),  # before: written as a DNS name no client ever matches
+    ("[::1]:8883", "no port"),
+    ("mqtt://broker.example", "not a URL"),
+    ("bücher.de", "xn--"),  # before: cryptography's message, naming no flag
+    ("a..b", "not a DNS name"),
+    ("-lead.example", "not a DNS name"),
+    ("x" * 64 + ".example", "not a DNS name"),  # a label is at most 63 characters
+])
+def test_a_host_no_client_can_match_is_refused_before_anything_is_written(tmp_path, capsys, host, hint):
+    out = tmp_path / "tls"
+    assert main(["tls-certs", "--out", str(out), "--host", "localhost", f"--host={host}"]) == 2
+    err = capsys.readouterr().err
+    assert f"--host {host!r}: not a DNS name or IP address" in err and hint in err
+    assert not out.exists()  # no CA made for a command that failed
+
+
+@pytest.mark.parametrize("host", ["broker.example", "*.example.net", "xn--bcher-kva.de", "gate_1.lan", "10.0.0.5",
+                                  "::1", "localhost"])
+def test_names_and_addresses_clients_connect_by_are_taken(tmp_path, capsys, host):
+    from cryptography import x509
+
+    assert main(["tls-certs", "--out", str(tmp_path / "tls"), "--host", host]) == 0
+    cert = x509.load_pem_x509_certificate((tmp_path / "tls" / "server.crt").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = [str(v) for v in san.get_values_for_type(x509.IPAddress)] + san.get_values_for_type(x509.DNSName)
+    assert names == [host]
