@@ -29,6 +29,8 @@ def open_source(spec: str, *, folder_fps: float = 1.0, max_reconnects: int | Non
             seed = int(raw_seed)
         except ValueError:
             raise SourceError(f"synthetic source: seed={raw_seed!r} is not a whole number") from None
+        if seed < 0:  # numpy's bare 'expected non-negative integer' came at the first frame
+            raise SourceError(f"synthetic source: seed={raw_seed!r} must be 0 or more")
         return SyntheticSource(scenario or "default", seed=seed, **q)
     if "://" in spec or spec.isdigit():
         from edge.sources.stream import StreamSource

@@ -47,7 +47,8 @@ def load(scenario: str, overrides: dict[str, str]):
             try:
                 value = cast(raw)
             except ValueError:
-                raise SourceError(f"synthetic source: option {key}={raw!r} is not a number") from None
+                kind = "a whole number" if cast is int else "a number"
+                raise SourceError(f"synthetic source: option {key}={raw!r} is not {kind}") from None
             (data[section] if section else data)[field] = value
         return parse_scenario(data, source=f"synthetic:{scenario}")
     except ScenarioError as err:
@@ -59,6 +60,8 @@ class SyntheticSource(FrameSource):
         super().__init__()
         self.scenario = load(scenario, overrides)
         self.seed = int(seed)
+        if self.seed < 0:
+            raise SourceError(f"synthetic source: seed={seed!r} must be 0 or more")
         self.name = scenario
         self.fps = float(self.scenario.camera.fps)
         self.length = int(round(self.scenario.duration_s * self.fps))
