@@ -1,4 +1,5 @@
-"""CLI: `agency receive`: an agency's receiver (QoS 2, persistent session, reads stored once)."""
+"""CLI: `agency receive`: an agency's receiver (persistent session, QoS 1 acknowledged after the inbox
+commit, each read stored once)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ def register(sub) -> None:
     r.add_argument("--inbox", default=None, help="SQLite file (default: AGENCY-inbox.db)")
     r.add_argument("--mqtt311", action="store_true")
     r.add_argument("--run-for", type=float, help="stop after this many seconds (default: until SIGTERM/SIGINT)")
-    r.add_argument("--print", action="store_true", dest="print_reads", help="print each stored read as a JSON line")
+    r.add_argument("--print", action="store_true", dest="print_reads",
+                   help="print each stored read as a JSON line (read_id, plate, camera_id, owner_agency, captured_at, "
+                        "received_at, policy, rule)")
     r.add_argument("--json", action="store_true", help="print the final counters as one JSON line")
     r.set_defaults(func=_receive)
     p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])
@@ -55,21 +58,49 @@ def _receive(args) -> int:
     print(f"agency {agency.id}: receiving {receiver.topic} from {broker.redacted()} into {inbox.path}",
           file=sys.stderr, flush=True)
     deadline = time.monotonic() + args.run_for if args.run_for else None
-    printed = 0
-    while not stop.is_set() and receiver.error is None:
-        stop.wait(0.2)
-        if args.print_reads:
-            ids = inbox.read_ids()
-            for rid in ids[printed:]:
-                print(json.dumps({"agency": agency.id, "read_id": rid}), flush=True)
-            printed = len(ids)
-        if deadline and time.monotonic() > deadline:
-            break
-    receiver.stop()
-    inbox.close()
+    printer = _Printer(inbox.path) if args.print_reads else None
+    try:
+        while not stop.is_set() and receiver.error is None:
+            stop.wait(0.2)
+            if printer is not None:
+                printer.print_new()
+            if deadline and time.monotonic() > deadline:
+                break
+        receiver.stop()
+        if printer is not None:  # what the receiver stored while it stopped
+            printer.print_new()
+    finally:
+        if printer is not None:
+            printer.close()
+        inbox.close()
     if args.json:
         print(json.dumps({"agency": agency.id, **receiver.snapshot()}))
     if receiver.error is not None:
-        print(f"alpr-edge agency: error: receiver stopped: {receiver.error}", file=sys.stderr)
+        print(f"alpr-edge agency receive: error: receiver stopped: {receiver.error}", file=sys.stderr)
         return 1
     return 0
+
+
+class _Printer:
+    """--print: each read stored since the last call, in storing order, as one JSON line. Its own
+    read-only connection to the inbox (WAL: it never holds up the receiver's commits); only the new
+    rows are read each time, not every id in the inbox."""
+
+    FIELDS = ("read_id", "plate", "camera_id", "owner_agency", "captured_at", "received_at", "policy", "rule")
+
+    def __init__(self, path):
+        import sqlite3
+        from pathlib import Path
+
+        self.db = sqlite3.connect(Path(path).absolute().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
+        self.last = 0  # rowid of the last printed read
+
+    def print_new(self) -> None:
+        rows = self.db.execute(f"SELECT rowid, {', '.join(self.FIELDS)} FROM reads WHERE rowid > ? ORDER BY rowid",
+                               (self.last,)).fetchall()
+        for rowid, *values in rows:
+            print(json.dumps(dict(zip(self.FIELDS, values))), flush=True)
+            self.last = rowid
+
+    def close(self) -> None:
+        self.db.close()
