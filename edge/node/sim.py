@@ -34,17 +34,20 @@ def plan_cameras(args) -> list[tuple[str, str, str]]:
     if args.cameras is not None and args.cameras < 1:
         raise ValueError(f"--cameras {args.cameras}: must be at least 1")
     if args.registry:
-        from edge.policy.registry import RegistryError, Secrets, load_registry
+        from edge.policy.commands import _load_registry
+        from edge.policy.registry import RegistryError, Secrets
 
         try:
-            reg = load_registry(args.registry)
+            reg = _load_registry(args.registry)  # "demo": the demo's registry, as for gate and verify-acl
             cams = reg.cameras[: args.cameras] if args.cameras else reg.cameras
             if not cams:
                 raise ValueError(f"{args.registry}: no cameras")
             if args.cameras and args.cameras > len(cams):
                 raise ValueError(f"--cameras {args.cameras}: the registry has {len(cams)} cameras")
             parse_broker_url(args.broker)  # a clear error before any process starts
-            secrets = Secrets(args.secrets)
+            # as gate, verify-acl and agency receive: secrets/ next to the registry unless --secrets
+            # (before: 'no secrets directory given', naming no flag, whatever lay next to the registry)
+            secrets = Secrets(args.secrets or Path(args.registry).parent / "secrets")
             out = []
             for c in cams:
                 url = _with_login(args.broker, c.username, secrets.password(c))
@@ -96,7 +99,7 @@ def run_sim(args) -> int:
     procs: list[tuple[str, subprocess.Popen]] = []
     for i, (cam, agency, url) in enumerate(plan, start=1):
         cmd = [
-            sys.executable, "-m", "edge.cli", "run",
+            sys.executable, "-m", "edge.cli", *["-v"] * getattr(args, "verbose", 0), "run",  # `sim -vv`: debug logs too
             "--camera-id", cam, "--agency-id", agency,
             "--source", camera_source(args.source, i),
             "--output-dir", str(Path(args.output_dir) / cam), "--no-progress", "--json", *extra,
