@@ -49,12 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _name_commands(parser: argparse.ArgumentParser) -> None:
     """Every command parser records its full name (`alpr-edge bench frames`): error lines name the
-    command that was run, not only its group."""
+    command that was run, not only its group. A group run without its action (`alpr-edge audit`)
+    shows the group's help, not the top-level one that does not list its actions."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
                 child.set_defaults(command_name=child.prog)  # the deepest command parsed wins
+                if any(isinstance(a, argparse._SubParsersAction) for a in child._actions):
+                    child.set_defaults(func=_group_help(child))  # an action's own func wins when one is given
                 _name_commands(child)
+
+
+def _group_help(group: argparse.ArgumentParser):
+    def show(_args) -> int:
+        group.print_help()
+        return 2
+
+    return show
 
 
 def _interrupt(signum, frame):
