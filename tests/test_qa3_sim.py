@@ -6,6 +6,7 @@ import shutil
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from edge.cli import build_parser
 from edge.node import sim
@@ -58,3 +59,16 @@ def test_verbosity_reaches_the_camera_processes(monkeypatch, verbose, capsys):
     assert sim.run_sim(args) == 0
     cmd = started[0]
     assert cmd[cmd.index("edge.cli") + 1: cmd.index("run")] == ["-v"] * verbose
+
+
+@pytest.mark.parametrize("password", ["p@ss/w:rd%41", "a#b?c d", "plain"])
+def test_a_password_with_url_characters_logs_in_as_written(tmp_path, password):
+    """Before: pasted raw into the URL, 'p@ss/w:rd%41' failed to parse (the error showing the
+    password's tail) and '%41' would have logged in as 'A'."""
+    from edge.transport.mqtt import parse_broker_url
+
+    (tmp_path / "pw.yaml").write_text(yaml.safe_dump({"cam-1": password}))
+    plan = sim.plan_cameras(_args("--cameras", "1", "--agency-id", "sacramento-pd", "--passwords",
+                                  str(tmp_path / "pw.yaml"), "--broker", "mqtt://{camera}:{password}@127.0.0.1:18999"))
+    b = parse_broker_url(plan[0][2])
+    assert (b.username, b.password, b.host, b.port) == ("cam-1", password, "127.0.0.1", 18999)

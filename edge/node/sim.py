@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from edge.node.commands import BROKER_ENV
 
@@ -73,7 +74,10 @@ def plan_cameras(args) -> list[tuple[str, str, str]]:
     for cam in camera_ids(args.camera_prefix, args.cameras):
         if "{password}" in args.broker and cam not in passwords:
             raise ValueError(f"no password for {cam} in {args.passwords}")
-        url = args.broker.replace("{camera}", cam).replace("{password}", str(passwords.get(cam, "")))
+        # URL-quoted, as _with_login does: a password with '@', '/', ':' or '%' was pasted in raw, so
+        # the URL failed to parse (its error showing the password's tail) or logged in with another password.
+        url = args.broker.replace("{camera}", quote(cam, safe="")).replace(
+            "{password}", quote(str(passwords.get(cam, "")), safe=""))
         parse_broker_url(url)
         out.append((cam, args.agency_id, url))
     return out
