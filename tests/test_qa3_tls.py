@@ -33,3 +33,14 @@ def test_names_and_addresses_clients_connect_by_are_taken(tmp_path, capsys, host
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     names = [str(v) for v in san.get_values_for_type(x509.IPAddress)] + san.get_values_for_type(x509.DNSName)
     assert names == [host]
+
+
+def test_the_broker_config_hint_names_the_files_from_anywhere(tmp_path, capsys, monkeypatch):
+    """Mosquitto is started from broker-config's --out folder: the hint's relative paths
+    (--out tls: tls/server.crt) were not found there ('BIO routines::no such file')."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["tls-certs", "--out", "tls"]) == 0
+    hint = capsys.readouterr().err.strip().splitlines()[-1]
+    assert hint.startswith("broker: alpr-edge broker-config REGISTRY --tls-port 8883 ")
+    for flag, name in (("--tls-cert", "server.crt"), ("--tls-key", "server.key"), ("--tls-ca", "ca.crt")):
+        assert f"{flag} {tmp_path / 'tls' / name}" in hint

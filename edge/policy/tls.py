@@ -55,8 +55,10 @@ def _cli(args) -> int:
                               days=args.days)
     for p in (bundle.ca_cert, bundle.server_cert, bundle.server_key, *[x for pair in bundle.clients.values() for x in pair]):
         print(p)
-    print(f"broker: alpr-edge broker-config REGISTRY --tls-port 8883 --tls-cert {bundle.server_cert} "
-          f"--tls-key {bundle.server_key} --tls-ca {bundle.ca_cert}", file=sys.stderr)
+    # Absolute: Mosquitto reads these from broker-config's --out folder, where it is started; the
+    # relative paths printed before (--out tls: tls/server.crt) were not found there.
+    print(f"broker: alpr-edge broker-config REGISTRY --tls-port 8883 --tls-cert {bundle.server_cert.resolve()} "
+          f"--tls-key {bundle.server_key.resolve()} --tls-ca {bundle.ca_cert.resolve()}", file=sys.stderr)
     return 0
 
 
