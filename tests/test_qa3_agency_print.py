@@ -3,6 +3,8 @@ stored while the receiver stops."""
 
 import json
 
+import pytest
+
 import edge.agency.receiver as receiver_mod
 from edge.cli import main
 
@@ -42,3 +44,12 @@ def test_print_gives_each_read_and_the_last_batch(tmp_path, capsys, monkeypatch)
                         "owner_agency": "oakland-pd", "captured_at": "2026-11-27T10:00:00+00:00",
                         "received_at": "2026-11-27T10:00:01+00:00", "policy": "ca-sb34@1",
                         "rule": "allow:in-jurisdiction-public-agency"}
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf"])
+def test_run_for_must_be_a_positive_time(capsys, value):
+    """Before: 0 and nan ran until killed (they meant 'no limit'), a negative value stopped at once."""
+    status = main(["agency", "receive", "oakland-pd", "--registry", "demo", "--broker", "mqtt://u:p@127.0.0.1:1",
+                   "--run-for", value])
+    assert status == 2
+    assert f"--run-for {float(value):g}: must be more than 0 seconds" in capsys.readouterr().err

@@ -35,7 +35,13 @@ def _receive(args) -> int:
     from edge.policy.registry import RegistryError
     from edge.transport import mqtt as transport
 
+    import math
+
     # bad input (ValueErrors, an unopenable inbox) exits 2 in one line from the CLI's handler
+    if args.run_for is not None and not (0 < args.run_for < math.inf):
+        # before: 0 and nan ran until killed, a negative value stopped at once
+        raise SystemExit(f"agency receive: --run-for {args.run_for:g}: must be more than 0 seconds (leave it out "
+                         "to run until SIGTERM/SIGINT)")
     registry = _load_registry(args.registry)
     agency = registry.agency(args.agency)
     if agency is None:
