@@ -194,6 +194,9 @@ class SQLiteAuditStore(AuditStore):
         nothing in it; a missing file, or a database without the audit tables, is an AuditStoreError."""
         self.path = str(path)
         self._lock = threading.Lock()
+        if os.path.isdir(self.path):  # before: 'no such file' (verify, show, retention) or 'unable to open database file' (gate)
+            raise AuditStoreError(f"audit database {self.path}: is a folder; name a file, e.g. "
+                                  f"{os.path.join(self.path, 'audit.db')}")
         if not create and not os.path.isfile(self.path):
             raise AuditStoreError(f"audit database {self.path}: no such file")
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)

@@ -1,0 +1,17 @@
+"""The audit commands name a folder given as the audit database as a folder."""
+
+import pytest
+
+from edge.cli import main
+
+
+@pytest.mark.parametrize("argv", [
+    ["audit", "verify"], ["audit", "show"], ["retention", "--max-age-days", "30"],
+    ["gate", "--registry", "demo", "--broker", "mqtt://u:p@127.0.0.1:1", "--audit"],
+])
+def test_a_folder_given_as_the_audit_database_is_named_as_one(tmp_path, capsys, argv):
+    """Before: 'no such file' for a folder that plainly exists (verify, show, retention), or
+    SQLite's 'unable to open database file' (gate)."""
+    assert main([*argv, str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"audit database {tmp_path}: is a folder; name a file, e.g. {tmp_path / 'audit.db'}" in err
