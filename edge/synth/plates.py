@@ -670,8 +670,9 @@ def plate_height_for(size: tuple[int, int]) -> int:
     return max(24, int(round(max(oh, ow / 2) * 1.05)))  # drawn about the size it lands
 
 
-def warm_up(size: tuple[int, int] = (64, 128), states: Sequence[str] | None = None) -> None:
-    """Fill the template, glyph and patch caches for crops of `size` (one-time cost, ~1 s for all states)."""
+def warm_up(size: tuple[int, int] = (64, 128), states: Sequence[str] | None = None, plates: int = 512) -> None:
+    """Fill the template, glyph and patch caches for crops of `size` (one-time cost, ~1 s for all
+    states); `plates` crops are rendered and dropped for the caches filled on first use."""
     h = plate_height_for(size)
     _pick_states(1, np.random.default_rng(0), states)  # unknown codes fail here, by name
     for code in [s.lower() for s in states] if states else ALL_STATES:
@@ -682,7 +683,7 @@ def warm_up(size: tuple[int, int] = (64, 128), states: Sequence[str] | None = No
             for weight in range(-2, 3):
                 glyph_atlas("plate", cap_h, round(float(ws), 2), weight)
     # and the small caches filled on first use (stickers, frame bands, blend colours)
-    render_plates(512, np.random.default_rng(12345), size=size, states=states)
+    render_plates(max(0, int(plates)), np.random.default_rng(12345), size=size, states=states)
 
 
 def check_serial_fonts(serial_fonts: Sequence[str] | str) -> tuple[str, ...]:
