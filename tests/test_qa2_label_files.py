@@ -70,3 +70,13 @@ def test_crop_labels_with_spaces_after_the_commas(tmp_path):
     (folder / "labels.csv").write_text("file, state, plate\nc.png, ca, 7ABC123\n")
     files, _, plates, states = load_dir(folder, "all")
     assert files == ["c.png"] and plates == ["7ABC123"] and states == ["CA"]
+
+
+def test_bench_ocr_names_its_batch_flag(tmp_path, capsys):
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "c.png"), np.full((32, 64, 3), 90, np.uint8))
+    (folder / "labels.csv").write_text("file,state,plate\nc.png,ca,7ABC123\n")
+    assert main(["bench", "ocr", str(folder), "--split", "all", "--batch", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--batch must be at least 1, got 0" in err and "OcrConfig" not in err

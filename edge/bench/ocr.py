@@ -283,6 +283,8 @@ def run(args) -> int:
             if name not in engines:
                 engines.append(name)
     cv2.setNumThreads(1)  # one thread per engine, OpenCV pre-processing included
+    if args.batch < 1:  # said by flag, not as the OCR config's max_batch
+        raise SystemExit(f"bench ocr: --batch must be at least 1, got {args.batch}")
     if args.plate_width is not None and args.plate_width < 8:
         raise SystemExit(f"bench ocr: --plate-width {args.plate_width}: a plate at least 8 px wide")
     files, images, plates, states = load_dir(args.dir, args.split)
