@@ -181,6 +181,9 @@ def build_config(yaml_path: str | Path | None = None, **overrides: Any) -> EdgeN
             loaded = load_yaml(Path(yaml_path).read_text())
         except OSError as err:
             raise EdgeConfigError(f"cannot read config {yaml_path}: {err}") from None
+        except UnicodeDecodeError as err:  # a bare "'utf-8' codec can't decode ..." named no file
+            raise EdgeConfigError(f"cannot read config {yaml_path}: not UTF-8 text (byte "
+                                  f"{err.object[err.start]:#04x} at offset {err.start})") from None
         except yaml.YAMLError as err:  # one line: PyYAML's own text spans several
             raise EdgeConfigError(f"cannot read config {yaml_path}: {describe_yaml_error(err)}") from None
         if loaded is None:

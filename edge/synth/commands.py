@@ -93,6 +93,9 @@ def _plates(args: argparse.Namespace) -> int:
 
         try:
             degradation = Degradation.model_validate(yaml.safe_load(args.degradation.read_text()) or {})
+        except UnicodeDecodeError as err:
+            raise SystemExit(f"synth plates: cannot read {args.degradation}: not UTF-8 text (byte "
+                             f"{err.object[err.start]:#04x} at offset {err.start})") from None
         except (OSError, yaml.YAMLError) as err:
             raise SystemExit(f"synth plates: cannot read {args.degradation}: {err}") from None
         except ValidationError as err:

@@ -160,6 +160,8 @@ def load_scenario(path: str | Path) -> Scenario:
         data = yaml.safe_load(path.read_text())
     except OSError as err:
         raise ScenarioError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start})") from None
     except yaml.YAMLError as err:
         raise ScenarioError(f"{path}: not valid YAML ({err})") from None
     return parse_scenario(data or {}, source=str(path))
