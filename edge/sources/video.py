@@ -37,7 +37,9 @@ def read_ground_truth(path: str) -> GroundTruth | None:
         return None
     labels = GroundTruth()
     labels.bad_lines = []
-    with open(gt) as fh:
+    # bytes, line by line: a damaged line (bytes that are not UTF-8 text) is one bad line, not the
+    # end of the file (read as text, it raised from the middle and the video would not open at all)
+    with open(gt, "rb") as fh:
         for number, line in enumerate(fh, 1):
             try:
                 row = json.loads(line)
