@@ -10,7 +10,7 @@ MQTT: tests run against a real Mosquitto started on a free loopback port (never 
 
     def test_y(mosquitto_factory, tmp_path):  # several brokers, or another registry
         broker = mosquitto_factory(registry=my_registry)
-        broker = mosquitto_factory(name="b2", auth="dynsec")  # logins and rules in the dynamic-security plugin
+        broker = mosquitto_factory(name="b2", auth="acl-file")  # passwd + acl instead of the plugin
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def mosquitto_factory(tmp_path: Path, test_registry: Registry):
         pytest.fail("mosquitto is not installed: scripts/test installs it (Debian package 'mosquitto')")
     started: list[MosquittoBroker] = []
 
-    def factory(registry: Registry | None = None, name: str = "broker", auth: str = "acl-file") -> MosquittoBroker:
+    def factory(registry: Registry | None = None, name: str = "broker", auth: str = "dynsec") -> MosquittoBroker:
         broker = MosquittoBroker(registry or test_registry, tmp_path / name, auth=auth)
         started.append(broker)
         return broker.start()

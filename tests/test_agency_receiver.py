@@ -40,7 +40,7 @@ def receivers(mosquitto, tmp_path):
 
     def make(agency, name=None):
         inbox = AgencyInbox(tmp_path / f"{name or agency}.db")
-        r = AgencyReceiver(agency, url(mosquitto, agency), inbox, client_id=f"t-agency-{name or agency}").start()
+        r = AgencyReceiver(agency, url(mosquitto, agency), inbox).start()  # its bound client id, agency-<id>
         made.append(r)
         return r
 
@@ -54,7 +54,7 @@ def test_gate_to_receivers_each_allowed_agency_stores_each_read_once(mosquitto, 
     rx = {a: receivers(a) for a in ALLOWED_AGENCIES | REFUSED_AGENCIES}
     audit = SQLiteAuditStore(tmp_path / "audit.db")
     gate = Gate(mosquitto.registry, load_policy(), url(mosquitto, "gate"), audit, GateConfig(batch_wait_s=0.01)).start()
-    cam = transport.connect(url(mosquitto, "cam-1"), "t-cam-1")
+    cam = transport.connect(url(mosquitto, "cam-1"), "edge-cam-1")
     try:
         reads = [make_read() for _ in range(50)]
         publish(cam, "alpr/raw/cam-1", [r.to_json() for r in reads])
@@ -117,7 +117,7 @@ def test_reads_are_acknowledged_only_after_they_are_stored(mosquitto, tmp_path):
     broken_path = tmp_path / "broken.db"
     broken = AgencyInbox(broken_path)
     broken.db.execute("CREATE TRIGGER no_reads BEFORE INSERT ON reads BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
-    rx = AgencyReceiver("sac-pd", url(mosquitto, "sac-pd"), broken, client_id="t-agency-ack").start()
+    rx = AgencyReceiver("sac-pd", url(mosquitto, "sac-pd"), broken).start()
     gate = transport.connect(url(mosquitto, "gate"), "t-gate-ack")
     reads = [make_read() for _ in range(5)]
     try:
@@ -127,7 +127,7 @@ def test_reads_are_acknowledged_only_after_they_are_stored(mosquitto, tmp_path):
         rx.stop()
         broken.close()
         good = AgencyInbox(tmp_path / "good.db")
-        rx2 = AgencyReceiver("sac-pd", url(mosquitto, "sac-pd"), good, client_id="t-agency-ack").start()
+        rx2 = AgencyReceiver("sac-pd", url(mosquitto, "sac-pd"), good).start()
         try:
             assert _wait(lambda: set(good.read_ids()) == {r.read_id for r in reads})
         finally:
@@ -139,14 +139,14 @@ def test_reads_are_acknowledged_only_after_they_are_stored(mosquitto, tmp_path):
 
 def test_reads_shared_while_the_receiver_is_away_or_the_broker_restarts_arrive_once(mosquitto, tmp_path):
     inbox = AgencyInbox(tmp_path / "inbox.db")
-    rx = AgencyReceiver("sac-so", url(mosquitto, "sac-so"), inbox, client_id="t-agency-away").start()
+    rx = AgencyReceiver("sac-so", url(mosquitto, "sac-so"), inbox).start()
     rx.stop()  # the session stays (persistent, QoS 2 subscription)
     gate = transport.connect(url(mosquitto, "gate"), "t-gate-away", clean_start=False, session_expiry_s=600)
     try:
         away = [make_read(agency_id="sac-so", camera_id="cam-3") for _ in range(10)]
         transport.wait_published([gate.publish("alpr/share/sac-so/reads", _forward(r, "sac-so"), qos=2) for r in away])
         mosquitto.restart()
-        rx = AgencyReceiver("sac-so", url(mosquitto, "sac-so"), inbox, client_id="t-agency-away").start()
+        rx = AgencyReceiver("sac-so", url(mosquitto, "sac-so"), inbox).start()
         assert _wait(lambda: set(inbox.read_ids()) == {r.read_id for r in away})
         time.sleep(0.3)
         assert inbox.count() == 10 and rx.snapshot()["duplicates"] == 0

@@ -52,7 +52,7 @@ def test_drains_on_puback_and_survives_broker_restart(tmp_path, mosquitto):
     broker = mosquitto
     col = Collector(broker.url("gate"))
     ob = Outbox(tmp_path / "o.db")
-    pub = publisher_for_url(ob, broker.url("cam-1"), "cam-1-test")
+    pub = publisher_for_url(ob, broker.url("cam-1"), "edge-cam-1")
     pub.start()
     try:
         _fill(ob, 20)
@@ -84,7 +84,7 @@ def test_unreachable_broker_is_said_at_once_and_drains_when_it_answers(tmp_path,
     broker.stop()
     ob = Outbox(tmp_path / "o.db")
     _fill(ob, 5)
-    pub = publisher_for_url(ob, broker.url("cam-1"), "cam-1-test")
+    pub = publisher_for_url(ob, broker.url("cam-1"), "edge-cam-1")
     caplog.set_level("WARNING", logger="edge.transport.outbox")
     pub.start()
     try:
@@ -107,7 +107,7 @@ DRAIN_SCRIPT = r"""
 import sys, time
 from edge.transport.outbox import Outbox, publisher_for_url
 ob = Outbox(sys.argv[1])
-pub = publisher_for_url(ob, sys.argv[2], "cam-1-proc")
+pub = publisher_for_url(ob, sys.argv[2], "edge-cam-1")
 pub.start()
 print("started", len(ob), flush=True)
 ok = pub.wait_drained(float(sys.argv[3]))
@@ -165,7 +165,7 @@ def test_refused_publish_stays_in_the_outbox(tmp_path, mosquitto):
     ob = Outbox(tmp_path / "o.db")
     ob.put("alpr/raw/cam-2", b'{"read_id": "wrongtopic1"}', "wrongtopic1")
     ob.put("alpr/raw/cam-1", b'{"read_id": "righttopic1"}', "righttopic1")
-    pub = publisher_for_url(ob, mosquitto.url("cam-1"), "cam-1-acl")
+    pub = publisher_for_url(ob, mosquitto.url("cam-1"), "edge-cam-1")
     pub.start()
     try:
         end = time.monotonic() + 10

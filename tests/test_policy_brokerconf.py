@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import stat
 import subprocess
@@ -29,9 +30,10 @@ def test_hash_is_mosquitto_passwd_format(tmp_path):
     assert check_password("correct horse", theirs) and not check_password("correct horsE", theirs)
 
 
-def test_generated_files(tmp_path, test_registry):
+def test_generated_files_acl_file_mode(tmp_path, test_registry):
+    """--auth acl-file (a Mosquitto without the dynamic-security plugin): passwd + acl."""
     out = tmp_path / "gen"
-    write_broker_config(test_registry, out, port=18999)
+    write_broker_config(test_registry, out, port=18999, auth="acl-file")
     for name in ("passwd", "acl"):
         assert stat.S_IMODE((out / name).stat().st_mode) == 0o600, name
     for f in (out / "secrets").iterdir():
@@ -60,16 +62,16 @@ def test_generated_files(tmp_path, test_registry):
     assert rules["task-force"] == ["read alpr/share/task-force/#"]
     assert not any("pattern" in line for line in (out / "acl").read_text().splitlines() if not line.startswith("#"))
     # A second run keeps the passwords (secrets already exist) and drops a TLS listener no longer asked for.
-    write_broker_config(test_registry, out, port=18999, tls=TlsListener(18998, "server.crt", "server.key"))
+    write_broker_config(test_registry, out, port=18999, tls=TlsListener(18998, "server.crt", "server.key"), auth="acl-file")
     assert (out / "conf.d" / "50-tls.conf").exists()
     before = (out / "secrets" / "ice.pw").read_text()
     passwd = (out / "passwd").read_text()
-    write_broker_config(test_registry, out, port=18999)
+    write_broker_config(test_registry, out, port=18999, auth="acl-file")
     assert not (out / "conf.d" / "50-tls.conf").exists()
     assert (out / "secrets" / "ice.pw").read_text() == before
     assert (out / "passwd").read_text() == passwd  # unchanged passwords keep their hashes
     (out / "secrets" / "ice.pw").write_text("a new password\n")
-    write_broker_config(test_registry, out, port=18999)
+    write_broker_config(test_registry, out, port=18999, auth="acl-file")
     ice = [line for line in (out / "passwd").read_text().splitlines() if line.startswith("ice:")][0]
     assert check_password("a new password", ice.split(":", 1)[1])
 
@@ -80,13 +82,15 @@ def test_committed_example_matches_the_registry(tmp_path):
     r = subprocess.run([sys.executable, "-m", "edge.cli", "broker-config", str(ROOT / "examples" / "registry.yaml"),
                         "--out", str(tmp_path / "gen")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    for rel in ("mosquitto.conf", "acl", "conf.d/10-listeners.conf", "conf.d/20-auth.conf",
+    for rel in ("mosquitto.conf", "conf.d/10-listeners.conf", "conf.d/20-auth.conf",
                 "conf.d/30-persistence.conf", "conf.d/40-limits.conf"):
         assert (committed / rel).read_text() == (tmp_path / "gen" / rel).read_text(), rel
-    ours = [line.split(":")[0] for line in (tmp_path / "gen" / "passwd").read_text().splitlines()]
-    theirs = [line.split(":")[0] for line in (committed / "passwd").read_text().splitlines()]
-    assert ours == theirs  # hashes differ: fresh salts and dev passwords
-    assert all(line.split(":", 1)[1].startswith("$7$") for line in (committed / "passwd").read_text().splitlines())
+    assert not (committed / "passwd").exists() and not (committed / "acl").exists()  # the acl-file mode's
+    ours = json.loads((tmp_path / "gen" / "dynamic-security.json").read_text())
+    theirs = json.loads((committed / "dynamic-security.json").read_text())
+    strip = lambda ds: [{k: v for k, v in c.items() if k not in ("password", "salt")} for c in ds["clients"]]  # noqa: E731
+    assert strip(ours) == strip(theirs)  # hashes differ: fresh salts and dev passwords
+    assert {k: v for k, v in ours.items() if k != "clients"} == {k: v for k, v in theirs.items() if k != "clients"}
 
 
 def test_tls_listener_on_a_real_broker(mosquitto_factory, tmp_path):
@@ -108,10 +112,10 @@ def test_tls_listener_on_a_real_broker(mosquitto_factory, tmp_path):
         broker.start()
         user, pw = broker.credentials("sac-pd")
         url = transport.parse_broker_url(f"mqtts://{user}:{pw}@127.0.0.1:{tls_port}?ca={certs / 'server.crt'}")
-        c = transport.connect(url, "t-tls")
+        c = transport.connect(url, "agency-sac-pd")
         transport.close(c)
         with pytest.raises(transport.MQTTError):  # same ACL and logins on the TLS listener
-            transport.connect(url.with_login("sac-pd", "wrong"), "t-tls-2")
+            transport.connect(url.with_login("sac-pd", "wrong"), "agency-sac-pd")
     finally:
         broker.stop()
 
@@ -133,11 +137,11 @@ def test_a_damaged_passwd_line_is_rewritten_not_an_error(tmp_path, test_registry
     so the tool could not regenerate its own output."""
     assert not check_password("anything", damage)
     out = tmp_path / "gen"
-    write_broker_config(test_registry, out)
+    write_broker_config(test_registry, out, auth="acl-file")
     lines = (out / "passwd").read_text().splitlines()
     lines[0] = f"{lines[0].split(':')[0]}:{damage}"
     (out / "passwd").write_text("\n".join(lines) + "\n")
-    write_broker_config(test_registry, out)
+    write_broker_config(test_registry, out, auth="acl-file")
     gate = (out / "passwd").read_text().splitlines()[0]
     password = (out / "secrets" / "alpr-gate.pw").read_text().strip()
     assert gate.startswith("alpr-gate:$7$") and check_password(password, gate.split(":", 1)[1])

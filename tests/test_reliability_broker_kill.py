@@ -24,7 +24,7 @@ def _kill_with_reads_queued(broker: MosquittoBroker, n: int, wait_s: float = 20)
     gate = transport.connect(gate_url, "kill-gate", clean_start=False, session_expiry_s=600,
                              subscriptions=[("alpr/raw/#", 1)])
     transport.close(gate)  # the gate is away: its session queues raw reads
-    cam = transport.connect(url(broker, "cam-1"), "kill-cam")
+    cam = transport.connect(url(broker, "cam-1"), "edge-cam-1")
     reads = [make_read() for _ in range(n)]
     assert transport.wait_published([cam.publish("alpr/raw/cam-1", r.to_json(), qos=1) for r in reads], 30)
     transport.close(cam)

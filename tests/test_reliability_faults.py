@@ -48,25 +48,25 @@ def wait_until(cond, timeout=30.0, step=0.05) -> bool:
 
 
 class AgencyLogins:
-    """Each agency logged in with a persistent session, on its own topic and on '#'."""
+    """Each agency logged in with a persistent session (its bound client id), on its own topic and on
+    '#' (refused at SUBACK by the dynamic-security plugin)."""
 
     def __init__(self, broker):
         self.logins = {}
         for a in ALLOWED_AGENCIES | REFUSED_AGENCIES:
-            for sub in (f"alpr/share/{a}/#", "#"):
-                msgs: list = []
-                client = transport.connect(url(broker, a), f"rel-{a}-{'own' if '#' != sub else 'all'}",
-                                           clean_start=False, session_expiry_s=600, subscriptions=[(sub, 1)],
-                                           on_message=lambda c, u, m, msgs=msgs: msgs.append((m.topic, m.payload)))
-                self.logins[(a, sub)] = (client, msgs)
+            msgs: list = []
+            client = transport.connect(url(broker, a), f"agency-{a}", clean_start=False, session_expiry_s=600,
+                                       subscriptions=[(f"alpr/share/{a}/#", 1), ("#", 1)],
+                                       on_message=lambda c, u, m, msgs=msgs: msgs.append((m.topic, m.payload)))
+            self.logins[a] = (client, msgs)
 
     def ids(self, agency) -> list[str]:
-        _c, msgs = self.logins[(agency, f"alpr/share/{agency}/#")]
-        return [json.loads(p)["read"]["read_id"] for _t, p in list(msgs)]
+        _c, msgs = self.logins[agency]
+        return [json.loads(p)["read"]["read_id"] for t, p in list(msgs) if t == f"alpr/share/{agency}/reads"]
 
     def leaks(self) -> int:
         n = 0
-        for (a, _sub), (_c, msgs) in self.logins.items():
+        for a, (_c, msgs) in self.logins.items():
             for topic, _p in list(msgs):
                 if a in REFUSED_AGENCIES or topic != f"alpr/share/{a}/reads":
                     n += 1
@@ -82,7 +82,7 @@ class AgencyLogins:
 def test_a_publish_made_while_the_broker_is_down_is_acknowledged_after_it_returns(mosquitto):
     """Regression: wait_published raised RuntimeError for it (paho keeps rc NO_CONN), which crashed
     a gate that published forwards at the moment the broker went away."""
-    agency = transport.connect(url(mosquitto, "sac-pd"), "rel-sac-pd", clean_start=False, session_expiry_s=600,
+    agency = transport.connect(url(mosquitto, "sac-pd"), "agency-sac-pd", clean_start=False, session_expiry_s=600,
                                subscriptions=[("alpr/share/sac-pd/#", 1)])
     got: list = []
     agency.on_message = lambda c, u, m: got.append(m.payload)
@@ -140,7 +140,7 @@ def test_reads_published_after_a_broker_restart_wait_for_the_gate(mosquitto, tmp
     agencies = AgencyLogins(mosquitto)
     try:
         first = make_read()
-        cam = transport.connect(url(mosquitto, "cam-1"), "rel-cam-1")
+        cam = transport.connect(url(mosquitto, "cam-1"), "edge-cam-1")
         transport.wait_published([cam.publish("alpr/raw/cam-1", first.to_json(), qos=1)])
         assert wait_until(lambda: first.read_id in agencies.ids("sac-pd"))
         stop(gate)
@@ -175,7 +175,7 @@ def _break_store(store: SQLiteAuditStore, how: str) -> None:
 @pytest.mark.parametrize("how, message", [("disk-full", "full"), ("read-only", "readonly")])
 def test_a_broken_audit_store_stops_the_gate_and_nothing_unaudited_is_forwarded(mosquitto, tmp_path, caplog, how, message):
     agencies = AgencyLogins(mosquitto)
-    cam = transport.connect(url(mosquitto, "cam-1"), "rel-cam-1")
+    cam = transport.connect(url(mosquitto, "cam-1"), "edge-cam-1")
     store = SQLiteAuditStore(tmp_path / "audit.db")
     cfg = GateConfig(gate_id="g-full", shared_group=None, batch_wait_s=0.01, status_every_s=0)
     gate = Gate(mosquitto.registry, load_policy(), url(mosquitto, "gate"), store, cfg).start()

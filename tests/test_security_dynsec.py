@@ -40,8 +40,8 @@ def _read(camera: str = "cam-1", agency: str = "sac-pd") -> ReadEvent:
 
 def test_generated_dynsec_files(tmp_path, test_registry):
     out = tmp_path / "gen"
-    write_broker_config(test_registry, out)  # acl-file first: switching modes removes the other's files
-    write_broker_config(test_registry, out, auth="dynsec")
+    write_broker_config(test_registry, out, auth="acl-file")  # switching modes removes the other's files
+    write_broker_config(test_registry, out)  # the default
     assert not (out / "passwd").exists() and not (out / "acl").exists()
     f = out / "dynamic-security.json"
     assert stat.S_IMODE(f.stat().st_mode) == 0o600
@@ -66,7 +66,7 @@ def test_generated_dynsec_files(tmp_path, test_registry):
     before = f.read_text()
     write_broker_config(test_registry, out, auth="dynsec")
     assert f.read_text() == before
-    write_broker_config(test_registry, out)
+    write_broker_config(test_registry, out, auth="acl-file")
     assert not f.exists() and (out / "passwd").exists()
     with pytest.raises(BrokerConfigError, match="no such file"):
         write_broker_config(test_registry, out, auth="dynsec", dynsec_plugin=str(tmp_path / "missing.so"))
@@ -163,3 +163,17 @@ def test_a_gate_client_id_that_looks_like_a_bound_one_is_refused(client_id):
     data["gate"]["client_id"] = client_id
     with pytest.raises(RegistryError, match=f"client_id '{client_id}'"):
         parse_registry(data)
+
+
+@pytest.mark.parametrize("damage", ["{not json", '{"clients": [{"username": "alpr-gate", "iterations": "x"}]}', "[]",
+                                    '{"clients": [{"username": "ice", "iterations": 0, "salt": "!!", "password": "zz"}]}'])
+def test_a_damaged_dynsec_file_is_rewritten_not_an_error(tmp_path, test_registry, damage):
+    out = tmp_path / "gen"
+    write_broker_config(test_registry, out)
+    (out / "dynamic-security.json").write_text(damage)
+    write_broker_config(test_registry, out)
+    clients = {c["username"]: c for c in json.loads((out / "dynamic-security.json").read_text())["clients"]}
+    for user in ("alpr-gate", "ice"):
+        c = clients[user]
+        pw = (out / "secrets" / f"{user}.pw").read_text().strip()
+        assert check_password(pw, f"$7${c['iterations']}${c['salt']}${c['password']}")

@@ -263,9 +263,9 @@ def test_oversized_packets_and_topic_tricks_never_reach_an_agency(mosquitto, tmp
     store = SQLiteAuditStore(tmp_path / "audit.db")
     g = Gate(mosquitto.registry, load_policy(), url("gate"), store, GateConfig(status_every_s=0, batch_wait_s=0.01)).start()
     got: dict[str, list] = {a: [] for a in ("sac-pd", *REFUSED_AGENCIES)}
-    agencies = [transport.connect(url(a), f"h-{a}", subscriptions=[("#", 1)],
+    agencies = [transport.connect(url(a), f"agency-{a}", subscriptions=[(f"alpr/share/{a}/#", 1), ("#", 1)],
                                   on_message=lambda c, u, m, a=a: got[a].append((m.topic, m.payload))) for a in got]
-    cam = transport.connect(url("cam-1"), "h-cam-1")
+    cam = transport.connect(url("cam-1"), "edge-cam-1")
     try:
         tricks = ["alpr/raw/cam-1/../cam-2", "alpr/raw/cam-2", "alpr/raw/cam-1/x", "alpr/share/ice/reads",
                   "alpr/share/sac-pd/reads", "alpr/raw/cam-1\u0000x", "alpr/raw/cam-1 ", "$SYS/broker/x"]
@@ -280,7 +280,7 @@ def test_oversized_packets_and_topic_tricks_never_reach_an_agency(mosquitto, tmp
         # The camera may have been disconnected for the oversized packet; a fresh login works and
         # a normal read still goes through.
         transport.close(cam)
-        cam = transport.connect(url("cam-1"), "h-cam-1b")
+        cam = transport.connect(url("cam-1"), "edge-cam-1")
         good = base_read(read_id="goodgoodgood0001")
         transport.wait_published([cam.publish("alpr/raw/cam-1", json.dumps(good).encode(), qos=1)], 20)
         deadline = time.monotonic() + 20

@@ -93,14 +93,14 @@ def test_reads_flow_end_to_end_over_tls_and_the_acl_holds_there(tls_broker, tmp_
                 GateConfig(status_every_s=0, batch_wait_s=0.01)).start()
     got: dict[str, list] = {"sac-pd": [], "ice": []}
     agencies = [
-        transport.connect(tls_url(broker, port, "sac-pd", b.ca_cert), "tls-sac-pd", subscriptions=[("alpr/share/sac-pd/#", 1)],
+        transport.connect(tls_url(broker, port, "sac-pd", b.ca_cert), "agency-sac-pd", subscriptions=[("alpr/share/sac-pd/#", 1)],
                           on_message=lambda c, u, m: got["sac-pd"].append(m.payload)),
-        transport.connect(tls_url(broker, port, "ice", b.ca_cert), "tls-ice", subscriptions=[("#", 1), ("alpr/raw/#", 1)],
+        transport.connect(tls_url(broker, port, "ice", b.ca_cert), "agency-ice", subscriptions=[("#", 1), ("alpr/raw/#", 1)],
                           on_message=lambda c, u, m: got["ice"].append(m.payload)),
     ]
     outbox = Outbox(tmp_path / "outbox.db")
     user, pw = broker.credentials("cam-1")
-    pub = publisher_for_url(outbox, f"mqtts://{user}:{pw}@127.0.0.1:{port}?ca={b.ca_cert}", "tls-cam-1")
+    pub = publisher_for_url(outbox, f"mqtts://{user}:{pw}@127.0.0.1:{port}?ca={b.ca_cert}", "edge-cam-1")
     pub.start()
     try:
         reads = [make_read() for _ in range(5)]
@@ -140,9 +140,10 @@ def test_tls_refuses_the_wrong_ca_plain_text_and_anonymous(tls_broker, tmp_path)
         transport.connect(tls_url(broker, port, "sac-pd", b.ca_cert).with_login("sac-pd", "wrong"), "tls-bad", timeout=10)
 
 
-def _connect_with_context(port, ctx, user, pw, timeout=10) -> int | str:
+def _connect_with_context(port, ctx, user, pw, timeout=10, client_id="") -> int | str:
     """CONNACK reason value, or the error text when the TLS handshake fails."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"tls-cert-{time.monotonic_ns()}", protocol=mqtt.MQTTv5)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or f"tls-cert-{time.monotonic_ns()}",
+                    protocol=mqtt.MQTTv5)
     c.tls_set_context(ctx)
     c.username_pw_set(user, pw)
     result: dict = {}
@@ -175,13 +176,13 @@ def test_client_certificates_when_the_listener_requires_them(test_registry, tmp_
     try:
         user, pw = broker.credentials("sac-pd")
         cert, key = b.clients["sac-pd"]
-        assert _connect_with_context(port, client_context(b.ca_cert, cert, key), user, pw) == 0
+        assert _connect_with_context(port, client_context(b.ca_cert, cert, key), user, pw, client_id="agency-sac-pd") == 0
         # No client certificate, or one from another CA: the handshake fails.
         assert _connect_with_context(port, client_context(b.ca_cert), user, pw) != 0
         s_cert, s_key = stranger.clients["sac-pd"]
         assert _connect_with_context(port, client_context(b.ca_cert, s_cert, s_key), user, pw) != 0
         # A valid certificate does not replace the password.
-        assert _connect_with_context(port, client_context(b.ca_cert, cert, key), user, "wrong") != 0
+        assert _connect_with_context(port, client_context(b.ca_cert, cert, key), user, "wrong", client_id="agency-sac-pd") != 0
     finally:
         broker.stop()
 
@@ -234,9 +235,9 @@ def test_generated_secrets_and_broker_files_are_private_whatever_the_umask(test_
     assert mode(out / "secrets") == 0o700
     files = list((out / "secrets").iterdir())
     assert len(files) == len(test_registry.principals())
-    for f in files + [out / "passwd", out / "acl"]:
+    for f in files + [out / "dynamic-security.json"]:
         assert mode(f) == 0o600, f
-    # Hashes only in passwd: no password from the secrets directory appears in any generated file.
+    # Hashes only in the logins file: no password from the secrets directory appears in any generated file.
     passwords = [f.read_text().strip() for f in files]
     for f in out.rglob("*"):
         if f.is_file() and f.parent.name != "secrets":

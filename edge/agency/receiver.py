@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -145,6 +146,9 @@ class AgencyReceiver:
     # the broker may refuse them at SUBACK (probe_refused) or grant them and filter each delivery;
     # anything arriving off the share topic is rejected and counted, never stored.
     probe_topics: tuple[str, ...] = ()
+    qos: int = 1  # of the subscriptions (the soak counts deliveries at 2, as the gate forwards)
+    # Called with (time.time(), topic, payload) for every delivery, before any check (the soak's count).
+    on_delivery: Callable[[float, str, bytes], None] | None = None
     stats: ReceiverStats = field(default_factory=ReceiverStats)
     error: BaseException | None = None
 
@@ -158,13 +162,15 @@ class AgencyReceiver:
         self.probe_refused: dict[str, bool] = {}  # probe filter -> refused at SUBACK
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        if self.on_delivery is not None:
+            self.on_delivery(time.time(), msg.topic, msg.payload)
         self._queue.put((msg.mid, msg.qos, msg.topic, msg.payload))
 
     def start(self) -> "AgencyReceiver":
         self._client = transport.connect(
             self.broker, self.client_id or f"agency-{self.agency_id}", protocol=self.protocol, clean_start=False,
             session_expiry_s=SESSION_EXPIRY_S, manual_ack=True, on_message=self._on_message,
-            subscriptions=[(self.topic, 1), *((t, 1) for t in self.probe_topics)],  # QoS 1 + ack after commit
+            subscriptions=[(t, self.qos) for t in (self.topic, *self.probe_topics)],  # ack after commit
         )
         code = self._client.suback_codes.get(self.topic)
         if code is not None and transport.suback_refused(code):

@@ -111,6 +111,7 @@ def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float
     import yaml
 
     from edge.policy.audit import open_audit
+    from edge.policy.brokerconf import agency_client_id, camera_client_id
     from edge.policy.registry import parse_registry
     from edge.transport import mqtt as transport
     from edge.transport.mosquitto import MosquittoBroker
@@ -131,7 +132,7 @@ def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float
         def login(who):
             return url.with_login(*broker.credentials(who))
 
-        cam = transport.connect(login("cam-1"), "bench-cam-1")
+        cam = transport.connect(login("cam-1"), camera_client_id("cam-1"))  # the id the broker binds to the login
 
         # 1. Broker baseline: same payloads, same broker, QoS 1 publish -> plain subscriber.
         base = _payloads(reads, "b")
@@ -166,13 +167,17 @@ def run_bench(reads: int = 20000, latency_reads: int = 1000, latency_rate: float
             c = _Counter(keep_times=a == allowed[0])
             c.expect_topic = f"alpr/share/{a}/reads"
             counters[a] = c
-            clients.append(transport.connect(login(a), f"bench-{a}", on_message=c.on_message,
-                                             subscriptions=[(f"alpr/share/{a}/#", forward_qos)], receive_maximum=1000))
             w = _Counter()
             counters[f"{a}#"] = w
+            subs = [(f"alpr/share/{a}/#", forward_qos)]
             if a in refused:  # '#' for the refused only: doubling the allowed traffic would load this process
-                clients.append(transport.connect(login(a), f"bench-{a}-wild", on_message=w.on_message,
-                                                 subscriptions=[("#", forward_qos)], receive_maximum=1000))
+                subs.append(("#", forward_qos))  # on the one connection the login's bound client id allows
+
+            def on_message(client, userdata, msg, own=c, other=w, prefix=f"alpr/share/{a}/"):
+                (own if msg.topic.startswith(prefix) else other).on_message(client, userdata, msg)
+
+            clients.append(transport.connect(login(a), agency_client_id(a), on_message=on_message,
+                                             subscriptions=subs, receive_maximum=1000))
         try:
             # 3. Throughput.
             loads = _payloads(reads, "t")

@@ -140,6 +140,7 @@ def camera_ids(n: int) -> list[str]:
 def _worker_main(config_path: str) -> int:
     import logging
 
+    from edge.policy.brokerconf import camera_client_id
     from edge.schema import ReadEvent
     from edge.transport.outbox import Outbox, OutboxError, publisher_for_url
 
@@ -152,7 +153,7 @@ def _worker_main(config_path: str) -> int:
     cams = []
     for c in cfg["cameras"]:
         outbox = Outbox(Path(cfg["outbox_dir"]) / f"{c['id']}.db")
-        pub = publisher_for_url(outbox, c["url"], f"soak-{c['id']}")
+        pub = publisher_for_url(outbox, c["url"], camera_client_id(c["id"]))  # the id the broker binds to its login
         pub.start()
         produced_log = open(Path(cfg["log_dir"]) / f"{c['id']}.produced", "a", buffering=1)
         cams.append({"id": c["id"], "agency": c["agency"], "outbox": outbox, "pub": pub, "log": produced_log,
@@ -216,23 +217,31 @@ def _worker_main(config_path: str) -> int:
 # -- the harness -----------------------------------------------------------------------------------------
 
 class _AgencyLogin:
-    """One agency login with a persistent session (a broker restart must not drop its queued reads),
-    subscribed at QoS 2 like the gate's forwards: the broker delivers each read once."""
+    """What one agency login received: (time, topic, payload) per delivery. A refused agency connects
+    here itself, with a persistent session (a broker restart must not drop its queued reads), subscribed
+    at QoS 2 like the gate's forwards to its own topic and to '#' on the one connection its bound client
+    id allows (the broker refuses '#' at SUBACK, or grants it and filters each delivery). An allowed
+    agency's deliveries are recorded by its AgencyReceiver (`record`), which holds its one connection."""
 
-    def __init__(self, broker_url, agency: str, topic: str, client_id: str):
+    def __init__(self, agency: str, broker_url=None, topics: tuple[str, ...] = ()):
+        from edge.policy.brokerconf import agency_client_id
         from edge.transport import mqtt as transport
 
         self.agency = agency
-        self.topic = topic
         self.lock = threading.Lock()
         self.messages: list[tuple[float, str, bytes]] = []
-        self.client = transport.connect(broker_url, client_id, clean_start=False, session_expiry_s=3600,
-                                        on_message=self._on_message, subscriptions=[(topic, 2)], timeout=30)
+        self.client = None
+        if broker_url is not None:
+            self.client = transport.connect(broker_url, agency_client_id(agency), clean_start=False,
+                                            session_expiry_s=3600, on_message=self._on_message,
+                                            subscriptions=[(t, 2) for t in topics], timeout=30)
+
+    def record(self, t: float, topic: str, payload: bytes) -> None:
+        with self.lock:
+            self.messages.append((t, topic, payload))
 
     def _on_message(self, client, userdata, msg) -> None:
-        t = time.time()
-        with self.lock:
-            self.messages.append((t, msg.topic, msg.payload))
+        self.record(time.time(), msg.topic, msg.payload)
 
     def snapshot(self) -> list[tuple[float, str, bytes]]:
         with self.lock:
@@ -241,7 +250,8 @@ class _AgencyLogin:
     def close(self) -> None:
         from edge.transport import mqtt as transport
 
-        transport.close(self.client)
+        if self.client is not None:
+            transport.close(self.client)
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -287,7 +297,6 @@ class Soak:
         self.gate_incarnation = 0
         self.workers: list[dict] = []
         self.agencies: dict[str, _AgencyLogin] = {}
-        self.wild: dict[str, _AgencyLogin] = {}
         self.receivers: dict = {}  # allowed agency -> AgencyReceiver (its SQLite inbox)
         self.outages: list[dict] = []
         self.mem: dict[str, list[tuple[float, float, int]]] = {}
@@ -371,17 +380,18 @@ class Soak:
     def start_agencies(self) -> None:
         from edge.transport import mqtt as transport
 
-        for a in (*ALLOWED, *REFUSED):
-            url = transport.parse_broker_url(self.broker.url(a))
-            self.agencies[a] = _AgencyLogin(url, a, f"alpr/share/{a}/#", f"soak-{a}")
-            self.wild[a] = _AgencyLogin(url, a, "#", f"soak-{a}-wild")
-        # What an agency deploys (`alpr-edge agency receive`): its inbox must end with each read once.
         from edge.agency.receiver import AgencyInbox, AgencyReceiver
 
+        for a in REFUSED:
+            url = transport.parse_broker_url(self.broker.url(a))
+            self.agencies[a] = _AgencyLogin(a, url, (f"alpr/share/{a}/#", "#"))
+        # What an allowed agency deploys (`alpr-edge agency receive`): its inbox must end with each read
+        # once; every delivery to it (and whatever '#' brought) is also counted, as it arrives.
         for a in ALLOWED:
             url = transport.parse_broker_url(self.broker.url(a))
-            self.receivers[a] = AgencyReceiver(a, url, AgencyInbox(self.wd / f"inbox-{a}.db"),
-                                               client_id=f"soak-{a}-inbox").start()
+            self.agencies[a] = _AgencyLogin(a)
+            self.receivers[a] = AgencyReceiver(a, url, AgencyInbox(self.wd / f"inbox-{a}.db"), qos=2,
+                                               probe_topics=("#",), on_delivery=self.agencies[a].record).start()
 
     def sample_memory(self, t: float) -> None:
         procs = {"broker": self.broker.process, "gate": self.gate, "harness": None}
@@ -508,7 +518,7 @@ class Soak:
         if self.gate is not None and self.gate.poll() is None:
             self.gate.kill()
             self.gate.wait()
-        for a in [*self.agencies.values(), *self.wild.values()]:
+        for a in self.agencies.values():
             try:
                 a.close()
             except Exception:  # noqa: BLE001 - best effort at teardown
@@ -611,10 +621,9 @@ class Soak:
                 inbox_dup += len(ids) - len(set(ids))
             lost += len(missing)
             duplicates += dup
-            leaked += sum(1 for _t, topic, _p in self.wild[a].snapshot() if topic != f"alpr/share/{a}/reads")
         trace.close()
         for a in REFUSED:
-            n = len(self.agencies[a].snapshot()) + len(self.wild[a].snapshot())
+            n = len(self.agencies[a].snapshot())
             per_agency[a] = {"received": n}
             leaked += n
         # Outage windows: from the fault until the backlog of reads captured before recovery is delivered.

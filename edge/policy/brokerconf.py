@@ -5,18 +5,18 @@ from there: `cd OUT && mosquitto -c mosquitto.conf`):
 
     mosquitto.conf          includes conf.d/
     conf.d/10-listeners.conf  plain listener (loopback by default)
-    conf.d/20-auth.conf       no anonymous access; password file and ACL (or the plugin)
+    conf.d/20-auth.conf       no anonymous access; the dynamic-security plugin (or passwd + acl)
     conf.d/30-persistence.conf  sessions and queued QoS 1 messages survive restarts
     conf.d/40-limits.conf     queue and in-flight limits sized for the gate
     conf.d/50-tls.conf        optional TLS listener
-    passwd                    PBKDF2-SHA512 hashes ($7$, mosquitto_passwd's format), mode 0600
-    acl                       per-user topic rules, mode 0600
+    dynamic-security.json     logins (PBKDF2-SHA512), bound client ids and per-login rules, mode 0600
     secrets/                  dev passwords created for missing `file:` credentials, mode 0600
 
-    with auth="dynsec", instead of passwd and acl:
-    dynamic-security.json     logins (same hashes), bound client ids and per-login rules, mode 0600
+    with auth="acl-file" (a Mosquitto without the plugin), instead of dynamic-security.json:
+    passwd                    PBKDF2-SHA512 hashes ($7$, mosquitto_passwd's format), mode 0600
+    acl                       per-user topic rules, mode 0600
 
-Why auth="dynsec" (Mosquitto's dynamic-security plugin): the acl_file cannot bind a client id to a
+Why the dynamic-security plugin by default: Mosquitto's acl_file cannot bind a client id to a
 login, nor check subscriptions. Without the first, any valid login (a camera, a refused agency)
 could connect with the gate's client id and take over its persistent session, dropping the raw
 reads queued for it before they were audited; without the second, any login could join the
@@ -252,7 +252,7 @@ def _existing_hashes(out: Path) -> dict[str, str]:
 
 
 def render_conf_files(port: int = 1883, bind: str = "127.0.0.1", tls: TlsListener | None = None,
-                      max_queued: int = 1_000_000, run_as: str | None = None, auth: str = "acl-file",
+                      max_queued: int = 1_000_000, run_as: str | None = None, auth: str = "dynsec",
                       dynsec_plugin: str | None = None) -> dict[str, str]:
     if auth == "dynsec":
         auth_conf = (
@@ -331,11 +331,11 @@ def render_conf_files(port: int = 1883, bind: str = "127.0.0.1", tls: TlsListene
 def write_broker_config(registry: Registry, out_dir: str | os.PathLike, secrets_dir: str | os.PathLike | None = None,
                         port: int = 1883, bind: str = "127.0.0.1", tls: TlsListener | None = None,
                         run_as: str | None = None, extra_conf: dict[str, str] | None = None,
-                        auth: str = "acl-file", dynsec_plugin: str | None = None) -> list[Path]:
+                        auth: str = "dynsec", dynsec_plugin: str | None = None) -> list[Path]:
     """Write the configuration; create missing `file:` dev passwords. Returns the files written.
 
-    `auth`: "acl-file" (default for now: passwd + acl) or "dynsec" (the dynamic-security plugin,
-    `dynsec_plugin` its path, found when not given; see the module docstring for why)."""
+    `auth`: "dynsec" (default: the dynamic-security plugin, `dynsec_plugin` its path, found when not
+    given) or "acl-file" (passwd + acl, for a Mosquitto without the plugin; see the module docstring)."""
     if auth not in AUTH_MODES:
         raise BrokerConfigError(f"auth {auth!r}: must be one of {', '.join(AUTH_MODES)}")
     if auth == "dynsec":

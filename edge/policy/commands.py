@@ -22,11 +22,12 @@ def register(sub) -> None:
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--tls-ca", help="CA file (optional)")
-    p.add_argument("--run-as", help="user mosquitto switches to when started as root (must own passwd/acl)")
-    p.add_argument("--auth", choices=("acl-file", "dynsec"), default="acl-file",
-                   help="acl-file (default): passwd + acl. dynsec: Mosquitto's dynamic-security plugin, which also "
-                        "binds each camera/agency login to its client id (edge-CAMERA, agency-AGENCY: no login can "
-                        "take over the gate's session) and checks subscriptions (no joining the gates' $share group)")
+    p.add_argument("--run-as", help="user mosquitto switches to when started as root (must own the logins file)")
+    p.add_argument("--auth", choices=("dynsec", "acl-file"), default="dynsec",
+                   help="dynsec (default): logins and rules in Mosquitto's dynamic-security plugin, which binds each "
+                        "camera/agency login to its client id (edge-CAMERA, agency-AGENCY: no login can take over the "
+                        "gate's session) and checks subscriptions (no joining the gates' $share group). acl-file: "
+                        "passwd + acl, for a Mosquitto without the plugin (both gaps open)")
     p.add_argument("--dynsec-plugin", metavar="PATH",
                    help="mosquitto_dynamic_security.so (default: found in the usual library directories)")
     p.set_defaults(func=_broker_config)

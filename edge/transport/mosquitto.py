@@ -58,7 +58,7 @@ class MosquittoBroker:
     process: subprocess.Popen | None = field(default=None, repr=False)
     tls: TlsListener | None = None  # an extra TLS listener (certificates from edge.policy.tls)
     extra_conf: dict[str, str] | None = None  # more conf.d files, e.g. {"conf.d/60-x.conf": "..."}
-    auth: str = "acl-file"  # or "dynsec": client ids bound to logins, subscriptions checked (brokerconf)
+    auth: str = "dynsec"  # or "acl-file" (passwd + acl: client ids not bound, subscriptions not checked)
     secrets: Secrets = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
