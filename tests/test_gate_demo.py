@@ -18,8 +18,10 @@ ALLOWED = {"oakland-pd", "alameda-so"}
 REFUSED = {"reno-pd", "ice", "norcal-task-force"}
 
 
-def check_demo_result(result: dict, reads: int):
+def check_demo_result(result: dict, reads: int, wildcard: str = "refused"):
     assert result["reads_published"] == reads
+    # every agency also tried '#' (amqtt and the dynamic-security plugin refuse it at SUBACK)
+    assert {a["wildcard_subscription"] for a in result["agencies"].values()} == {wildcard}
     assert result["leaks"] == 0 and result["audit_verified"]
     assert result["audit_records"] == reads + result["forged_published"]
     ag = result["agencies"]
@@ -64,7 +66,7 @@ def test_demo_on_mosquitto(mosquitto_factory, tmp_path, auth):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    check_demo_result(result, 40)
+    check_demo_result(result, 40, "refused" if auth == "dynsec" else "granted, filtered")
     assert result["broker"].startswith("mqtt://")
     v = subprocess.run([sys.executable, "-m", "edge.cli", "audit", "verify", str(tmp_path / "audit.db")],
                        capture_output=True, text=True)

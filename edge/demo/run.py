@@ -195,6 +195,9 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
                 "name": a.name, "kind": a.kind.value, "jurisdiction": a.jurisdiction, "purpose": a.purpose,
                 "on_behalf_of": a.on_behalf_of, "forwarded": snap["forwarded"].get(a.id, 0),
                 "refused": snap["refused"].get(a.id, 0), "received": len(got), "rules": rules,
+                # its try at '#': refused at SUBACK (amqtt, Mosquitto's dynamic-security plugin) or
+                # granted with each delivery filtered (Mosquitto's acl_file)
+                "wildcard_subscription": "refused" if collectors[a.id].probe_refused.get("#") else "granted, filtered",
                 # what actually decided each message for this agency (policy rules and the gate's checks
                 # of forged or malformed messages), from the audit log
                 "decided_by": dict(sorted(decided.items(), key=lambda kv: (-kv[1], kv[0]))),
