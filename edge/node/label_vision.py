@@ -48,11 +48,15 @@ class LabelDetector(Detector):
                         "--vision onnx reads footage", f.index,
                     )
                 self.unlabelled += 1
-            labels = [lab for lab in (f.labels or []) if lab.box[3] - lab.box[1] >= self.min_height]
+            labels = list(f.labels or [])
+            boxes = np.array([lab.box for lab in labels], np.float32).reshape(-1, 4)
+            # the node's own test for plates too small to read (float32 boxes), so the texts handed
+            # to the OCR stay in step with the crops it makes
+            tall = (boxes[:, 3] - boxes[:, 1]) >= self.min_height
+            labels, boxes = [lab for lab, keep in zip(labels, tall) if keep], boxes[tall]
             if not labels:
                 out.append(Detections.empty())
                 continue
-            boxes = np.array([lab.box for lab in labels], np.float32)
             out.append(Detections(boxes, np.ones(len(labels), np.float32), None))
             if self.keep_texts:
                 self.pending.extend(lab.plate for lab in labels)
@@ -60,6 +64,10 @@ class LabelDetector(Detector):
 
 
 class LabelOCR(PlateOCR):
+    # one text per detection, in the detector's order: the node must crop each plate once (no
+    # framing variants, no second look)
+    one_crop_per_detection = True
+
     def __init__(self, detector: LabelDetector, misread_rate: float = 0.0, seed: int = 0) -> None:
         self.detector = detector
         self.misread_rate = float(misread_rate)

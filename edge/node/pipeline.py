@@ -305,6 +305,13 @@ class EdgeNode:
             ocr_size = (192, 96)  # US plates are 2:1
         self.out_size = (config.crop_width or ocr_size[0], config.crop_height or ocr_size[1])
         self.ocr_variants = config.ocr_variants or (3 if source.independent else 1)
+        if getattr(ocr, "one_crop_per_detection", False) and self.ocr_variants > 1:
+            # vision=labels: the OCR hands out the ground truth's texts, one per detection in order;
+            # several framings per plate (the default for photo folders) took the next plates' texts
+            if config.ocr_variants:
+                log.warning("%s: vision=labels reads each plate once: ocr_variants %d is not used",
+                            config.camera_id, config.ocr_variants)
+            self.ocr_variants = 1
         self.crop_dir = Path(config.output_dir) if config.save_crops else None
         self._reader: ReaderThread | None = None
         self._recent: dict[str, float] = {}  # plate -> media time of its read's last sighting
