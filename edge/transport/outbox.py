@@ -69,6 +69,7 @@ class Outbox:
             if exclusive:
                 self._hold()
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10)
+            self._check_is_an_outbox()  # before anything is changed in the file
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a commit survives the process being killed (it is in the OS page
             # cache); only a power cut can lose the last few, which FULL would cost an fsync per read.
@@ -76,8 +77,38 @@ class Outbox:
             self._db.execute(_SCHEMA)
             self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
         except (sqlite3.Error, OSError) as err:
+            self._close_db()
             self._release()
             raise OutboxError(f"cannot open outbox {self.path}: {err}") from None
+        except OutboxError:
+            self._close_db()
+            self._release()
+            raise
+
+    def _check_is_an_outbox(self) -> None:
+        """Refuse another program's SQLite database (an audit log, an agency inbox given as --outbox
+        by mistake): the outbox table was added into it, or, where it had a table named outbox of
+        its own, the node opened it and then failed every read ('no column named read_id') while
+        blocking the camera as if the disk were full."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        others = sorted(t for t in tables if t not in ("outbox", "sqlite_sequence"))
+        if others:
+            raise OutboxError(f"{self.path} is another database (tables: {', '.join(others[:5])}), not an "
+                              "alpr-edge outbox: give the outbox a file of its own (--outbox)")
+        if "outbox" in tables:
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+            missing = sorted({"seq", "read_id", "topic", "payload", "created"} - columns)
+            if missing:
+                raise OutboxError(f"{self.path}: its outbox table lacks column(s) {', '.join(missing)}: "
+                                  "not an alpr-edge outbox")
+
+    def _close_db(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:  # pragma: no cover
+                pass
 
     def _hold(self) -> None:
         import fcntl
