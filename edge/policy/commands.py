@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -19,9 +20,9 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=1883, help="plain listener port (default %(default)s)")
     p.add_argument("--bind", default="127.0.0.1", help="plain listener address (default %(default)s: loopback only)")
     p.add_argument("--tls-port", type=int, help="add a TLS listener on this port (needs --tls-cert and --tls-key)")
-    p.add_argument("--tls-cert")
-    p.add_argument("--tls-key")
-    p.add_argument("--tls-ca", help="CA file (optional)")
+    p.add_argument("--tls-cert", help="the broker's certificate (PEM; `tls-certs` writes server.crt)")
+    p.add_argument("--tls-key", help="its private key (PEM; `tls-certs` writes server.key)")
+    p.add_argument("--tls-ca", help="CA file (optional; `tls-certs` writes ca.crt)")
     p.add_argument("--run-as", help="user mosquitto switches to when started as root (must own the logins file)")
     p.add_argument("--auth", choices=("dynsec", "acl-file"), default="dynsec",
                    help="dynsec (default): logins and rules in Mosquitto's dynamic-security plugin, which binds each "
@@ -42,7 +43,8 @@ def register(sub) -> None:
                         "reads published before the gates resubscribe are dropped)")
     p.add_argument("--mqtt311", action="store_true",
                    help="MQTT 3.1.1 (Mosquitto still honours $share/ with --shared-group)")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=500,
+                   help="most raw reads decided and audited in one transaction (default %(default)s)")
     p.add_argument("--batch-ms", type=float, default=10.0, help="longest wait to fill a batch (default %(default)s)")
     p.add_argument("--forward-qos", type=int, choices=(1, 2), default=2,
                    help="QoS of the forwards to agencies (default %(default)s: exactly once per hop, so a broker "
@@ -63,7 +65,7 @@ def register(sub) -> None:
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_audit_verify)
     s = asub.add_parser("show", help="print audit records as JSON lines")
-    s.add_argument("target", nargs="?", default="audit.db")
+    s.add_argument("target", nargs="?", default="audit.db", help="SQLite file or postgresql:// DSN (default %(default)s)")
     s.add_argument("--limit", type=int, default=20, help="records to print, from the first (default 20; 0: all)")
     s.set_defaults(func=_audit_show)
 
@@ -74,9 +76,9 @@ def register(sub) -> None:
     p.set_defaults(func=_verify_acl)
 
     p = sub.add_parser("policy", help="show the decision table a registry and policy compile to")
-    p.add_argument("registry")
-    p.add_argument("--policy", default="ca-sb34")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("registry", help="registry YAML ('demo': the demo's registry)")
+    p.add_argument("--policy", default="ca-sb34", help="policy file or shipped policy name (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="last stdout line: one JSON object")
     p.set_defaults(func=_policy_table)
 
 
@@ -117,7 +119,18 @@ def _broker_config(args) -> int:
     if args.tls_port is not None:
         if not (args.tls_cert and args.tls_key):
             raise SystemExit("broker-config: --tls-port needs --tls-cert and --tls-key")
-        tls = TlsListener(args.tls_port, args.tls_cert, args.tls_key, args.tls_ca)
+        # Mosquitto is started from OUT (the written paths are relative to it): a path relative to
+        # where broker-config ran (--tls-cert tls/server.crt) was not found there. Written absolute;
+        # one not on this machine is said (the configuration may be for another machine).
+        files = {}
+        for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key), ("--tls-ca", args.tls_ca)):
+            if path is None:
+                continue
+            files[flag] = os.path.abspath(path)
+            if not os.path.isfile(files[flag]):
+                print(f"alpr-edge broker-config: warning: {flag} {files[flag]}: no such file on this machine "
+                      "(Mosquitto will not start without it)", file=sys.stderr)
+        tls = TlsListener(args.tls_port, files["--tls-cert"], files["--tls-key"], files.get("--tls-ca"))
     out = Path(args.out)
     files = write_broker_config(registry, out, secrets_dir=args.secrets or out / "secrets", port=args.port,
                                 bind=args.bind, tls=tls, run_as=args.run_as, auth=args.auth,
@@ -136,6 +149,12 @@ def _gate(args) -> int:
 
     # A bad registry, policy or broker URL (ValueErrors) exits 2 and an unreachable broker
     # (MQTTError) exits 1, both in one line from the CLI's one handler
+    import math
+
+    if args.run_for is not None and not (0 < args.run_for < math.inf):
+        # before: 0 and nan ran until killed, a negative value stopped at once
+        raise SystemExit(f"gate: --run-for {args.run_for:g}: must be more than 0 seconds (leave it out to run until "
+                         "SIGTERM/SIGINT)")
     registry = _load_registry(args.registry)
     policy = load_policy(args.policy)
     broker = transport.parse_broker_url(args.broker)
@@ -199,9 +218,11 @@ def _audit_verify(args) -> int:
     if args.json:
         print(json.dumps({"ok": result.ok, "records": result.records, "head": result.head, "problems": result.problems}))
     else:
-        print(result.summary())
-        for p in result.problems[1:20]:
+        print(result.summary())  # its first 5 problems; before, problems 2-5 were printed twice
+        for p in result.problems[5:20]:
             print(f"  {p}")
+        if len(result.problems) > 20:
+            print(f"  ... and {len(result.problems) - 20} more (--json lists them all)")
     return 0 if result.ok else 1
 
 
@@ -210,6 +231,8 @@ def _audit_show(args) -> int:
 
     if args.limit < 0:  # SQLite read LIMIT -1 as no limit, PostgreSQL refused it with a traceback
         raise SystemExit(f"audit show: --limit must be 0 (all) or more, got {args.limit}")
+    if not args.target.startswith(("postgresql://", "postgres://")) and not Path(args.target).exists():
+        raise SystemExit(f"audit show: no audit database {args.target}")  # as audit verify and retention: exit 2
     store = open_audit(args.target, create=False)
     for r in store.records(args.limit or None):
         print(json.dumps(r))
