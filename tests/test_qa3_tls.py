@@ -44,3 +44,22 @@ def test_the_broker_config_hint_names_the_files_from_anywhere(tmp_path, capsys, 
     assert hint.startswith("broker: alpr-edge broker-config REGISTRY --tls-port 8883 ")
     for flag, name in (("--tls-cert", "server.crt"), ("--tls-key", "server.key"), ("--tls-ca", "ca.crt")):
         assert f"{flag} {tmp_path / 'tls' / name}" in hint
+
+
+def test_no_certificate_outlives_its_ca(tmp_path):
+    """Before: a new CA lived 10 years whatever --days said, and a kept CA with a year left issued
+    10-year certificates: both stop verifying when the CA expires."""
+    from cryptography import x509
+
+    from edge.policy.tls import write_tls_bundle
+
+    def end(path):
+        return x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc
+
+    long = write_tls_bundle(tmp_path / "long", days=36500)
+    assert end(long.server_cert) <= end(long.ca_cert)
+    short_ca = write_tls_bundle(tmp_path / "short", days=30, ca_days=60)
+    with pytest.raises(ValueError, match=r"--days 365: the CA in .* expires on .* use --days (59|60) or less"):
+        write_tls_bundle(tmp_path / "short", days=365)
+    again = write_tls_bundle(tmp_path / "short", days=50)  # within the CA's life: issued
+    assert end(again.server_cert) <= end(short_ca.ca_cert)

@@ -180,9 +180,19 @@ def write_tls_bundle(out_dir: str | os.PathLike, hosts=("localhost", "127.0.0.1"
         if ca_cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) \
                 != ca_key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
             raise ValueError(f"CA in {out}: ca.key is not the key of ca.crt")
+        # A certificate that outlives its CA fails verification from the day the CA expires:
+        # before, --days 3650 from a CA with a year left wrote one without a word.
+        ca_end = ca_cert.not_valid_after_utc
+        left = (ca_end - datetime.now(timezone.utc)).days
+        if left < days:
+            raise ValueError(f"--days {days}: the CA in {out} expires on {ca_end.date().isoformat()} "
+                             f"({max(left, 0)} days from now) and certificates it issues stop verifying then: "
+                             f"use --days {left} or less, or a new --out for a new CA" if left >= 1 else
+                             f"the CA in {out} expired on {ca_end.date().isoformat()}: use a new --out for a new CA")
     else:
         ca_key = _key()
-        ca_cert = _cert("alpr-edge private CA", ca_key, None, ca_key, ca_days, ca=True)
+        # the CA outlives every certificate it issues (before: 10 years even for --days 36500)
+        ca_cert = _cert("alpr-edge private CA", ca_key, None, ca_key, max(ca_days, days + 1), ca=True)
         _write_private(ca_key_p, _key_pem(ca_key))
         ca_cert_p.write_bytes(_pem(ca_cert))
     server_key = _key()
