@@ -127,7 +127,8 @@ def _plates(args: argparse.Namespace) -> int:
         write0 = time.perf_counter()
         for img, text, state in zip(batch.images, batch.texts, batch.states):
             name = f"{state}{i:06d}.png"
-            cv2.imwrite(str(args.out / name), img, [cv2.IMWRITE_PNG_COMPRESSION, 1])  # fast; small crops anyway
+            if not cv2.imwrite(str(args.out / name), img, [cv2.IMWRITE_PNG_COMPRESSION, 1]):  # fast; small crops
+                raise SystemExit(f"synth plates: cannot write {args.out / name} (disk full, or the folder not writable?)")
             rows.append((name, state, text))
             i += 1
         write_s += time.perf_counter() - write0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -1047,6 +1048,19 @@ def _frame_label_rows(name: str, truths: list[PlateTruth], min_plate_px: float) 
     return rows
 
 
+def file_stem(name: str) -> str:
+    """`name` as part of a file name: runs of characters other than letters, digits, '.', '_' and
+    '-' become '_' (a scenario named "lot b/entry" had its frames written into a folder that does
+    not exist: OpenCV wrote nothing, said nothing, and labels.csv named the missing files)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "scenario"
+
+
+def _imwrite(path: Path, image: np.ndarray, params: list[int] | None = None) -> None:
+    """cv2.imwrite, which returns False instead of raising (a full disk, a bad name): raised here."""
+    if not cv2.imwrite(str(path), image, params or []):
+        raise OSError(f"cannot write {path} (disk full, or the folder not writable?)")
+
+
 def check_video_size(scenario: Scenario, source: str = "scenario") -> None:
     """Refuse a camera resolution a video file cannot hold as is (a ScenarioError naming the field).
 
@@ -1102,6 +1116,7 @@ def render_scene_to_dir(
     label_rows: list[tuple] = []
     plate_less = 0
     crop_rows: list[tuple] = []
+    stem = file_stem(scenario.name)  # the frames' file names: a name like "lot b/entry" is no file name
     if frames_every > 0:
         (out / "frames").mkdir(exist_ok=True)
         (out / "crops").mkdir(exist_ok=True)
@@ -1112,8 +1127,8 @@ def render_scene_to_dir(
             render_s += time.perf_counter() - a
             writer.write(frame)
             if frames_every > 0 and i % frames_every == 0:
-                name = f"{scenario.name}-{r.seed}-{i:06d}.jpg"
-                cv2.imwrite(str(out / "frames" / name), frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
+                name = f"{stem}-{r.seed}-{i:06d}.jpg"
+                _imwrite(out / "frames" / name, frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
                 label_rows += _frame_label_rows(name, truths, min_plate_px)
                 plate_less += not truths
                 for tr in truths:
@@ -1123,7 +1138,7 @@ def render_scene_to_dir(
                         cx1, cy1 = min(W, int(math.ceil(x1))), min(H, int(math.ceil(y1)))
                         if tr.visibility == 1.0 and cx1 - cx0 >= 8 and cy1 - cy0 >= 4:
                             crop_name = f"{tr.state}-{r.seed}-{i:06d}-{tr.vehicle_id}.png"
-                            cv2.imwrite(str(out / "crops" / crop_name), frame[cy0:cy1, cx0:cx1])
+                            _imwrite(out / "crops" / crop_name, frame[cy0:cy1, cx0:cx1])
                             crop_rows.append((crop_name, tr.state, tr.plate))
             sightings += len(truths)
             seen.update(tr.vehicle_id for tr in truths)
