@@ -56,7 +56,7 @@ def test_ocr_model_disagreeing_with_its_metadata_is_refused_at_load(tmp_path, en
 
 
 @pytest.mark.parametrize("entries, words", [
-    ({"input_width": "640"}, ["input 'image'", "(1, 448, 640, 3)"]),  # the graph takes 768 columns
+    ({"input_width": "640"}, ["input 'image'", "(N, 448, 640, 3)"]),  # the graph takes 768 columns
     ({"stride": "16"}, ["heatmap", "stride 16"]),                   # the maps are 1/8 of the input
     ({"stride": "eight"}, ["must be integers", "'eight'"]),
 ])

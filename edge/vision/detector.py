@@ -185,10 +185,14 @@ class OnnxPlateDetector(Detector):
         if min(w, h, s) < 1:
             raise ValueError(f"{path}: ONNX metadata: input {w}x{h} and stride {s} must be positive")
         inp = self.session.get_inputs()[0]
+        # the batch: 1, any number (a name), or a fixed N (a user's export): run N frames a call
         if inp.type != "tensor(uint8)" or len(inp.shape) != 4 or any(
-                isinstance(got, int) and got != want for got, want in zip(inp.shape, (1, h, w, 3))):
+                isinstance(got, int) and got != want for got, want in zip(inp.shape[1:], (h, w, 3))) or (
+                isinstance(inp.shape[0], int) and inp.shape[0] < 1):
             raise ValueError(f"{path}: input {inp.name!r} is {inp.type} {inp.shape}; the metadata asks for "
-                             f"uint8 (1, {h}, {w}, 3) (NHWC)")
+                             f"uint8 (N, {h}, {w}, 3) (NHWC)")
+        batch = inp.shape[0]
+        self.fixed_batch: int | None = batch if isinstance(batch, int) else None
         outs = self.session.get_outputs()
         grid = ({h // s, -(-h // s)}, {w // s, -(-w // s)})  # the input over the stride, floor or ceiling
         if len(outs) < 2 or any(
@@ -200,14 +204,33 @@ class OnnxPlateDetector(Detector):
                              f"(metadata: input {w}x{h}, stride {s})")
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
-        return [self._predict_one(f) for f in frames]
+        n = self.fixed_batch
+        if n is None or n == 1:
+            return [self._predict_one(f) for f in frames]
+        # A model exported with a fixed batch of N > 1 takes exactly N frames per call: chunks of N,
+        # the last one padded with blank canvases whose outputs are dropped.
+        out: list[Detections] = []
+        frames = list(frames)
+        for start in range(0, len(frames), n):
+            chunk = frames[start : start + n]
+            boxed = [letterbox(f, self.input_size) for f in chunk]
+            canvases = [self._channels(c) for c, _ in boxed]
+            blank = np.full_like(canvases[0], PAD_VALUE)
+            batch = np.stack(canvases + [blank] * (n - len(chunk)))
+            heat, reg = self.session.run(None, {self.input_name: batch})
+            out += [self._decode(heat[i, 0], reg[i], lb, f) for i, (f, (_, lb)) in enumerate(zip(chunk, boxed))]
+        return out
+
+    def _channels(self, canvas: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(canvas[:, :, ::-1] if self.channel_order == "RGB" else canvas)
 
     def _predict_one(self, frame: np.ndarray) -> Detections:
         canvas, lb = letterbox(frame, self.input_size)
-        if self.channel_order == "RGB":
-            canvas = canvas[:, :, ::-1]
-        heat, reg = self.session.run(None, {self.input_name: np.ascontiguousarray(canvas)[None]})
-        boxes, scores, corners = decode(heat[0, 0], reg[0], self.stride, self.threshold)
+        heat, reg = self.session.run(None, {self.input_name: self._channels(canvas)[None]})
+        return self._decode(heat[0, 0], reg[0], lb, frame)
+
+    def _decode(self, heat: np.ndarray, reg: np.ndarray, lb: Letterbox, frame: np.ndarray) -> Detections:
+        boxes, scores, corners = decode(heat, reg, self.stride, self.threshold)
         if len(boxes) == 0:
             return Detections.empty()
         keep = nms(boxes, scores, self.nms_iou)
