@@ -55,3 +55,19 @@ def test_labels_at_the_minimum_height_stay_in_step_with_the_crops(tmp_path):
     sink = MemorySink()
     EdgeNode(cfg, FolderSource(tmp_path), det, ocr, sink).run()
     assert "NEXT22" in [e.plate for e in sink.events]
+
+
+def test_an_image_without_a_row_is_unlabelled_and_label_vision_says_so(tmp_path, caplog):
+    """The folder's docstring: an image with no row at all is simply unlabelled. Its frame carried
+    labels == [] ('labelled: no plate here'), so vision=labels read nothing there without a word."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.full((200, 400, 3), 100, np.uint8))
+    cv2.imwrite(str(tmp_path / "b.jpg"), np.full((200, 400, 3), 100, np.uint8))
+    cv2.imwrite(str(tmp_path / "c.jpg"), np.full((200, 400, 3), 100, np.uint8))
+    (tmp_path / "labels.csv").write_text("file,x,y,w,h,plate\na.jpg,10,10,80,40,AAA111\nc.jpg,,,,,\n")
+    frames = {f.name: f.labels for f in FolderSource(tmp_path)}
+    assert frames["b.jpg"] is None and frames["c.jpg"] == [] and len(frames["a.jpg"]) == 1
+    cfg = build_config(camera_id="cam-1", agency_id="sac-pd", source=str(tmp_path), vision="labels", save_crops=False)
+    det, ocr = load_stages(cfg)
+    with caplog.at_level(logging.WARNING):
+        EdgeNode(cfg, FolderSource(tmp_path), det, ocr, MemorySink()).run()
+    assert "no ground truth for frame 1" in caplog.text and det.unlabelled == 1

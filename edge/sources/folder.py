@@ -157,7 +157,8 @@ class FolderSource(FrameSource):
                             kind=f"{self.folder}: files that are not readable images")
                 continue
             ts = i / self.fps
-            labels = self.labels.get(name, []) if self.labels else None
+            # an image with no row is unlabelled (None), not labelled as showing no plate ([]: `name,,,,,`)
+            labels = self.labels.get(name)
             yield Frame(i, image, ts, base + timedelta(seconds=ts), name=name, labels=labels, decode_ms=decode_ms)
         self.summarise()
 
