@@ -36,3 +36,14 @@ def test_bench_video_and_run_exit_2_for_the_same_bad_file(tmp_path, capsys, kind
     assert bench == run == 2, (bench_err, run_err)
     assert "Traceback" not in bench_err and str(path) in bench_err
     assert [line for line in bench_err.splitlines() if "alpr-edge bench video: error:" in line]
+
+
+def test_bench_video_with_no_frame_that_decodes_is_bad_input(tmp_path, capsys):
+    """A video that opens but none of whose frames decode printed a table of zeros, fps 0.0, exit 0."""
+    from test_sources_files import blank_avi_frames, write_video
+
+    path = blank_avi_frames(write_video(tmp_path / "v.avi", n=10), set(range(10)))
+    assert main(["bench", "video", str(path), "--json"]) == 2
+    out = capsys.readouterr()
+    assert "no frame of" in out.err and "10 skipped" in out.err and "nothing to measure" in out.err
+    assert '"fps"' not in out.out

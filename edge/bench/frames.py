@@ -313,6 +313,9 @@ def _video(args) -> int:
     detector, ocr = _stages(cfg)
     run = run_on_source(cfg, _Limited(source, args.max_frames), detector, ocr)
     m, wall, fps = run.metrics, run.wall_s, run.fps
+    if m.frames == 0:  # a table of zeros and exit 0 read as a measurement
+        raise SystemExit(f"bench video: no frame of {args.file} decodes ({source.skipped} skipped, "
+                         f"{source.length or 'an unknown number of'} announced): nothing to measure")
     snap = m.snapshot()
     stages = snap["stage_ms_per_frame"]
     rows = [[k, v] for k, v in stages.items()]
