@@ -38,3 +38,17 @@ def test_every_labelled_frame_is_on_disk(tmp_path):
 def test_a_failed_image_write_is_an_error_naming_the_file(tmp_path):
     with pytest.raises(OSError, match="cannot write .*missing"):
         _imwrite(tmp_path / "missing" / "x.jpg", np.zeros((4, 4, 3), np.uint8))
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf"])
+def test_min_plate_px_must_be_a_width(tmp_path, capsys, value):
+    """--min-plate-px nan compared false with every plate: frames/labels.csv labelled none, silently."""
+    from pathlib import Path
+
+    from edge.cli import main
+
+    scenario = Path(__file__).resolve().parents[1] / "examples" / "scenarios" / "parking_entrance.yaml"
+    assert main(["synth", "scene", str(scenario), "--out", str(tmp_path / "o"),
+                 "--frames-every", "5", f"--min-plate-px={value}"]) == 2
+    assert "--min-plate-px must be a width in pixels >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

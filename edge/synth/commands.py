@@ -174,6 +174,8 @@ def _scene(args: argparse.Namespace) -> int:
         raise SystemExit(f"synth scene: {err}") from None
     if args.frames_every < 0:
         raise SystemExit("synth scene: --frames-every must be >= 0")
+    if not 0 <= args.min_plate_px < float("inf"):  # nan labelled no plate at all, without a word
+        raise SystemExit(f"synth scene: --min-plate-px must be a width in pixels >= 0, got {args.min_plate_px}")
     if args.seed is not None and args.seed < 0:
         raise SystemExit("synth scene: --seed must be >= 0")
     summary = render_scene_to_dir(scenario, args.out, seed=args.seed, container=args.format,
