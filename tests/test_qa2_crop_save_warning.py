@@ -39,4 +39,5 @@ def test_saved_crops_log_nothing(tmp_path, caplog):
     node = EdgeNode(cfg, src, ColourKeyedDetector(), ColourKeyedOCR(src.vehicles), sink, cropper=crop_axis_aligned)
     m = node.run()
     assert all(e.crop_ref for e in sink.events) and m.crops_not_saved == 0
-    assert "crop" not in caplog.text
+    # (the periodic metrics line names the crop stage's time: only warnings count here)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "crop" in r.getMessage()]
