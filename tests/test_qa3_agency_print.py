@@ -6,6 +6,7 @@ import json
 import pytest
 
 import edge.agency.receiver as receiver_mod
+import edge.demo.run  # noqa: F401  bound to the real AgencyReceiver before a test swaps it ('--registry demo' imports it)
 from edge.cli import main
 
 
