@@ -127,19 +127,47 @@ figcaption{font-size:12px;color:#555} .meta{color:#555;font-size:13px} code{back
 """
 
 
+def _rule_names(rules: Sequence[str]) -> set[str]:
+    """The rule names in AgencyRow.rules: plain names, or 'rule x7, other x2' as the demo's tables."""
+    names = set()
+    for text in rules:
+        for part in text.split(","):
+            part = part.strip()
+            head, _, count = part.rpartition(" x")
+            name = head if head and count.isdigit() else part
+            if name:
+                names.add(name)
+    return names
+
+
+def outcome(a: AgencyRow) -> tuple[str, str]:
+    """(words, css class) for the agency's row: what the policy decided for it. A refusal by a
+    message-level rule (refuse:malformed, refuse:camera-topic-mismatch: the gate refuses such a
+    message for every agency) says nothing about the agency; before, an allowed agency that got no
+    read (footage without a readable plate, --synthetic-reads 0) was shown 'refused' in red."""
+    from edge.policy import policy as p
+
+    names = _rule_names(a.rules)
+    if a.forwarded or any(n.startswith("allow:") for n in names):
+        return "receives reads", "ok"
+    policy_refusals = {p.REFUSE_UNKNOWN_AGENCY, p.REFUSE_UNKNOWN_PURPOSE, p.REFUSE_PURPOSE, p.REFUSE_KIND,
+                       p.REFUSE_JURISDICTION, p.REFUSE_ON_BEHALF, p.REFUSE_POLICY_ERROR}
+    if names & policy_refusals:
+        return "refused", "bad"
+    return "no read decided", "meta"
+
+
 def render_html(report: DemoReport) -> str:
     esc = html.escape
     rows = []
     for a in report.agencies:
-        # Refusals of an allowed agency are the forged/malformed messages the gate refused for everyone.
-        outcome = "receives reads" if a.forwarded else "refused"
-        cls = "ok" if a.forwarded else "bad"
+        words, cls = outcome(a)
         received = "" if a.received is None else str(a.received)
         rows.append(
             "<tr>"
             f"<td>{esc(a.agency_id)}</td><td>{esc(a.name)}</td><td>{esc(a.kind)}</td><td>{esc(a.jurisdiction)}</td>"
             f"<td>{a.forwarded}</td><td>{a.refused}</td><td>{esc(received)}</td>"
-            f'<td class="{cls}">{esc(outcome)}</td><td><code>{esc(", ".join(a.rules))}</code></td>'
+            f'<td class="{cls}">{esc(words)}</td><td><code>{esc(", ".join(a.rules))}</code></td>'
             "</tr>"
         )
     figures = []
