@@ -59,3 +59,10 @@ def test_a_failure_while_the_cameras_run_waits_for_them(tmp_path, monkeypatch, c
     assert "cannot reach broker" in capsys.readouterr().err
     running = [t.name for t in threading.enumerate() if t.name.startswith("demo-") and t.is_alive()]
     assert running == []
+
+
+@pytest.mark.parametrize("flag, value", [("--source", "clip.mp4"), ("--detector-model", "det.onnx"),
+                                         ("--ocr-model", "ocr.onnx")])
+def test_camera_options_with_synthetic_reads_are_refused_not_ignored(capsys, flag, value):
+    assert main(["demo", "--synthetic-reads", "3", flag, value]) == 2
+    assert f"--synthetic-reads runs no cameras: {flag} would not be used" in capsys.readouterr().err

@@ -74,6 +74,11 @@ def _demo(args) -> int:
     secrets = Secrets(args.secrets) if args.secrets else None
     if args.synthetic_reads is not None and args.synthetic_reads < 0:
         raise SystemExit(f"demo: --synthetic-reads must be 0 or more, got {args.synthetic_reads}")
+    if args.synthetic_reads is not None:  # before: these were ignored without a word
+        given = [f for f, v in (("--source", args.source), ("--detector-model", args.detector_model),
+                                ("--ocr-model", args.ocr_model)) if v]
+        if given:
+            raise SystemExit(f"demo: --synthetic-reads runs no cameras: {', '.join(given)} would not be used")
     if args.seed is not None and args.seed < 0:  # before: camera 1 failed mid-demo on numpy's 'expected non-negative integer'
         raise SystemExit(f"demo: --seed must be 0 or more, got {args.seed}")
     if not registry.cameras:  # before: a ZeroDivisionError traceback, or '2 sources but only 0 cameras'
