@@ -17,8 +17,13 @@ from edge.sources.base import Frame, FrameSource, PlateLabel, SourceError, wall_
 
 log = logging.getLogger(__name__)
 
-# A decoder that fails this many times in a row is at the end of what it can read.
+# A decoder that fails this many times in a row is at the end of what it can read, in a file that
+# does not say how many frames it holds. One that does is read up to that count: a damaged stretch
+# longer than this (a few seconds of a recording) is followed by frames that decode again, and a
+# truncated file's failing reads past its end cost ~10 us each.
 MAX_CONSECUTIVE_FAILURES = 25
+# Frame counts above this are not believed for that purpose (a broken header's estimate).
+MAX_SCANNED_FRAMES = 10_000_000
 
 
 class GroundTruth(dict):
@@ -88,7 +93,8 @@ class VideoFileSource(FrameSource):
             if not ok or image is None:
                 failed_from = index if failed_from is None else failed_from
                 at_end = self.length is not None and index >= self.length
-                if at_end or index + 1 - failed_from >= MAX_CONSECUTIVE_FAILURES:
+                counted = self.length is not None and self.length <= MAX_SCANNED_FRAMES
+                if at_end or (not counted and index + 1 - failed_from >= MAX_CONSECUTIVE_FAILURES):
                     break
                 index += 1
                 continue
