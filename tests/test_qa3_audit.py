@@ -15,3 +15,12 @@ def test_a_folder_given_as_the_audit_database_is_named_as_one(tmp_path, capsys, 
     assert main([*argv, str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert f"audit database {tmp_path}: is a folder; name a file, e.g. {tmp_path / 'audit.db'}" in err
+
+
+def test_an_unreachable_postgres_audit_is_one_line(capsys):
+    """libpq's message ran over two lines ('Connection refused' / '\\tIs the server running...')."""
+    pytest.importorskip("psycopg")
+    assert main(["audit", "verify", "postgresql://postgres@127.0.0.1:1/x"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "audit database 127.0.0.1:1/x: connection failed" in err
+    assert "Is the server running" in err

@@ -432,8 +432,10 @@ def open_audit(target: str, create: bool = True) -> AuditStore:
         except Exception as err:
             if not type(err).__module__.startswith("psycopg"):
                 raise
+            # libpq's messages run over several lines ("...Connection refused\n\tIs the server
+            # running...?"): one line, as every error of the command line
             raise AuditStoreError(f"audit database {parts.hostname or 'localhost'}:{parts.port or 5432}"
-                                  f"{parts.path}: {str(err).strip()}") from err
+                                  f"{parts.path}: {' '.join(str(err).split())}") from err
     try:
         return SQLiteAuditStore(target, create=create)
     except sqlite3.Error as err:  # a missing folder, a file that is not a database: name the file
