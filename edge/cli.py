@@ -100,8 +100,8 @@ def _user_error(err: BaseException) -> tuple[str, int] | None:
     module = type(err).__module__ or ""
     if module.startswith("onnxruntime"):  # a model file onnxruntime cannot load or run
         return f"model: {str(err).strip()}", 2
-    if module.startswith("psycopg"):  # the PostgreSQL audit store
-        return f"database: {str(err).strip()}", 1
+    if module.startswith("psycopg"):  # the PostgreSQL audit store; libpq's text spans lines: one line
+        return f"database: {' '.join(str(err).split())}", 1
     return None
 
 
