@@ -11,6 +11,8 @@ MQTT: tests run against a real Mosquitto started on a free loopback port (never 
     def test_y(mosquitto_factory, tmp_path):  # several brokers, or another registry
         broker = mosquitto_factory(registry=my_registry)
         broker = mosquitto_factory(name="b2", auth="acl-file")  # passwd + acl instead of the plugin
+        broker = mosquitto_factory(name="b3", policy=load_policy())  # agencies the policy refuses: no rights
+    (Without a policy every agency may read its own share topic: the gate alone refuses, as tested.)
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ def mosquitto_factory(tmp_path: Path, test_registry: Registry):
         pytest.fail("mosquitto is not installed: scripts/test installs it (Debian package 'mosquitto')")
     started: list[MosquittoBroker] = []
 
-    def factory(registry: Registry | None = None, name: str = "broker", auth: str = "dynsec") -> MosquittoBroker:
-        broker = MosquittoBroker(registry or test_registry, tmp_path / name, auth=auth)
+    def factory(registry: Registry | None = None, name: str = "broker", auth: str = "dynsec",
+                policy=None) -> MosquittoBroker:
+        broker = MosquittoBroker(registry or test_registry, tmp_path / name, auth=auth, policy=policy)
         started.append(broker)
         return broker.start()
 

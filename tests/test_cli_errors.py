@@ -51,12 +51,13 @@ def test_verify_acl_without_secrets_names_the_missing_file(tmp_path, capsys):
     assert_one_clear_line(err, "verify-acl", str(tmp_path / "nope"), "does not exist")
 
 
-def test_verify_acl_takes_no_policy(capsys):
-    """The ACL follows from the registry alone: a --policy it would ignore is refused, not accepted."""
-    with pytest.raises(SystemExit) as exc:
-        main(["verify-acl", "--registry", str(REGISTRY), "--policy", "whatever.yaml"])
-    assert exc.value.code == 2
-    assert "--policy" in capsys.readouterr().err
+def test_verify_acl_names_a_policy_file_it_cannot_read(tmp_path, capsys):
+    """verify-acl takes the policy broker-config was given (agencies it refuses must get nothing); a bad
+    one is refused before any login is tried."""
+    missing = tmp_path / "whatever.yaml"
+    status, err = run_cli(capsys, "verify-acl", "--registry", REGISTRY, "--policy", missing, "--broker", "mqtt://127.0.0.1:9")
+    assert status == 2
+    assert_one_clear_line(err, "verify-acl", "whatever.yaml")
 
 
 def test_audit_verify_on_a_file_that_is_not_a_database(tmp_path, capsys):

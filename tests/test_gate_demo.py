@@ -18,8 +18,11 @@ ALLOWED = {"oakland-pd", "alameda-so"}
 REFUSED = {"reno-pd", "ice", "norcal-task-force"}
 
 
-def check_demo_result(result: dict, reads: int, wildcard: str = "refused"):
+def check_demo_result(result: dict, reads: int, wildcard: str = "refused", own_refused: set[str] = REFUSED):
     assert result["reads_published"] == reads
+    # the broker's rules follow the policy (embedded, broker-config's default): the refused agencies
+    # may not even subscribe to their own share topic
+    assert {a for a, v in result["agencies"].items() if v["own_topic_subscription"] == "refused"} == own_refused
     # every agency also tried '#' (amqtt and the dynamic-security plugin refuse it at SUBACK)
     assert {a["wildcard_subscription"] for a in result["agencies"].values()} == {wildcard}
     assert result["leaks"] == 0 and result["audit_verified"]
@@ -66,7 +69,8 @@ def test_demo_on_mosquitto(mosquitto_factory, tmp_path, auth):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    check_demo_result(result, 40, "refused" if auth == "dynsec" else "granted, filtered")
+    # a broker whose rules do not follow a policy (the gate alone refuses)
+    check_demo_result(result, 40, "refused" if auth == "dynsec" else "granted, filtered", own_refused=set())
     assert result["broker"].startswith("mqtt://")
     v = subprocess.run([sys.executable, "-m", "edge.cli", "audit", "verify", str(tmp_path / "audit.db")],
                        capture_output=True, text=True)

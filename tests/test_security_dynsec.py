@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 import pytest
 import yaml
 
-from conftest import TEST_REGISTRY
+from conftest import ALLOWED_AGENCIES, REFUSED_AGENCIES, TEST_REGISTRY
 from edge.agency.receiver import AgencyInbox, AgencyReceiver
 from edge.policy.audit import SQLiteAuditStore
 from edge.policy.brokerconf import BrokerConfigError, check_password, write_broker_config
@@ -140,13 +140,15 @@ def _write_registry(tmp_path):
 
 @pytest.mark.parametrize("auth", ["dynsec", "acl-file"])
 def test_verify_acl_names_the_gaps_only_the_acl_file_leaves(mosquitto_factory, tmp_path, auth):
-    broker = mosquitto_factory(auth=auth)
+    broker = mosquitto_factory(auth=auth, policy=load_policy())  # what broker-config writes by default
     cmd = [sys.executable, "-m", "edge.cli", "verify-acl", "--registry", str(_write_registry(tmp_path)),
            "--broker", broker.url(), "--secrets", str(broker.directory / "secrets"), "--json"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert r.returncode == 0 and result["failed"] == 0, result
     principals = len(TEST_REGISTRY["cameras"]) + len(TEST_REGISTRY["agencies"])
+    refused = [a["id"] for a in TEST_REGISTRY["agencies"] if a["id"] in REFUSED_AGENCIES]
+    assert r.stdout.count("(policy ca-sb34@1 refuses it)") == len(refused) > 0
     if auth == "dynsec":
         assert result["gaps"] == 0
         assert r.stdout.count("connect with a gate client id") == principals
@@ -177,3 +179,66 @@ def test_a_damaged_dynsec_file_is_rewritten_not_an_error(tmp_path, test_registry
         c = clients[user]
         pw = (out / "secrets" / f"{user}.pw").read_text().strip()
         assert check_password(pw, f"$7${c['iterations']}${c['salt']}${c['password']}")
+
+
+# -- the broker's rules follow the gate's policy ---------------------------------------------------
+
+def test_agencies_the_policy_refuses_get_no_broker_rights(tmp_path, test_registry):
+    out = tmp_path / "gen"
+    write_broker_config(test_registry, out, policy=load_policy())
+    ds = json.loads((out / "dynamic-security.json").read_text())
+    roles = {r["rolename"]: r["acls"] for r in ds["roles"]}
+    for a in REFUSED_AGENCIES:
+        assert roles[f"agency-{a}"] == [], a
+    for a in ALLOWED_AGENCIES:
+        assert {(x["acltype"], x["topic"]) for x in roles[f"agency-{a}"]} == {
+            ("subscribePattern", f"alpr/share/{a}/#"), ("publishClientReceive", f"alpr/share/{a}/#")}
+    ice = next(c for c in ds["clients"] if c["username"] == "ice")
+    assert "refused by policy ca-sb34@1" in ice["textName"]
+    write_broker_config(test_registry, out, policy=load_policy(), auth="acl-file")
+    acl = (out / "acl").read_text()
+    assert "topic read alpr/share/ice/#" not in acl and "topic read alpr/share/sac-pd/#" in acl
+    assert "agency ice (federal, DC): refused by policy ca-sb34@1 for every camera owner: no access" in acl
+
+
+def test_broker_config_cli_follows_the_policy_unless_told_none(tmp_path):
+    from pathlib import Path
+
+    reg = Path(__file__).resolve().parent.parent / "examples" / "registry.yaml"
+    roles = {}
+    for label, extra in (("default", []), ("none", ["--policy", "none"])):
+        out = tmp_path / label
+        r = subprocess.run([sys.executable, "-m", "edge.cli", "broker-config", str(reg), "--out", str(out), *extra],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        roles[label] = {x["rolename"]: x["acls"] for x in json.loads((out / "dynamic-security.json").read_text())["roles"]}
+    assert roles["default"]["agency-ice"] == [] and roles["default"]["agency-reno-pd"] == []
+    assert roles["default"]["agency-sacramento-pd"] != []
+    assert roles["none"]["agency-ice"] != []
+    r = subprocess.run([sys.executable, "-m", "edge.cli", "broker-config", str(reg), "--out", str(tmp_path / "x"),
+                        "--policy", str(tmp_path / "missing.yaml")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "missing.yaml" in r.stderr
+
+
+def test_a_share_the_gate_should_never_send_still_does_not_reach_a_refused_agency(mosquitto_factory):
+    """Two independent layers: were a gate to publish on a refused agency's topic (a bug, a wrong policy
+    file), a broker configured with the policy delivers nothing, and the agency cannot even subscribe."""
+    broker = mosquitto_factory(policy=load_policy())
+    got: dict[str, list] = {"ice": [], "sac-pd": []}
+    clients = {a: transport.connect(_url(broker, a), f"agency-{a}", subscriptions=[(f"alpr/share/{a}/#", 1)],
+                                    on_message=lambda c, u, m, a=a: got[a].append(m.topic)) for a in got}
+    try:
+        assert transport.suback_refused(clients["ice"].suback_codes["alpr/share/ice/#"])
+        assert not transport.suback_refused(clients["sac-pd"].suback_codes["alpr/share/sac-pd/#"])
+        gate = transport.connect(_url(broker, "gate"), "t-gate-bug")
+        transport.wait_published([gate.publish("alpr/share/ice/reads", b"{}", qos=1),
+                                  gate.publish("alpr/share/sac-pd/reads", b"{}", qos=1)])
+        transport.close(gate)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not got["sac-pd"]:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert got == {"ice": [], "sac-pd": ["alpr/share/sac-pd/reads"]}
+    finally:
+        for c in clients.values():
+            transport.close(c)

@@ -146,6 +146,9 @@ class AgencyReceiver:
     # the broker may refuse them at SUBACK (probe_refused) or grant them and filter each delivery;
     # anything arriving off the share topic is rejected and counted, never stored.
     probe_topics: tuple[str, ...] = ()
+    # False: a refused subscription to its own share topic is recorded (own_refused), not an error
+    # (the demo runs a receiver for agencies the broker gives no rights, to show they get nothing).
+    require_subscription: bool = True
     qos: int = 1  # of the subscriptions (the soak counts deliveries at 2, as the gate forwards)
     # Called with (time.time(), topic, payload) for every delivery, before any check (the soak's count).
     on_delivery: Callable[[float, str, bytes], None] | None = None
@@ -160,6 +163,7 @@ class AgencyReceiver:
         self._client: mqtt.Client | None = None
         self._worker: threading.Thread | None = None
         self.probe_refused: dict[str, bool] = {}  # probe filter -> refused at SUBACK
+        self.own_refused = False  # its own share topic refused at SUBACK (require_subscription=False)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         if self.on_delivery is not None:
@@ -173,9 +177,12 @@ class AgencyReceiver:
             subscriptions=[(t, self.qos) for t in (self.topic, *self.probe_topics)],  # ack after commit
         )
         code = self._client.suback_codes.get(self.topic)
-        if code is not None and transport.suback_refused(code):
+        self.own_refused = code is not None and transport.suback_refused(code)
+        if self.own_refused and self.require_subscription:
             transport.close(self._client)
-            raise transport.MQTTError(f"broker refused {self.agency_id}'s subscription to {self.topic}: {code}")
+            raise transport.MQTTError(f"broker refused {self.agency_id}'s subscription to {self.topic}: {code} "
+                                      "(a broker configured with the gate's policy gives an agency it refuses "
+                                      "no rights, not even on its own share topic)")
         self.probe_refused = {t: transport.suback_refused(c) for t, c in self._client.suback_codes.items()
                               if t in self.probe_topics}
         self._worker = threading.Thread(target=self._run, name=f"agency-{self.agency_id}", daemon=True)

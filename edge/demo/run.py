@@ -117,7 +117,8 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
     embedded = None
     if broker_url is None:
         secrets = secrets or random_secrets(registry)
-        embedded = EmbeddedBroker(registry, secrets).start()
+        # The broker's rules follow the same policy as the gate: agencies it refuses get no rights.
+        embedded = EmbeddedBroker(registry, secrets, policy=policy).start()
         base = embedded.url()
         protocol, shared = transport.MQTT_V311, None  # amqtt: MQTT 3.1.1, no shared subscriptions
         broker_label = f"embedded amqtt on {base.host}:{base.port}"
@@ -149,7 +150,8 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
             # the receiver's default) and also tries '#' on that connection: amqtt and Mosquitto's
             # dynamic-security plugin refuse it at SUBACK; Mosquitto's acl_file grants it and filters
             # each delivery (what got through would be rejected by the receiver and counted a leak).
-            collectors[a.id] = AgencyReceiver(a.id, login(a), inbox, protocol=protocol, probe_topics=("#",)).start()
+            collectors[a.id] = AgencyReceiver(a.id, login(a), inbox, protocol=protocol, probe_topics=("#",),
+                                              require_subscription=False).start()
         for cam in registry.cameras:
             cam_clients[cam.id] = transport.connect(login(cam), camera_client_id(cam.id), protocol=protocol)
 
@@ -198,6 +200,9 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
                 # its try at '#': refused at SUBACK (amqtt, Mosquitto's dynamic-security plugin) or
                 # granted with each delivery filtered (Mosquitto's acl_file)
                 "wildcard_subscription": "refused" if collectors[a.id].probe_refused.get("#") else "granted, filtered",
+                # its own share topic: refused at SUBACK where the broker's rules follow the policy and
+                # it refuses this agency for every camera owner (broker-config --policy)
+                "own_topic_subscription": "refused" if collectors[a.id].own_refused else "granted",
                 # what actually decided each message for this agency (policy rules and the gate's checks
                 # of forged or malformed messages), from the audit log
                 "decided_by": dict(sorted(decided.items(), key=lambda kv: (-kv[1], kv[0]))),

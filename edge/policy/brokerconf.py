@@ -140,9 +140,23 @@ class Acl:
 
     read: dict[str, tuple[str, ...]]  # subscribe and receive
     write: dict[str, tuple[str, ...]]  # publish
+    policy: str | None = None  # the policy's label when the rules follow one
+    refused: frozenset[str] = frozenset()  # agency ids that policy refuses for every camera owner
 
 
-def build_acl(registry: Registry) -> Acl:
+def refused_agencies(registry: Registry, policy) -> frozenset[str]:
+    """Agencies the policy refuses whatever camera a read comes from: the broker gives them nothing."""
+    from edge.policy.policy import compile_decisions
+
+    table = compile_decisions(policy, registry)
+    allowed = {a for recipients in table.allowed_by_owner.values() for a in recipients}
+    return frozenset(a.id for a in registry.agencies if a.id not in allowed)
+
+
+def build_acl(registry: Registry, policy=None) -> Acl:
+    """Per-login rules from the registry. With `policy` (a loaded Policy), an agency the policy refuses
+    for every camera owner gets no rights at all, not even on its own share topic: should a gate ever
+    publish there (a bug, a wrong policy file), the broker still delivers nothing to it."""
     read: dict[str, tuple[str, ...]] = {}
     write: dict[str, tuple[str, ...]] = {}
     g = registry.gate.username
@@ -151,10 +165,11 @@ def build_acl(registry: Registry) -> Acl:
     for c in registry.cameras:
         read[c.username] = ()
         write[c.username] = (raw_topic(c.id), f"{STATUS_PREFIX}/{c.id}")
+    refused = refused_agencies(registry, policy) if policy is not None else frozenset()
     for a in registry.agencies:
-        read[a.username] = (f"{SHARE_PREFIX}/{a.id}/#",)
+        read[a.username] = () if a.id in refused else (f"{SHARE_PREFIX}/{a.id}/#",)
         write[a.username] = ()
-    return Acl(read, write)
+    return Acl(read, write, policy.label if policy is not None else None, refused)
 
 
 def render_acl(registry: Registry, acl: Acl) -> str:
@@ -178,8 +193,14 @@ def render_acl(registry: Registry, acl: Acl) -> str:
     for c in registry.cameras:
         block(f"camera {c.id} (operated by {c.agency}): writes its own raw and status topics only", c.username)
     for a in registry.agencies:
-        block(f"agency {a.id} ({a.kind.value}, {a.jurisdiction}): reads its own share topic only", a.username)
+        block(f"agency {a.id} ({a.kind.value}, {a.jurisdiction}): {_agency_rule(acl, a.id)}", a.username)
     return "\n".join(lines)
+
+
+def _agency_rule(acl: Acl, agency_id: str) -> str:
+    if agency_id in acl.refused:
+        return f"refused by policy {acl.policy} for every camera owner: no access"
+    return "reads its own share topic only"
 
 
 def _split_hash(encoded: str) -> tuple[int, str, str]:
@@ -223,8 +244,8 @@ def build_dynsec(registry: Registry, acl: Acl, hashes: dict[str, str]) -> dict:
         clients.append(client(c, f"camera {c.id} (operated by {c.agency})", f"camera-{c.id}", camera_client_id(c.id)))
         roles.append(role(f"camera-{c.id}", c.username))
     for a in registry.agencies:
-        clients.append(client(a, f"agency {a.id} ({a.kind.value}, {a.jurisdiction})", f"agency-{a.id}",
-                              agency_client_id(a.id)))
+        clients.append(client(a, f"agency {a.id} ({a.kind.value}, {a.jurisdiction}): {_agency_rule(acl, a.id)}",
+                              f"agency-{a.id}", agency_client_id(a.id)))
         roles.append(role(f"agency-{a.id}", a.username))
     return {
         "defaultACLAccess": {"publishClientSend": False, "publishClientReceive": False, "subscribe": False,
@@ -331,11 +352,12 @@ def render_conf_files(port: int = 1883, bind: str = "127.0.0.1", tls: TlsListene
 def write_broker_config(registry: Registry, out_dir: str | os.PathLike, secrets_dir: str | os.PathLike | None = None,
                         port: int = 1883, bind: str = "127.0.0.1", tls: TlsListener | None = None,
                         run_as: str | None = None, extra_conf: dict[str, str] | None = None,
-                        auth: str = "dynsec", dynsec_plugin: str | None = None) -> list[Path]:
+                        auth: str = "dynsec", dynsec_plugin: str | None = None, policy=None) -> list[Path]:
     """Write the configuration; create missing `file:` dev passwords. Returns the files written.
 
     `auth`: "dynsec" (default: the dynamic-security plugin, `dynsec_plugin` its path, found when not
-    given) or "acl-file" (passwd + acl, for a Mosquitto without the plugin; see the module docstring)."""
+    given) or "acl-file" (passwd + acl, for a Mosquitto without the plugin; see the module docstring).
+    `policy`: a loaded Policy; agencies it refuses for every camera owner get no rights (build_acl)."""
     if auth not in AUTH_MODES:
         raise BrokerConfigError(f"auth {auth!r}: must be one of {', '.join(AUTH_MODES)}")
     if auth == "dynsec":
@@ -369,7 +391,7 @@ def write_broker_config(registry: Registry, out_dir: str | os.PathLike, secrets_
         old = existing.get(p.username)
         keep = old is not None and old.startswith("$7$") and check_password(password, old)
         hashes[p.username] = old if keep else hash_password(password)
-    acl = build_acl(registry)
+    acl = build_acl(registry, policy)
     if auth == "dynsec":
         private = {DYNSEC_FILE: json.dumps(build_dynsec(registry, acl, hashes), indent=2) + "\n"}
         stale_names = ("passwd", "acl")  # an earlier acl-file configuration: no longer read

@@ -29,6 +29,10 @@ def register(sub) -> None:
                         "camera/agency login to its client id (edge-CAMERA, agency-AGENCY: no login can take over the "
                         "gate's session) and checks subscriptions (no joining the gates' $share group). acl-file: "
                         "passwd + acl, for a Mosquitto without the plugin (both gaps open)")
+    p.add_argument("--policy", default="ca-sb34",
+                   help="the gate's policy (name or YAML file; default %(default)s): an agency it refuses for every "
+                        "camera owner gets no broker rights at all, not even on its own share topic. Give the gate's "
+                        "--policy; 'none': every agency may read its own share topic (the gate alone refuses)")
     p.add_argument("--dynsec-plugin", metavar="PATH",
                    help="mosquitto_dynamic_security.so (default: found in the usual library directories)")
     p.set_defaults(func=_broker_config)
@@ -70,7 +74,10 @@ def register(sub) -> None:
     s.set_defaults(func=_audit_show)
 
     p = sub.add_parser("verify-acl", help="log in as each agency and camera, try what the ACL must refuse, report")
-    _common(p, policy=False)  # the ACL follows from the registry alone; the policy is the gate's
+    _common(p, policy=False)
+    p.add_argument("--policy", default="ca-sb34",
+                   help="the policy broker-config was given (default %(default)s): agencies it refuses for every "
+                        "camera owner must get nothing, not even on their own share topic; 'none' as for broker-config")
     p.add_argument("--mqtt311", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_verify_acl)
@@ -109,6 +116,7 @@ def _secrets(args):
 
 def _broker_config(args) -> int:
     from edge.policy.brokerconf import TlsListener, write_broker_config
+    from edge.policy.policy import load_policy
 
     # Bad input (a RegistryError is a ValueError) is reported by the CLI's one handler: exit 2
     registry = _load_registry(args.registry)
@@ -134,7 +142,8 @@ def _broker_config(args) -> int:
     out = Path(args.out)
     files = write_broker_config(registry, out, secrets_dir=args.secrets or out / "secrets", port=args.port,
                                 bind=args.bind, tls=tls, run_as=args.run_as, auth=args.auth,
-                                dynsec_plugin=args.dynsec_plugin)
+                                dynsec_plugin=args.dynsec_plugin,
+                                policy=None if args.policy == "none" else load_policy(args.policy))
     for f in files:
         print(f)
     print(f"start it with: cd {out} && mosquitto -c mosquitto.conf", file=sys.stderr)
@@ -242,13 +251,15 @@ def _audit_show(args) -> int:
 
 def _verify_acl(args) -> int:
     from edge.bench.report import print_json_last, print_table
+    from edge.policy.policy import load_policy
     from edge.policy.verify_acl import verify_acl
     from edge.transport import mqtt as transport
 
     registry = _load_registry(args.registry)
     broker = transport.parse_broker_url(args.broker)
     checks = verify_acl(registry, broker, _secrets(args),
-                        protocol=transport.MQTT_V311 if args.mqtt311 else transport.MQTT_V5)
+                        protocol=transport.MQTT_V311 if args.mqtt311 else transport.MQTT_V5,
+                        policy=None if args.policy == "none" else load_policy(args.policy))
     print_table("verify-acl: what each login must not be able to do",
                 ["principal", "attempt", "result", "how"],
                 [(c.principal, c.attempt, "ok" if c.ok else "GAP" if c.gap else "FAIL", c.how) for c in checks])

@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 
 import paho.mqtt.client as mqtt
 
-from edge.policy.brokerconf import RAW_PREFIX, SHARE_PREFIX, bound_client_id, raw_topic, share_topic
+from edge.policy.brokerconf import RAW_PREFIX, SHARE_PREFIX, bound_client_id, raw_topic, refused_agencies, share_topic
 from edge.policy.registry import Registry, Secrets
 from edge.schema import ReadEvent, new_read_id
 from edge.transport import mqtt as transport
@@ -67,9 +67,13 @@ def _forged_read(camera_id: str, agency_id: str) -> bytes:
 
 
 def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets,
-               protocol: int = transport.MQTT_V5, settle_s: float = 1.0) -> list[Check]:
+               protocol: int = transport.MQTT_V5, settle_s: float = 1.0, policy=None) -> list[Check]:
+    """`policy` (a loaded Policy, as given to broker-config): an agency it refuses for every camera
+    owner must get nothing, not even the canary on its own share topic."""
     checks: list[Check] = []
     run = uuid.uuid4().hex[:8]
+    refused = refused_agencies(registry, policy) if policy is not None else frozenset()
+    policy_label = policy.label if policy is not None else ""
 
     def login(principal):
         return broker.with_login(principal.username, secrets.password(principal))
@@ -187,6 +191,13 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
             received = col.snapshot()
             leaks = [t for t, _p in received if not t.startswith(own)]
             got_own = any(t.startswith(own) and b'"canary"' in p for t, p in received)
+            if a.id in refused:
+                code = col.suback_codes.get(f"{SHARE_PREFIX}/{a.id}/#")
+                on_own = [t for t, _p in received if t.startswith(own)]
+                how = (f"SUBACK {code}" if code is not None and transport.suback_refused(code)
+                       else "subscription granted, delivery filtered: 0 messages")
+                checks.append(Check(a.username, f"receive its own share topic (policy {policy_label} refuses it)",
+                                    not on_own, f"DELIVERED: {len(on_own)} message(s)" if on_own else how))
             for t in [share_topic(o.id).rsplit("/", 1)[0] + "/#" for o in registry.agencies if o.id != a.id] + [
                     f"{RAW_PREFIX}/#", f"$share/verify-{run}/{RAW_PREFIX}/#", "#"]:
                 if any(c.principal == a.username and c.attempt == f"subscribe {t}" for c in checks):
@@ -194,8 +205,9 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
                 bad = [x for x in leaks if _topic_matches(t.split("/", 2)[2] if t.startswith("$share/") else t, x)]
                 checks.append(Check(a.username, f"receive via subscription {t}", not bad,
                                     f"LEAK: {len(bad)} message(s)" if bad else "subscription granted, delivery filtered: 0 messages"))
-            checks.append(Check(a.username, "control: receives the canary on its own topic", got_own,
-                                "received" if got_own else "NOT received (the check above proves nothing)"))
+            if a.id not in refused:
+                checks.append(Check(a.username, "control: receives the canary on its own topic", got_own,
+                                    "received" if got_own else "NOT received (the check above proves nothing)"))
         for cam in registry.cameras:
             received = subscribers[cam.username].snapshot()
             checks.append(Check(cam.username, "receive raw or share messages", not received,

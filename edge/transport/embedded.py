@@ -110,8 +110,9 @@ class RegistryTopicPlugin(BaseTopicPlugin):
 class EmbeddedBroker:
     """`with EmbeddedBroker(registry, secrets) as b: b.url("sac-pd")`"""
 
-    def __init__(self, registry: Registry, secrets: Secrets, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, registry: Registry, secrets: Secrets, host: str = "127.0.0.1", port: int = 0, policy=None):
         self.registry = registry
+        self.policy = policy  # agencies it refuses for every camera owner get no rights (brokerconf.build_acl)
         self.secrets = secrets
         self.host = host
         self.port = port or free_port(host)
@@ -122,7 +123,7 @@ class EmbeddedBroker:
         self._error: BaseException | None = None
 
     def _config(self) -> dict:
-        acl = build_acl(self.registry)
+        acl = build_acl(self.registry, self.policy)
         users = {p.username: hash_password(self.secrets.password(p)) for p in self.registry.principals()}
         return {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}", "max_connections": 0}},

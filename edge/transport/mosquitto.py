@@ -59,6 +59,9 @@ class MosquittoBroker:
     tls: TlsListener | None = None  # an extra TLS listener (certificates from edge.policy.tls)
     extra_conf: dict[str, str] | None = None  # more conf.d files, e.g. {"conf.d/60-x.conf": "..."}
     auth: str = "dynsec"  # or "acl-file" (passwd + acl: client ids not bound, subscriptions not checked)
+    # A loaded Policy: agencies it refuses for every camera owner get no rights (brokerconf.build_acl).
+    # None (tests of the gate): every agency may read its own share topic, so only the gate refuses.
+    policy: object = None
     secrets: Secrets = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -86,7 +89,8 @@ class MosquittoBroker:
                 continue
             write_broker_config(self.registry, self.directory, secrets_dir=self.directory / "secrets",
                                 port=self.port, bind=self.host, run_as=getpass.getuser(), tls=self.tls,
-                                extra_conf=self.extra_conf, auth=self.auth)
+                                extra_conf=self.extra_conf, auth=self.auth,
+                                policy=self.policy)
             log = open(self.directory / "mosquitto.log", "ab")
             self.process = subprocess.Popen([self.binary, "-c", "mosquitto.conf"], cwd=self.directory,
                                             stdout=log, stderr=subprocess.STDOUT)
