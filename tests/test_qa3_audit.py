@@ -24,3 +24,10 @@ def test_an_unreachable_postgres_audit_is_one_line(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "audit database 127.0.0.1:1/x: connection failed" in err
     assert "Is the server running" in err
+
+
+def test_retention_help_says_what_max_age_days_removes(capsys):
+    with pytest.raises(SystemExit):
+        main(["retention", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "remove the read data (plate, read id, capture time) of records captured more than this many days ago" in out

@@ -298,12 +298,14 @@ def register(sub) -> None:
     p = sub.add_parser("retention", help="remove read data older than N days from the audit log (unless held); "
                                          "the run is itself audited")
     p.add_argument("target", help="audit SQLite file or postgresql:// DSN (as for `audit verify`)")
-    p.add_argument("--max-age-days", type=float, required=True)
+    p.add_argument("--max-age-days", type=float, required=True,
+                   help="remove the read data (plate, read id, capture time) of records captured more than this many "
+                        "days ago (by decision time for a message without a capture time); fractions allowed")
     p.add_argument("--holds", help="YAML file of reads kept whatever their age (litigation, open cases): "
                                    "'holds: [{plate: 7ABC123, reason: ...}, {read_id: ..., reason: ...}]'")
     p.add_argument("--now", help="ISO 8601 time to use as now (tests, replays)")
     p.add_argument("--dry-run", action="store_true", help="count only")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line")
     p.set_defaults(func=_cli)
 
 
