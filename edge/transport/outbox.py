@@ -235,13 +235,28 @@ class OutboxPublisher:
         client.on_publish = self._on_publish
         self.connect_failures = 0
         self._fail_logged_at = 0.0
+        self.connect_refusals = 0  # CONNACKs refusing the login (wrong password, client id not its own)
+        self._refusal_logged_at = 0.0
         self._read_error_logged_at = float("-inf")
 
     # paho callbacks (network thread) -------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties=None):
         if getattr(reason_code, "is_failure", False):
-            self.last_error = f"broker refused the connection: {reason_code}"
-            log.error("%s", self.last_error)
+            # paho retries every few seconds: say it at once, then at most once a minute (with a count).
+            self.connect_refusals += 1
+            cid = getattr(client, "_client_id", b"")
+            cid = cid.decode("utf-8", "replace") if isinstance(cid, bytes) else str(cid)
+            hint = ""
+            if "authori" in str(reason_code).lower():
+                hint = (f" (a wrong login or password, or a login the broker binds to another client id than "
+                        f"{cid!r}: camera C's login may connect only as edge-C, so --camera-id must be the "
+                        "login's camera)")
+            self.last_error = f"broker refused the connection as {cid!r}: {reason_code}{hint}"
+            now = time.monotonic()
+            if self.connect_refusals == 1 or now - self._refusal_logged_at >= 60:
+                self._refusal_logged_at = now
+                log.error("%s; refused %d time(s) so far, reads stay in the outbox", self.last_error,
+                          self.connect_refusals)
             return
         with self._cond:
             self._connected = True
