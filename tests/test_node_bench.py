@@ -83,7 +83,7 @@ def test_bench_frames_takes_labels_from_a_file_elsewhere(tmp_path, scene, capsys
     # the one miss: named in the JSON, with a picture of it (label and detections drawn on it)
     first = rows[1].split(",")[0]
     assert [(m["file"], m["label"]) for m in out["missed"]] == [(first, "NOTREAD")]
-    assert out["miss_pictures"] == [str(misses / f"{first[:-4]}_NOTREAD.png")]
+    assert out["miss_pictures"] == [str(misses / f"{first}_NOTREAD.png")]  # the whole name: a.jpg and a.png apart
     pic = cv2.imread(out["miss_pictures"][0])
     assert pic is not None and pic.shape[1] >= 480 and (pic[:, :, 2] > 200).any()  # red detections drawn
     assert cli.main(["bench", "frames", str(images), "--labels", str(labels), "--split", "val"]) == 2

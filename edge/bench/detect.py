@@ -95,7 +95,10 @@ def run_bench(
                                    min_height=node_defaults["min_plate_height"].default)
     if save_false_alarms:
         save_false_alarms = Path(save_false_alarms)
-        save_false_alarms.mkdir(parents=True, exist_ok=True)
+        try:
+            save_false_alarms.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # before the run, naming the flag
+            raise ValueError(f"--save-false-alarms {save_false_alarms}: {err.strerror or err}") from None
     names, frames, unreadable = _read_frames(folder, names)
     res = _measure(stage, names, frames, labels, repeats, save_false_alarms, unreadable)
     res.update(split=split, plate_check_chars=int(plate_check_chars), skipped=len(unreadable),
@@ -158,7 +161,7 @@ def _measure(det, names, frames, labels, repeats: int, save_false_alarms: Path |
              unreadable: list[str] = ()) -> dict:
     """One detection stage over the frames: matches, false alarm pictures, timings. The plates of
     the `unreadable` frames count as not found (recall on every labelled plate, as bench frames)."""
-    import cv2
+    from edge.bench.report import picture_error, picture_name, write_picture
 
     found = false_alarms = plate_less_fa = plate_less_alarmed = 0
     n_labels = sum(len(labels[n]) for n in unreadable)
@@ -166,6 +169,8 @@ def _measure(det, names, frames, labels, repeats: int, save_false_alarms: Path |
     cpu_times: list[float] = []
     missed: list[str] = [n for n in unreadable if len(labels[n])]
     fa_files: list[str] = []
+    used_names: set[str] = set()
+    picture_failed: OSError | None = None
     ratios: list[np.ndarray] = []
     for name, frame in zip(names, frames):
         det.predict([frame])  # warm-up of this frame's size, not timed
@@ -185,10 +190,15 @@ def _measure(det, names, frames, labels, repeats: int, save_false_alarms: Path |
         ratios.append(m.width_ratio)
         if len(m.missed_idx):
             missed.append(name)
-        if save_false_alarms is not None:
+        if save_false_alarms is not None and picture_failed is None:
             for k, i in enumerate(m.false_alarm_idx):
-                path = save_false_alarms / f"{Path(name).stem}_fa{k}.png"
-                cv2.imwrite(str(path), _false_alarm_picture(frame, dets.boxes[i], float(dets.scores[i]), gt))
+                # the whole file name, extension included: a.jpg's and a.png's pictures both kept
+                path = save_false_alarms / picture_name(used_names, name, f"fa{k}")
+                try:
+                    write_picture(path, _false_alarm_picture(frame, dets.boxes[i], float(dets.scores[i]), gt))
+                except OSError as err:  # no more pictures; said after the figures, which go on
+                    picture_failed = err
+                    break
                 fa_files.append(str(path))
     times_arr = np.asarray(times)
     ratio = np.concatenate(ratios) if ratios else np.zeros(0, np.float32)
@@ -214,6 +224,8 @@ def _measure(det, names, frames, labels, repeats: int, save_false_alarms: Path |
         "input_size": list(det.input_size),
         "missed": missed,
         "false_alarm_pictures": fa_files,
+        **({"false_alarm_pictures_error": picture_error("--save-false-alarms", picture_failed, len(fa_files))}
+           if picture_failed is not None else {}),
         "box_width_ratio": fit,  # found plates: matched box width / labelled width
     }
 
@@ -303,6 +315,8 @@ def _cmd(args) -> int:
         print("false alarm pictures:", " ".join(res["false_alarm_pictures"]))
     if args.json:
         print_json_last(res)
+    if "false_alarm_pictures_error" in res:
+        raise SystemExit(f"bench detect: {res['false_alarm_pictures_error']}")
     return 0
 
 

@@ -120,9 +120,8 @@ def _iou(a, b) -> float:
 
 
 def _frames(args) -> int:
-    import cv2
-
-    from edge.bench.report import machine_info, print_json_last, print_table, surroundings, wilson_interval
+    from edge.bench.report import (machine_info, picture_error, picture_name, print_json_last, print_table,
+                                   surroundings, wilson_interval, write_picture)
     from edge.node.pipeline import EdgeNode, MemorySink
     from edge.sources.folder import FolderSource, read_labels
     from edge.training.splits import is_validation
@@ -202,6 +201,8 @@ def _frames(args) -> int:
     results = {}
     misses = []
     pictures: list[str] = []
+    used_names: set[str] = set()
+    picture_failed: OSError | None = None
     for gname, gnames in groups.items():
         n_plates = read = found = 0
         for name in gnames:
@@ -217,10 +218,16 @@ def _frames(args) -> int:
                 if not ok and gname == "all":
                     # a frame that did not decode counts as not read, and says so
                     misses.append((name, lab.plate, ",".join(texts) or ("-" if d is not None else "(unreadable frame)")))
-                    if save_dir is not None and (name, i) in around:
-                        path = save_dir / f"{Path(name).stem}_{lab.plate}.png"
-                        cv2.imwrite(str(path), _miss_picture(*around[(name, i)], lab, detections.get(name), events))
-                        pictures.append(str(path))
+                    if save_dir is not None and picture_failed is None and (name, i) in around:
+                        # the whole file name, extension included: a.jpg and a.png, or one plate
+                        # labelled twice in a frame, each get their own picture
+                        path = save_dir / picture_name(used_names, name, lab.plate)
+                        try:
+                            write_picture(path, _miss_picture(*around[(name, i)], lab, detections.get(name), events))
+                        except OSError as err:  # said at the end, after the figures, not silently
+                            picture_failed = err
+                        else:
+                            pictures.append(str(path))
         sweep = frames_confidence_sweep(
             [labels.get(name, []) for name in gnames], [per_frame_events.get(name, []) for name in gnames],
             cfg.min_confidence,
@@ -269,9 +276,13 @@ def _frames(args) -> int:
     }
     if save_dir is not None:
         out["miss_pictures"] = pictures
+        if picture_failed is not None:
+            out["miss_pictures_error"] = picture_error("--save-misses", picture_failed, len(pictures))
         print(f"{len(pictures)} pictures of missed plates in {save_dir}")
     if args.json:
         print_json_last(out)
+    if picture_failed is not None:
+        raise SystemExit(f"bench frames: {out['miss_pictures_error']}")
     return 0
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import platform
 import os
+import re
+from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
@@ -46,13 +49,53 @@ def machine_info() -> dict[str, Any]:
 
 def surroundings(image, box, context: float = 1.5):
     """A copy of the image around a box (x1, y1, x2, y2; `context` box widths each side, clipped to
-    the image) and the copy's top-left corner in the image: a picture of a plate in context."""
+    the image) and the copy's top-left corner in the image: a picture of a plate in context. Never
+    empty: a box wholly outside the image gives the whole image."""
     x1, y1, x2, y2 = box
     w = max(8.0, x2 - x1)
     h_img, w_img = image.shape[:2]
     cx1, cy1 = int(max(0, x1 - context * w)), int(max(0, y1 - context * w))
     cx2, cy2 = int(min(w_img, x2 + context * w)), int(min(h_img, y2 + context * w))
+    if cx2 <= cx1 or cy2 <= cy1:  # a box beyond the image (a label past its edge): the whole image
+        return image.copy(), (0, 0)
     return image[cy1:cy2, cx1:cx2].copy(), (cx1, cy1)
+
+
+def picture_name(used: set[str], *parts: str) -> str:
+    """A PNG file name for a bench picture from its parts (the image's whole file name, extension
+    included, then e.g. the plate), unique among the names in `used` (updated; compared without
+    case, as some file systems do): `a.jpg` and `a.png`, or one plate labelled twice in a frame, get
+    a picture each instead of the second overwriting the first. Characters a file name cannot hold
+    everywhere (a path's `/`, spaces) become `-`."""
+    stem = "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", str(p)).strip(".") or "-" for p in parts)
+    name, k = f"{stem}.png", 1
+    while name.lower() in used:
+        k += 1
+        name = f"{stem}~{k}.png"
+    used.add(name.lower())
+    return name
+
+
+def write_picture(path: Path, image) -> None:
+    """Write `image` as a PNG at `path`; an OSError naming the file when it cannot be written (a
+    full disk, a folder that became unwritable, an empty image) instead of cv2.imwrite's silent False."""
+    import cv2
+
+    try:
+        ok, buf = cv2.imencode(".png", image)
+    except cv2.error as err:
+        raise OSError(errno.EINVAL, f"could not encode the picture ({' '.join(str(err).split())[-120:]})",
+                      str(path)) from None
+    if not ok:
+        raise OSError(errno.EINVAL, "could not encode the picture", str(path))
+    Path(path).write_bytes(buf.tobytes())
+
+
+def picture_error(flag: str, err: OSError, written: int) -> str:
+    """The one line a bench ends with when a picture could not be written: which file, why, and how
+    many were written before it (the figures above are complete: only the pictures stopped)."""
+    return (f"{flag}: could not write {err.filename}: {err.strerror or err}; {written} picture(s) written "
+            "before it, none after (the figures above are complete)")
 
 
 def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
