@@ -64,7 +64,11 @@ def confusions(preds: Sequence[str], labels: Sequence[str]) -> list[tuple[str, s
     return [(a, b, k) for (a, b), k in c.most_common()]
 
 
-def load_dir(root: Path, split: str) -> tuple[list[str], list[np.ndarray], list[str], list[str]]:
+def load_dir(root: Path, split: str, unreadable: list[str] | None = None
+             ) -> tuple[list[str], list[np.ndarray], list[str], list[str]]:
+    """The labelled crops of `root` in `split`: (files, images, plates, states). A crop that does not
+    decode is refused, or, with a list as `unreadable`, skipped and its name appended there (bench
+    ocr: one bad file does not cost the whole run, as bench frames and bench detect skip a frame)."""
     import cv2
 
     from edge.training.splits import split as split_names
@@ -98,7 +102,10 @@ def load_dir(root: Path, split: str) -> tuple[list[str], list[np.ndarray], list[
             raise SystemExit(f"bench ocr: {path} line {line}: no file or plate in {r}")
         img = cv2.imread(str(Path(root) / r["file"]), cv2.IMREAD_COLOR)
         if img is None:
-            raise SystemExit(f"bench ocr: {root}/{r['file']} is not a readable image")
+            if unreadable is None:
+                raise SystemExit(f"bench ocr: {root}/{r['file']} is not a readable image")
+            unreadable.append(r["file"])
+            continue
         files.append(r["file"])
         images.append(img)
         plates.append(r["plate"].strip().upper())
@@ -287,7 +294,11 @@ def run(args) -> int:
         raise SystemExit(f"bench ocr: --batch must be at least 1, got {args.batch}")
     if args.plate_width is not None and args.plate_width < 8:
         raise SystemExit(f"bench ocr: --plate-width {args.plate_width}: a plate at least 8 px wide")
-    files, images, plates, states = load_dir(args.dir, args.split)
+    unreadable: list[str] = []
+    files, images, plates, states = load_dir(args.dir, args.split, unreadable)
+    if not images and unreadable:
+        raise SystemExit(f"bench ocr: none of the {len(unreadable)} labelled crops in {args.dir} (split {args.split}) "
+                         f"is a readable image: {', '.join(unreadable[:10])}")
     if not images:
         raise SystemExit(f"bench ocr: no crops in {args.dir} (split {args.split})")
     if args.plate_width:
@@ -309,6 +320,8 @@ def run(args) -> int:
          "cpu ms batched", "state acc"],
         rows,
     )
+    if unreadable:  # skipped, not scored: the figures above are over the crops that decoded
+        print(f"{len(unreadable)} crop(s) did not decode and were skipped (not scored):", " ".join(unreadable))
     if any("state_acc" in r for r in results):
         # The renderer's state designs are its own, so training gives synthetic crops no state loss.
         print("state acc: a hint learned from real crops only (models/ocr.md); on synthetic crops it measures nothing")
@@ -318,7 +331,8 @@ def run(args) -> int:
             print(f"{r['engine']} misreads (label->read): {shown}")
     first = results[0]
     summary = {k: v for k, v in first.items() if k not in ("confusions", "misreads")}
-    summary.update({"split": args.split, "plate_width": args.plate_width, "engines": {r["engine"]: r for r in results}, "machine": machine_info()})
+    summary.update({"split": args.split, "plate_width": args.plate_width, "skipped": len(unreadable),
+                    "unreadable": unreadable, "engines": {r["engine"]: r for r in results}, "machine": machine_info()})
     if args.json:
         print_json_last(summary)
     return 0 if "error" not in first else 1

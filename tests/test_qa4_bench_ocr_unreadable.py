@@ -1,0 +1,66 @@
+"""bench ocr skips a crop that does not decode, counts and names it, as bench frames and bench
+detect skip a frame; only a folder where nothing decodes is refused.
+
+It refused the whole folder (`... is not a readable image`, exit 2) for one bad file among hundreds.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import cli
+from edge.vision.base import PlateTexts
+
+
+def _reader(args):
+    def read(crops):  # reads every crop as ABC123
+        n = len(crops)
+        return PlateTexts(["ABC123"] * n, np.full(n, 0.9, np.float32), [np.full(6, 0.98, np.float32)] * n)
+
+    return read, True
+
+
+@pytest.fixture(autouse=True)
+def fake_engine(monkeypatch):
+    monkeypatch.setitem(__import__("edge.bench.ocr", fromlist=["MAKERS"]).MAKERS, "onnx", _reader)
+
+
+def _crops(folder, names, bad):
+    folder.mkdir()
+    for n in names:
+        if n in bad:
+            (folder / n).write_bytes(b"not an image")
+        else:
+            cv2.imwrite(str(folder / n), np.full((40, 120, 3), 200, np.uint8))
+    (folder / "labels.csv").write_text("file,state,plate\n" + "".join(f"{n},CA,ABC123\n" for n in names))
+    return folder
+
+
+def test_an_unreadable_crop_is_skipped_counted_and_named(tmp_path, capsys):
+    folder = _crops(tmp_path / "crops", ["a.png", "b.png", "c.png"], bad={"b.png"})
+    assert cli.main(["bench", "ocr", str(folder), "--json"]) == 0
+    out = capsys.readouterr().out
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["n"] == 2 and res["exact"] == 1.0  # scored over the crops that decoded
+    assert res["skipped"] == 1 and res["unreadable"] == ["b.png"]
+    assert "did not decode and were skipped" in out and "b.png" in out
+
+
+def test_a_folder_where_nothing_decodes_is_refused_naming_them(tmp_path, capsys):
+    folder = _crops(tmp_path / "crops", ["a.png", "b.png"], bad={"a.png", "b.png"})
+    assert cli.main(["bench", "ocr", str(folder), "--json"]) == 2
+    cap = capsys.readouterr()
+    lines = cap.err.strip().splitlines()
+    assert len(lines) == 1 and "none of the 2 labelled crops" in lines[0] and "a.png, b.png" in lines[0]
+    assert not cap.out.strip()
+
+
+def test_nothing_skipped_says_zero(tmp_path, capsys):
+    folder = _crops(tmp_path / "crops", ["a.png"], bad=set())
+    assert cli.main(["bench", "ocr", str(folder), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["skipped"] == 0 and res["unreadable"] == [] and res["n"] == 1
