@@ -112,6 +112,9 @@ def run_bench(
                                                    "plate_less_frames_alarmed", "ms_per_frame",
                                                    "cpu_ms_per_frame", "ms_per_1080p_frame",
                                                    "cpu_ms_per_1080p_frame", "threshold", "missed")}
+    # detections with a NaN or infinite box, dropped by the detector (each stage's, timing runs included)
+    res["non_finite_boxes"] = sum(getattr(d, "non_finite_boxes", 0)
+                                  for d in [network] + ([stage.detector] if stage is not network else []))
     return res
 
 
@@ -309,6 +312,8 @@ def _cmd(args) -> int:
     if res["unreadable"]:
         print(f"{res['skipped']} frame(s) did not decode and were skipped; their plates count as not found:",
               " ".join(res["unreadable"]))
+    if res.get("non_finite_boxes"):
+        print(f"{res['non_finite_boxes']} detection(s) with a NaN or infinite box were dropped (a model fault)")
     if res["missed"]:
         print("missed:", " ".join(res["missed"]))
     if res["false_alarm_pictures"]:

@@ -16,6 +16,7 @@ Boxes follow the labels' convention: a 2:1 (width:height) box around the whole p
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +25,8 @@ import cv2
 import numpy as np
 
 from edge.vision.base import Detections, Detector, box_iou
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "detector.onnx"
 
@@ -177,6 +180,9 @@ class OnnxPlateDetector(Detector):
         self.nms_iou = float(nms_iou)
         self.input_name = self.session.get_inputs()[0].name
         self.model_path = path
+        # Detections with a NaN or infinite box or score (a model's overflow, a broken export) are
+        # dropped, the first logged, all counted here: the other plates of the frame still count.
+        self.non_finite_boxes = 0
 
     def _check_signature(self, path: Path) -> None:
         """The graph's input and outputs agree with the metadata: a model that does not is refused
@@ -197,11 +203,15 @@ class OnnxPlateDetector(Detector):
         grid = ({h // s, -(-h // s)}, {w // s, -(-w // s)})  # the input over the stride, floor or ceiling
         if len(outs) < 2 or any(
                 len(o.shape) != 4 or (isinstance(o.shape[1], int) and o.shape[1] != c)
+                or (self.fixed_batch is not None and isinstance(o.shape[0], int) and o.shape[0] != self.fixed_batch)
                 or any(isinstance(g, int) and g not in ok for g, ok in zip(o.shape[2:], grid))
                 for o, c in zip(outs, (1, REG_CHANNELS))):
+            # the batch the input takes: its fixed N, else any ("N"), not always the shipped model's 1
+            b = self.fixed_batch if self.fixed_batch is not None else "N"
+            gh, gw = (f"{h // s}" if h % s == 0 else f"{h}/{s}"), (f"{w // s}" if w % s == 0 else f"{w}/{s}")
             raise ValueError(f"{path}: outputs {[(o.name, o.shape) for o in outs[:2]]}; expected the heatmap "
-                             f"(1, 1, {h}/{s}, {w}/{s}) then the regression maps (1, {REG_CHANNELS}, {h}/{s}, {w}/{s}) "
-                             f"(metadata: input {w}x{h}, stride {s})")
+                             f"({b}, 1, {gh}, {gw}) then the regression maps ({b}, {REG_CHANNELS}, {gh}, {gw}) "
+                             f"(input {inp.name!r} {inp.shape}; metadata: input {w}x{h}, stride {s})")
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[Detections]:
         n = self.fixed_batch
@@ -231,6 +241,21 @@ class OnnxPlateDetector(Detector):
 
     def _decode(self, heat: np.ndarray, reg: np.ndarray, lb: Letterbox, frame: np.ndarray) -> Detections:
         boxes, scores, corners = decode(heat, reg, self.stride, self.threshold)
+        finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+        if not finite.all():
+            # NMS and the tracker cannot place a NaN box (its IoU with anything is 0) and the read
+            # event refuses one: dropped here, so the frame's other plates are still read
+            dropped = int((~finite).sum())
+            if not self.non_finite_boxes:
+                log.warning("%s: the model gave %d detection(s) with a NaN or infinite box in a frame; dropped "
+                            "(each one counted, not logged again)", self.model_path, dropped)
+            self.non_finite_boxes += dropped
+            boxes, scores, corners = boxes[finite], scores[finite], corners[finite]
+        # corners alone not finite: the plate's box is all that is known of it
+        bad = ~np.isfinite(corners).all(axis=(1, 2))
+        if bad.any():
+            b = boxes[bad]
+            corners[bad] = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], axis=1)
         if len(boxes) == 0:
             return Detections.empty()
         keep = nms(boxes, scores, self.nms_iou)
