@@ -18,6 +18,7 @@ import argparse
 import copy
 import itertools
 import logging
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -93,14 +94,39 @@ def _get(data: dict, path: tuple[str, ...]) -> Any:
     return data
 
 
-def settings(scenario, varies: list[tuple[tuple[str, ...], list[Any]]], duration: float | None):
+def check_varies(varies: list[tuple[tuple[str, ...], list[Any]]]) -> None:
+    """A field varied twice (`--vary camera.hfov_deg=20 --vary camera.hfov_deg=30`: the grid set it
+    twice, the later value winning in every row, the rows labelled with both) or both fields of a pair
+    a scenario holds one of (hfov_deg and focal_length_mm: each setting of one cleared the other) is
+    refused, naming the fields."""
+    seen: set[tuple[str, ...]] = set()
+    for path, _ in varies:
+        if path in seen:
+            raise PlacementError(f"--vary {'.'.join(path)} is given twice; give its values once: "
+                                 f"--vary {'.'.join(path)}=V1,V2,...")
+        seen.add(path)
+    for path, _ in varies:
+        other = _EXCLUSIVE.get(path)
+        if other in seen:
+            raise PlacementError(f"--vary {'.'.join(path)} and --vary {'.'.join(other)}: a scenario holds one of the two "
+                                 "(both set the field of view; setting one clears the other): vary one")
+
+
+def settings(scenario, varies: list[tuple[tuple[str, ...], list[Any]]], duration: float | None,
+             seed: int | None = None):
     """[(label dict, Scenario)]: the baseline (the scenario as written) first, then every
-    combination of the varied values, each validated (a refused one is a PlacementError)."""
+    combination of the varied values, each validated (a refused one is a PlacementError); a
+    combination that gives a scenario already listed (the baseline's own value, a value given
+    twice) is measured once. `duration` and `seed` replace the scenario's own (a varied seed still
+    varies: the traffic then differs from row to row)."""
     from edge.synth.scene import ScenarioError, check_video_size, parse_scenario
 
+    check_varies(varies)
     base = scenario.model_dump()
     if duration is not None:
         base["duration_s"] = duration
+    if seed is not None:
+        base["seed"] = seed
     out = []
     grid = list(itertools.product(*[[(path, v) for v in values] for path, values in varies])) if varies else []
     combos = [()] + grid
@@ -115,8 +141,8 @@ def settings(scenario, varies: list[tuple[tuple[str, ...], list[Any]]], duration
             check_video_size(s, source=f"setting {desc}")  # each setting is rendered to a video
         except ScenarioError as err:
             raise PlacementError(str(err)) from None
-        if combo and s == out[0][1]:
-            continue  # the baseline's own values: measured once, as the baseline
+        if combo and any(s == o[1] for o in out):
+            continue  # the baseline's own values, or a value given twice: measured once
         out.append((label, s))
     # the baseline row shows the scenario's own values of the varied fields (all known by now)
     out[0][0].update({".".join(path): _get(base, path) for path, _ in varies})
@@ -130,10 +156,14 @@ def _placement(args: argparse.Namespace) -> int:
     from edge.synth.scene import ScenarioError, load_scenario, render_scene_to_dir
 
     logging.getLogger("edge").setLevel(logging.WARNING)
+    if args.seed is not None and args.seed < 0:  # said before anything loads, naming the option
+        raise SystemExit(f"bench placement: --seed must be 0 or more, got {args.seed}")
+    if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
+        raise SystemExit(f"bench placement: --duration must be a positive number of seconds, got {args.duration}")
     try:
         scenario = load_scenario(args.scenario)
         varies = [parse_vary(v) for v in args.vary]
-        runs = settings(scenario, varies, args.duration)
+        runs = settings(scenario, varies, args.duration, args.seed)
     except (ScenarioError, PlacementError) as err:
         raise SystemExit(f"bench placement: {err}") from None
     cfg = _config(args, str(args.scenario), motion_gating=not args.no_motion_gating, vision=args.vision)
@@ -145,7 +175,7 @@ def _placement(args: argparse.Namespace) -> int:
         for n, (label, s) in enumerate(runs):
             folder = root / f"{n:02d}"
             t0 = time.perf_counter()
-            rendered = render_scene_to_dir(s, folder, seed=args.seed)
+            rendered = render_scene_to_dir(s, folder)  # the setting's own seed (--seed is in it)
             render_s = time.perf_counter() - t0
             source = VideoFileSource(rendered["video"])
             run = run_on_source(cfg, source, detector, ocr)
@@ -184,6 +214,7 @@ def _placement(args: argparse.Namespace) -> int:
             "scenario": str(args.scenario),
             "varied": fields,
             "duration_s": runs[0][1].duration_s,
+            "seed": runs[0][1].seed,
             "vision": args.vision,
             "settings": results,
             "machine": machine_info(),

@@ -43,7 +43,8 @@ PLATE_W_M, PLATE_H_M = 0.305, 0.152  # 12 x 6 inch US plate
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity refused as such ("a finite number"), not by a bound they happen to fail
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class CameraConfig(_Strict):
