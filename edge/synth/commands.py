@@ -51,6 +51,7 @@ def register(sub) -> None:
 # training renders 96x288). Memory and time grow with the area: 512x1024 took 7 GB and 20 s to warm
 # up, 5000x5000 ran out of memory without a word.
 MAX_PLATE_SIZE = (256, 512)
+MIN_PLATE_SIZE = (8, 16)  # the renderer's own floor (edge.synth.plates), said with the option's name
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -58,6 +59,8 @@ def _parse_size(text: str) -> tuple[int, int]:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise SystemExit(f"synth plates: --size must look like 64x128 (HEIGHTxWIDTH), got {text!r}") from None
+    if h < MIN_PLATE_SIZE[0] or w < MIN_PLATE_SIZE[1]:
+        raise SystemExit(f"synth plates: --size {text}: at least {MIN_PLATE_SIZE[0]}x{MIN_PLATE_SIZE[1]} (HEIGHTxWIDTH)")
     if h > MAX_PLATE_SIZE[0] or w > MAX_PLATE_SIZE[1]:
         raise SystemExit(f"synth plates: --size {text}: at most {MAX_PLATE_SIZE[0]}x{MAX_PLATE_SIZE[1]} "
                          "(HEIGHTxWIDTH; memory and time grow with the crop's area)")

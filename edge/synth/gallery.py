@@ -61,9 +61,18 @@ def write_png(path: Path, img: np.ndarray) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    out = Path(argv[0] if argv else "docs")
-    out.mkdir(parents=True, exist_ok=True)
+    import argparse
+
+    # argparse: `--help` was taken for the folder (a folder named --help, filled with PNGs), and no
+    # argument wrote over ./docs wherever the command ran
+    p = argparse.ArgumentParser(prog="python -m edge.synth.gallery", description=__doc__.split("\n\n")[0])
+    p.add_argument("out", type=Path, help="folder for the PNGs (the project's own: docs/)")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    out = args.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        p.exit(2, f"{p.prog}: error: {out}: {err.strerror or err}\n")
     write_png(out / "synth_plates.png", plate_grid())
     for path in sorted(EXAMPLES.glob("*.yaml")):
         write_png(out / f"synth_scene_{path.stem}.png", scene_frame(path))

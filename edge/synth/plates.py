@@ -839,7 +839,8 @@ def plate_corners_3d(
 class Degradation(BaseModel):
     """Ranges for the degradations applied to OCR crops (each drawn uniformly per crop)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity refused as such ("a finite number"), not by a bound they happen to fail
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     yaw_deg: float = Field(35.0, ge=0, le=80, description="max |yaw| of the plate")
     pitch_deg: float = Field(20.0, ge=0, le=80)
