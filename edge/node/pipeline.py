@@ -334,6 +334,7 @@ class EdgeNode:
     # -- main loop ---------------------------------------------------------------------------
     def run(self, progress: Callable[[int], None] | None = None) -> Metrics:
         cfg = self.config
+        self.source.paced = cfg.pacing == "realtime"  # before iter(): how the source dates its frames
         frames = iter(self.source)
         if cfg.pacing == "realtime" and not self.source.live:
             frames = paced(frames, cfg.speed)

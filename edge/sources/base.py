@@ -76,6 +76,8 @@ class FrameSource(ABC):
     independent: bool = False
     #: a live camera/stream: frames are dropped rather than queued when the pipeline lags
     live: bool = False
+    #: played at its frame rate (the node sets it for --realtime): stamped as it plays, not as a recording
+    paced: bool = False
     #: a problem of one kind that keeps coming back is logged again at most this often
     repeat_log_s: float = 60.0
 
@@ -83,6 +85,12 @@ class FrameSource(ABC):
         self.skipped = 0  # corrupt or undecodable frames reported and skipped
         self.problems: list[str] = []
         self.repeats: dict[str, Repeats] = {}  # kind -> its reports, for `report(kind=...)`
+
+    def capture_clock(self) -> CaptureClock:
+        """The clock for one pass over the frames (see CaptureClock): a recording read as fast as
+        possible is dated to end now; a live or paced one from now on."""
+        recorded = self.length and not self.live and not self.paced
+        return CaptureClock(self.length / self.fps if recorded and self.fps > 0 else None)
 
     def report(self, message: str, frames: int = 1, kind: str | None = None) -> None:
         """Count `frames` skipped frames and log why. With a `kind`, only the first report of that
@@ -124,8 +132,29 @@ class FrameSource(ABC):
         return type(self).__name__
 
 
-def wall_clock_base(timestamp_zero: float = 0.0) -> datetime:
-    return datetime.now(timezone.utc) - timedelta(seconds=timestamp_zero)
+class CaptureClock:
+    """Each frame's capture time: a base plus its media time, never ahead of this machine's clock.
+
+    A live camera, or a recording played at its frame rate (`--realtime`), is stamped from the moment
+    it opened. A recording read faster than real time, the default, would otherwise be dated ahead of
+    the clock (a 10-minute file read in 2 minutes: up to 8 minutes), and the gate refuses reads more
+    than 5 minutes ahead (`refuse:clock-skew`): its stamps are set so that it ends when it opened
+    (`duration_s`, when its length is known), keeping the spacing of its frames. Whatever is left
+    (length unknown, `--speed` above 1) is held at the clock: a stamp that would pass `now` moves the
+    base back so that it is `now`, and later frames keep their spacing from there.
+    """
+
+    def __init__(self, duration_s: float | None = None):
+        now = datetime.now(timezone.utc)
+        self.base = now - timedelta(seconds=duration_s) if duration_s else now
+
+    def at(self, media_s: float) -> datetime:
+        t = self.base + timedelta(seconds=media_s)
+        now = datetime.now(timezone.utc)
+        if t > now:
+            self.base = now - timedelta(seconds=media_s)
+            return now
+        return t
 
 
 def paced(frames: Iterator[Frame], speed: float = 1.0) -> Iterator[Frame]:

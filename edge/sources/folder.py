@@ -20,7 +20,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from edge.sources.base import Frame, FrameSource, PlateLabel, SourceError, wall_clock_base
+from edge.sources.base import Frame, FrameSource, PlateLabel, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,7 @@ class FolderSource(FrameSource):
         return f"folder {self.folder} ({self.length} images, {len(self.labels)} labelled)"
 
     def __iter__(self) -> Iterator[Frame]:
-        base = wall_clock_base()
-        from datetime import timedelta
+        clock = self.capture_clock()
 
         for i, name in enumerate(self.files):
             t0 = time.perf_counter()
@@ -159,7 +158,7 @@ class FolderSource(FrameSource):
             ts = i / self.fps
             # an image with no row is unlabelled (None), not labelled as showing no plate ([]: `name,,,,,`)
             labels = self.labels.get(name)
-            yield Frame(i, image, ts, base + timedelta(seconds=ts), name=name, labels=labels, decode_ms=decode_ms)
+            yield Frame(i, image, ts, clock.at(ts), name=name, labels=labels, decode_ms=decode_ms)
         self.summarise()
 
     def close(self) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Iterator
 
 import cv2
 
-from edge.sources.base import Frame, FrameSource, SourceError, wall_clock_base
+from edge.sources.base import Frame, FrameSource, SourceError
 
 # A recording whose reads keep failing at one frame, however often it is reopened and sought there,
 # ends there (its container announced more frames than it holds).
@@ -93,7 +93,7 @@ class StreamSource(FrameSource):
 
     def _frames(self) -> Iterator[Frame]:
         start = time.monotonic()
-        base = wall_clock_base()
+        clock = self.capture_clock()
         index = 0  # frames read so far: for a recording, where to resume after a drop
         failures = 0  # failed reads and reopens in a row
         failed_at, tries_here = -1, 0  # a recording: the frame its reads last failed at, how often
@@ -143,7 +143,7 @@ class StreamSource(FrameSource):
                 yield Frame(index, image, time.monotonic() - start, datetime.now(timezone.utc), decode_ms=decode_ms)
             else:
                 t = index / self.fps
-                yield Frame(index, image, t, base + timedelta(seconds=t), decode_ms=decode_ms)
+                yield Frame(index, image, t, clock.at(t), decode_ms=decode_ms)
             index += 1
 
     def _end_recording(self, index: int, why: str) -> None:

@@ -9,11 +9,10 @@ resolution, frame rate and vehicles per minute, so a test or a sim can ask for s
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Iterator
 
-from edge.sources.base import Frame, FrameSource, PlateLabel, SourceError, wall_clock_base
+from edge.sources.base import Frame, FrameSource, PlateLabel, SourceError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scenarios"
 
@@ -74,11 +73,11 @@ class SyntheticSource(FrameSource):
         from edge.synth.scene import SceneRenderer
 
         renderer = SceneRenderer(self.scenario, self.seed)
-        base = wall_clock_base()
+        clock = self.capture_clock()
         for i in range(renderer.frames):
             t0 = time.perf_counter()
             image, truths = renderer.render_frame(i)
             ms = (time.perf_counter() - t0) * 1000
             ts = i / self.fps
             labels = [PlateLabel(t.plate.upper(), tuple(float(v) for v in t.box), int(t.vehicle_id)) for t in truths]
-            yield Frame(i, image, ts, base + timedelta(seconds=ts), labels=labels, decode_ms=ms)
+            yield Frame(i, image, ts, clock.at(ts), labels=labels, decode_ms=ms)

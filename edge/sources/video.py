@@ -13,7 +13,7 @@ from typing import Iterator
 
 import cv2
 
-from edge.sources.base import Frame, FrameSource, PlateLabel, SourceError, wall_clock_base
+from edge.sources.base import Frame, FrameSource, PlateLabel, SourceError
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class VideoFileSource(FrameSource):
         return f"video {self.path} ({self.size[0]}x{self.size[1]} @ {self.fps:.3g} fps, {self.length or '?'} frames)"
 
     def __iter__(self) -> Iterator[Frame]:
-        base = wall_clock_base()
+        clock = self.capture_clock()
         index = 0  # frames delivered or skipped: the position in the file
         failed_from = None  # the first frame of the current run of frames that do not decode
         while True:
@@ -103,7 +103,7 @@ class VideoFileSource(FrameSource):
                 failed_from = None
             ts = index / self.fps
             labels = self.ground_truth.get(index, []) if self.ground_truth is not None else None
-            yield Frame(index, image, ts, base + _td(ts), labels=labels, decode_ms=decode_ms)
+            yield Frame(index, image, ts, clock.at(ts), labels=labels, decode_ms=decode_ms)
             index += 1
         self._end_of_decoding(failed_from)
         self.summarise()
@@ -129,9 +129,3 @@ class VideoFileSource(FrameSource):
     def close(self) -> None:
         self.summarise()  # a run stopped early still says what it skipped
         self._cap.release()
-
-
-def _td(seconds: float):
-    from datetime import timedelta
-
-    return timedelta(seconds=seconds)
