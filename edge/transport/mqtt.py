@@ -55,19 +55,28 @@ class BrokerURL:
 
 def redact_url(url: str) -> str:
     """The URL as logs and error messages may show it: a password in it is replaced by ***.
-    Anything that is not a URL with a password (a file path, a synthetic: spec) comes back as is."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return parts._replace(netloc=netloc).geturl()
-    except ValueError:
-        return "<unparseable URL>"
+    Anything that is not a URL with a password (a file path, a synthetic: spec) comes back as is.
+
+    The user info is everything up to the last '@' after `scheme://`, not what urlsplit finds: a
+    password with an unencoded '/', '#' or '?' ends urlsplit's netloc early, and the rest of the
+    password was shown as the URL's path (`mqtt://gate:top/secret@host` showed `/secret@host`)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    at = rest.rfind("@")
+    if at < 0 or ":" not in rest[:at]:
+        return url  # no password (a user alone, or no user info)
+    user = rest[:at].split(":", 1)[0]
+    return f"{scheme}://{user}:***@{rest[at + 1:]}"
 
 
 def parse_broker_url(url: str) -> BrokerURL:
     shown = redact_url(url)  # errors end up in logs and terminals: never echo the password
+    rest = url.partition("://")[2]
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    if rest.rfind("@") > cut:  # e.g. mqtt://gate:top/secret@host: urlsplit would take '/secret@host' as a path
+        raise BrokerURLError(f"broker URL {shown!r}: a '/', '?', '#' or '@' in the login must be percent-encoded "
+                             "(%2F, %3F, %23, %40)")
     try:
         parts = urlsplit(url)
     except ValueError as err:  # e.g. an unclosed IPv6 bracket
