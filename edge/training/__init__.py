@@ -4,11 +4,30 @@ TRAIN_EXTRA_HINT = ("needs the training extra, which the runtime does not instal
                     "(it pins torch 2.13.0; a plain 'torch' may download a multi-GB CUDA build)")
 
 
-def require_train_extra(command: str) -> None:
-    """Exit with one line naming what to install when torch or onnx is missing (the training
-    commands are run as `python -m edge.training.X`, on a machine that may have only the runtime)."""
+def require_train_extra(command: str, modules: tuple[str, ...] = ("torch", "onnx")) -> None:
+    """Exit with one line naming what to install when torch or onnx (or what `modules` names) is
+    missing (the training commands are run as `python -m edge.training.X`, on a machine that may
+    have only the runtime)."""
     import importlib.util
 
-    missing = [m for m in ("torch", "onnx") if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise SystemExit(f"{command}: {' and '.join(missing)} not installed; {TRAIN_EXTRA_HINT}")
+
+
+def run_main(command: str, main) -> int:
+    """Run a training command's `main()`: a missing or unreadable file or a value it refuses (an
+    OSError or ValueError: no labels.csv, no checkpoint, a model not found) ends in one line naming
+    it, exit 2, as the `alpr-edge` commands do, instead of a traceback; any other error (a bug, torch
+    running out of memory) keeps its traceback."""
+    import sys
+
+    try:
+        return int(main() or 0)
+    except (OSError, ValueError) as err:
+        if isinstance(err, OSError) and err.strerror and err.filename:
+            message = f"{err.strerror}: {err.filename}"
+        else:
+            message = str(err) or type(err).__name__
+        print(f"{command}: error: {' '.join(message.split())}", file=sys.stderr)
+        return 2

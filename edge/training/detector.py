@@ -440,12 +440,28 @@ def main(argv: list[str] | None = None) -> int:
     mn.add_argument("--csv", required=True, help="output file,x,y,w,h,plate CSV")
     e = sub.add_parser("export", help="export OUT/checkpoint.pt to ONNX")
     e.add_argument("--out", default="runs/det")
-    e.add_argument("--onnx", default="models/detector.onnx")
+    # not the shipped models/detector.onnx by default: a bare `export` wrote over it
+    e.add_argument("--onnx", default=None, help="where the model goes (default: OUT/detector.onnx)")
     for p in (t, e):
         # pick it on the TRAIN frames: the highest threshold keeping >= 97% train recall (0.59 for the
         # shipped model; never chosen on val)
         p.add_argument("--threshold", type=float, default=0.6, help="default score threshold stored in the ONNX")
     args = ap.parse_args(argv)
+    # refused here, naming the option, not by the detector loading the exported model (a threshold)
+    # or minutes into a run (a batch of 0)
+    if not 0.0 < args.threshold < 1.0:
+        ap.error(f"--threshold must be within (0, 1), got {args.threshold}")
+    if args.cmd == "train":
+        if not (math.isfinite(args.minutes) and args.minutes > 0):
+            ap.error(f"--minutes must be a positive number, got {args.minutes}")
+        for name in ("batch", "threads"):
+            if getattr(args, name) < 1:
+                ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+        for name in ("workers", "synth", "max_steps"):
+            if getattr(args, name) < 0:
+                ap.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    if args.cmd == "export" and args.onnx is None:
+        args.onnx = str(Path(args.out) / "detector.onnx")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.cmd == "mine":
         n = mine_false_alarms(Path(args.onnx), Path(args.data), args.threshold, Path(args.csv))
@@ -461,4 +477,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from edge.training import run_main
+
+    raise SystemExit(run_main("python -m edge.training.detector", main))

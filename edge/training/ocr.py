@@ -97,6 +97,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not 0.0 <= args.synth_fraction <= 1.0:
         p.error("--synth-fraction must be within [0, 1]")
+    # refused here, naming the option, not minutes into a run or as a torch traceback
+    if not (math.isfinite(args.minutes) and args.minutes > 0):
+        p.error(f"--minutes must be a positive number, got {args.minutes}")
+    for name in ("steps", "batch", "threads"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.workers < 0:
+        p.error(f"--workers must be 0 or more, got {args.workers}")
     from edge.synth.plates import check_serial_fonts
 
     try:
@@ -592,4 +600,6 @@ if __name__ == "__main__":
     from edge.training import require_train_extra
 
     require_train_extra("python -m edge.training.ocr")
-    sys.exit(main())
+    from edge.training import run_main
+
+    sys.exit(run_main("python -m edge.training.ocr", main))

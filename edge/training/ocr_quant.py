@@ -135,5 +135,8 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     from edge.training import require_train_extra
 
-    require_train_extra("python -m edge.training.ocr_quant")
-    sys.exit(main())
+    # onnx and onnxruntime's quantizer only: torch is not needed to quantize an exported model
+    require_train_extra("python -m edge.training.ocr_quant", ("onnx",))
+    from edge.training import run_main
+
+    sys.exit(run_main("python -m edge.training.ocr_quant", main))
