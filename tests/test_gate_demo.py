@@ -173,3 +173,20 @@ def test_embedded_broker_acl():
             c.stop()
         transport.close(gate)
         transport.close(cam)
+
+
+def test_a_one_camera_registry_forges_nothing_genuine_and_leaves_no_temp_folder(tmp_path, monkeypatch):
+    """Before: with one camera the 'speaks for another camera' forgery was a genuine read of that camera
+    (forwarded: the demo reported 3 leaks and failed), and run_demo without an audit path left its
+    temporary folder (audit log, inboxes: plates and times) behind."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    reg = demo_registry()
+    one = reg.model_copy(update={"cameras": [reg.cameras[0]]})
+    one.model_post_init(None)
+    reads = [(c, ev) for c, ev in synthetic_reads(one, 4, seed=2)]
+    res = run_demo(iter(reads), one)
+    assert res.leaks == 0 and res.audit_verified
+    assert res.rules.get("refuse:camera-topic-mismatch") == 1
+    assert list(tmp_path.glob("alpr-demo-*")) == []

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -68,10 +69,13 @@ def forged_messages(registry: Registry) -> list[tuple[str, str, bytes]]:
     """(publishing camera, topic, payload) that the gate must refuse."""
     cams = registry.cameras
     a, b = cams[0], cams[-1]
+    # camera a speaks for another camera: with one camera in the registry, one it does not have
+    # (a read of a's own id on a's own topic would be a genuine read, forwarded)
+    other_id, other_agency = (b.id, b.agency) if b is not a else (f"not-{a.id}"[:64], a.agency)
     now = datetime.now(timezone.utc)
     base = dict(captured_at=now, plate="7FAKE00", confidence=0.9, char_confidence=[0.9] * 7,
                 box={"x": 1.0, "y": 1.0, "w": 10.0, "h": 5.0})
-    spoof_camera = ReadEvent(read_id=new_read_id(), camera_id=b.id, agency_id=b.agency, **base).to_json()
+    spoof_camera = ReadEvent(read_id=new_read_id(), camera_id=other_id, agency_id=other_agency, **base).to_json()
     body = json.loads(ReadEvent(read_id=new_read_id(), camera_id=a.id, agency_id=a.agency, **base).to_json())
     body["share_with"] = ["ice"]  # a field that tries to widen the recipients
     return [
@@ -132,7 +136,8 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
     def login(principal):
         return base.with_login(principal.username, secrets.password(principal))
 
-    audit_file = audit_path or str(Path(tempfile.mkdtemp(prefix="alpr-demo-")) / "audit.db")
+    scratch = None if audit_path else tempfile.mkdtemp(prefix="alpr-demo-")  # removed at the end: reads are data
+    audit_file = audit_path or str(Path(scratch) / "audit.db")
     audit = open_audit(audit_file)
     before = audit.head()[0]  # a kept --audit file holds earlier runs: this run's tables count only its own
     gate = None
@@ -224,6 +229,8 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
         audit.close()
         if embedded is not None:
             embedded.stop()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _rules_by_agency(records: list[dict]) -> dict[str, dict[str, int]]:
