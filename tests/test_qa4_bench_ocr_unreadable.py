@@ -64,3 +64,12 @@ def test_nothing_skipped_says_zero(tmp_path, capsys):
     assert cli.main(["bench", "ocr", str(folder), "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["skipped"] == 0 and res["unreadable"] == [] and res["n"] == 1
+
+
+def test_a_labels_file_with_no_rows_is_not_said_to_lack_its_columns(tmp_path, capsys):
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    (folder / "labels.csv").write_text("file,state,plate\n")
+    assert cli.main(["bench", "ocr", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "lacks column" not in err and "no crops in" in err

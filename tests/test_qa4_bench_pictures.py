@@ -141,3 +141,20 @@ def test_a_label_beyond_the_image_still_gets_a_picture():
     img = np.zeros((50, 80, 3), np.uint8)
     pic, origin = surroundings(img, (500, 500, 540, 520))  # was an empty array: cv2 refused to write it
     assert pic.shape == img.shape and origin == (0, 0)
+
+
+@pytest.mark.parametrize("args, said", [
+    (["--threshold", "0"], "--threshold must be within (0, 1), got 0.0"),
+    (["--threshold", "nan"], "--threshold must be within (0, 1), got nan"),
+    (["--plate-check-chars", "-1"], "--plate-check-chars must be 0 (off) or more, got -1"),
+])
+def test_bench_detect_names_the_option(tmp_path, fake_detector, capsys, args, said):
+    folder = _twin_frames(tmp_path / "frames")
+    assert cli.main(["bench", "detect", str(folder), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"alpr-edge bench detect: error: {said}"]
+
+
+def test_bench_detect_names_a_missing_folder(tmp_path, capsys):
+    assert cli.main(["bench", "detect", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.strip() == f"alpr-edge bench detect: error: folder not found: {tmp_path / 'nope'}"

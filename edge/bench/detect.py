@@ -280,6 +280,13 @@ def _cmd(args) -> int:
 
     if args.repeats < 1:  # zero timed runs left nothing to score: an UnboundLocalError traceback
         raise SystemExit(f"bench detect: --repeats must be at least 1, got {args.repeats}")
+    # named by option, not as the detector's "threshold must be in (0, 1)" / the check's "min_chars >= 1"
+    if args.threshold is not None and not 0.0 < args.threshold < 1.0:
+        raise SystemExit(f"bench detect: --threshold must be within (0, 1), got {args.threshold}")
+    if args.plate_check_chars is not None and args.plate_check_chars < 0:
+        raise SystemExit(f"bench detect: --plate-check-chars must be 0 (off) or more, got {args.plate_check_chars}")
+    if not Path(args.dir).is_dir():  # was "no plate labels" for a folder that is not there
+        raise SystemExit(f"bench detect: folder not found: {args.dir}")
     res = run_bench(
         Path(args.dir),
         split=args.split,

@@ -81,15 +81,17 @@ def load_dir(root: Path, split: str, unreadable: list[str] | None = None
     try:
         with open_csv(path) as f:
             # "file, state, plate": names and values without the spaces after the commas
+            reader = csv.DictReader(f)
             rows = [{(k or "").strip(): (v.strip() if isinstance(v, str) else v) for k, v in r.items()}
-                    for r in csv.DictReader(f)]
+                    for r in reader]
+            columns = {(k or "").strip() for k in reader.fieldnames or []}  # also with no row under them
     except UnicodeDecodeError as err:
         raise SystemExit(f"bench ocr: {path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
                          f"{err.start}); save it as UTF-8 CSV") from None
-    missing = {"file", "plate"} - set(rows[0].keys() if rows else [])
+    missing = {"file", "plate"} - columns
     if missing:
         raise SystemExit(f"bench ocr: {path} lacks column(s) {sorted(missing)}")
-    if rows and {"x", "y", "w", "h"} <= set(rows[0].keys()):  # plate boxes: whole frames, not crops
+    if {"x", "y", "w", "h"} <= columns:  # plate boxes: whole frames, not crops
         raise SystemExit(f"bench ocr: {path} labels plate boxes in frames (file,x,y,w,h,plate); bench ocr reads "
                          f"plate crops (file,state,plate): use `alpr-edge bench frames {root}` for frames")
     if split != "all":
