@@ -85,7 +85,8 @@ def register(sub) -> None:
     )
     s.add_argument("--passwords", help="YAML mapping camera id -> password (for {password} in --broker)")
     s.add_argument("--registry", help="registry YAML: cameras, their agencies and logins (with --secrets)")
-    s.add_argument("--secrets", help="secrets directory of the registry's credentials (broker-config writes it)")
+    s.add_argument("--secrets", help="secrets directory of the registry's credentials (default: secrets/ next to the registry; "
+                        "broker-config writes it)")
     s.add_argument("--source", default="synthetic:default", help="source for every camera; synthetic sources get seed=<n>")
     s.add_argument("--agency-id", default=None, help="operating agency of every camera (default: from --registry)")
     s.add_argument("--output-dir", default="edge-data", help="each camera uses <output-dir>/<camera-id>")
