@@ -192,6 +192,9 @@ class OnnxPlateOCR(PlateOCR):
         # call: predict() then runs in chunks of that size, the last one padded. None: any number.
         batch = self.session.get_inputs()[0].shape[0]
         self.fixed_batch: int | None = batch if isinstance(batch, int) and batch > 0 else None
+        # crops whose scores came out NaN or infinite (a model's overflow): read as nothing, the
+        # first logged, all counted here (a NaN confidence made its whole pass's vote NaN)
+        self.non_finite_reads = 0
 
     def _check_signature(self, where) -> None:
         """The graph's input and outputs agree with the metadata: a model that does not is refused
@@ -232,6 +235,11 @@ class OnnxPlateOCR(PlateOCR):
         for start in range(0, len(crops), step):
             x = preprocess(crops[start : start + step], self.height, self.width)
             logits, state_logits = self._run(x)
+            bad = ~np.isfinite(logits).all(axis=(1, 2))
+            if state_logits is not None:
+                bad |= ~np.isfinite(state_logits).all(axis=1)
+            if bad.any():
+                logits, state_logits = self._unread(logits, state_logits, bad)
             t, c, cc = ctc_greedy_decode(logits, self.alphabet, self.blank)
             texts += t
             confs.append(c)
@@ -239,8 +247,8 @@ class OnnxPlateOCR(PlateOCR):
             if state_logits is not None and self.states:
                 sp = softmax(state_logits.astype(np.float32), axis=1)
                 k = sp.argmax(axis=1)
-                regions += [self.states[i].upper() for i in k]
-                region_confs.append(sp[np.arange(len(k)), k].astype(np.float32))
+                regions += [None if b else self.states[i].upper() for i, b in zip(k, bad)]
+                region_confs.append(np.where(bad, 0.0, sp[np.arange(len(k)), k]).astype(np.float32))
         return PlateTexts(
             texts=texts,
             confidence=np.concatenate(confs),
@@ -248,6 +256,26 @@ class OnnxPlateOCR(PlateOCR):
             region=regions,
             region_confidence=np.concatenate(region_confs) if region_confs else None,
         )
+
+
+    def _unread(self, logits: np.ndarray, state_logits, bad: np.ndarray):
+        """The scores of the crops in `bad` (non-finite) replaced by an all-blank reading: they
+        decode to "" with confidence 0, and the other crops of the batch read as before."""
+        n = int(bad.sum())
+        if not self.non_finite_reads:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "%s: the model gave NaN or infinite scores for %d crop(s); read as nothing (each one "
+                "counted, not logged again)", self.config.model_path, n)
+        self.non_finite_reads += n
+        logits = np.array(logits, np.float32)
+        logits[bad] = 0.0
+        logits[bad, :, self.blank] = 1.0
+        if state_logits is not None:
+            state_logits = np.array(state_logits, np.float32)
+            state_logits[bad] = 0.0
+        return logits, state_logits
 
 
 # Plates up to this many pixels wide in the source image get the camera recognizer's second

@@ -21,6 +21,8 @@ per-position scores (a small beam search), plus whole readings of other lengths.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -59,7 +61,11 @@ def _clean(readings: Sequence[Reading]) -> list[Reading]:
         cc = np.asarray(r.char_confidence, np.float32).reshape(-1)
         if cc.shape[0] != len(t):  # a stage that gives no per-char values: spread the plate's
             cc = np.full(len(t), float(r.confidence) ** (1.0 / len(t)), np.float32)
-        if r.weight <= 0:
+        if not r.weight > 0:  # NaN too
+            continue
+        if not (math.isfinite(float(r.confidence)) and np.isfinite(cc).all()):
+            # an OCR's NaN made every sum of the vote NaN: the whole pass voted NaN sure and was
+            # never published. A reading with no usable confidence is no reading.
             continue
         out.append(Reading(t, float(r.confidence), np.clip(cc, 0.0, 1.0), float(r.weight)))
     return out
