@@ -149,3 +149,50 @@ def test_bench_detect_counts_the_dropped_boxes(tmp_path, capsys):
     assert cli.main(["bench", "detect", str(frames), "--model", str(model), "--plate-check-chars", "0", "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["non_finite_boxes"] > 0 and res["n"] == 1
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_plug_in_detectors_non_finite_box_is_left_out_of_tracking(tmp_path, caplog, bad):
+    """A Python detector (not ONNX) giving a NaN box beside a good one: the tracker leaves it out,
+    and the good plate is read (the node raised on the NaN box's read and stopped)."""
+    from edge.node.config import build_config
+    from edge.node.pipeline import EdgeNode, MemorySink
+    from edge.sources.folder import FolderSource
+    from edge.vision.base import Detections
+
+    class TwoBoxes:
+        def predict(self, frames):
+            boxes = np.array([[bad, 10, bad, 40], [170, 100, 290, 160]], np.float32)
+            return [Detections(boxes, np.array([0.9, 0.9], np.float32), None) for _ in frames]
+
+    class ReadsAll:
+        def predict(self, crops):
+            n = len(crops)
+            return PlateTexts(["ABC123"] * n, np.full(n, 0.95, np.float32), [np.full(6, 0.99, np.float32)] * n)
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(frames / "car.png"), np.full((200, 400, 3), 114, np.uint8))
+    cfg = build_config(camera_id="cam-1", agency_id="sac-pd", source=str(frames), output_dir=str(tmp_path / "out"),
+                       save_crops=False)
+    sink = MemorySink()
+    node = EdgeNode(cfg, FolderSource(frames), TwoBoxes(), ReadsAll(), sink)
+    with caplog.at_level(logging.WARNING, logger="edge.vision.tracker"):
+        m = node.run()
+    assert [e.plate for e in sink.events] == ["ABC123"] and m.reads == 1
+    assert node.tracker.non_finite_boxes == 1
+    assert sum("NaN or infinite" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_crop_plates_gives_a_non_finite_box_a_black_crop_without_warnings():
+    import warnings
+
+    from edge.vision.base import Detections
+    from edge.vision.rectify import crop_plates
+
+    frame = np.full((100, 200, 3), 200, np.uint8)
+    dets = Detections(np.array([[np.nan, 1, 50, 20], [10, 10, 90, 50]], np.float32), np.ones(2, np.float32), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        crops = crop_plates(frame, dets, (64, 32))
+    assert crops.shape == (2, 32, 64, 3) and crops[0].max() == 0 and crops[1].min() == 200

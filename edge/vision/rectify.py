@@ -43,6 +43,8 @@ def crop_plates(
     dst = np.array([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]], np.float32)
     for i in range(n):
         box = np.asarray(detections.boxes[i], np.float32)
+        if not np.isfinite(box).all():  # nothing to cut (a detector plug-in's NaN box): a black crop
+            continue
         quad = None if detections.corners is None else np.asarray(detections.corners[i], np.float32)
         if quad is None or quad.shape != (4, 2) or not _quad_ok(quad, box):
             quad = np.array([[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]]], np.float32)

@@ -10,6 +10,7 @@ it has not been matched for `timeout_s` of media time; the caller then votes ove
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -18,6 +19,8 @@ import numpy as np
 from edge.vision.base import box_iou
 from edge.vision.vote import Reading
 
+
+log = logging.getLogger(__name__)
 
 iou_matrix = box_iou  # tracks x detections, xyxy -> (T, N)
 
@@ -178,12 +181,23 @@ class IouTracker:
         self.max_track_s = float(max_track_s)
         self.active: list[Track] = []
         self._next_id = 0
+        self.non_finite_boxes = 0  # sightings left out: their box was NaN or infinite
 
     def __len__(self) -> int:
         return len(self.active)
 
     def update(self, timestamp: float, observations: Sequence[Observation]) -> list[Track]:
-        """Associate this frame's sightings with the active tracks; return tracks that ended."""
+        """Associate this frame's sightings with the active tracks; return tracks that ended. A
+        sighting whose box is not finite (NaN or infinite, from a detector plug-in) is left out,
+        the first logged, all counted in `non_finite_boxes`: it matches nothing (its IoU is 0), and
+        a read published from it was refused by the read event, which stopped the node."""
+        if observations and not all(np.isfinite(o.box).all() for o in observations):
+            kept = [o for o in observations if np.isfinite(o.box).all()]
+            if not self.non_finite_boxes:
+                log.warning("a detection with a NaN or infinite box was left out of tracking (each one counted, "
+                            "not logged again)")
+            self.non_finite_boxes += len(observations) - len(kept)
+            observations = kept
         finished = self.expire(timestamp)
         if observations:
             boxes = np.stack([o.box for o in observations]).astype(np.float32)
