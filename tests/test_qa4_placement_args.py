@@ -80,3 +80,11 @@ def test_the_cli_names_the_option_before_anything_loads(scenario_file, no_render
     lines = cap.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("alpr-edge bench placement: error: ") and named in lines[0]
     assert not cap.out.strip()
+
+
+def test_an_unusable_keep_folder_is_named_before_anything_loads(scenario_file, no_render, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert cli.main(["bench", "placement", str(scenario_file), "--keep", str(blocker / "sub")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"--keep {blocker / 'sub'}: Not a directory" in lines[0]

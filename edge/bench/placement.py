@@ -166,6 +166,11 @@ def _placement(args: argparse.Namespace) -> int:
         runs = settings(scenario, varies, args.duration, args.seed)
     except (ScenarioError, PlacementError) as err:
         raise SystemExit(f"bench placement: {err}") from None
+    if args.keep:  # before the models load and the first setting renders, naming the option
+        try:
+            Path(args.keep).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SystemExit(f"bench placement: --keep {args.keep}: {err.strerror or err}") from None
     cfg = _config(args, str(args.scenario), motion_gating=not args.no_motion_gating, vision=args.vision)
     detector, ocr = _stages(cfg)
     fields = [".".join(path) for path, _ in varies]
