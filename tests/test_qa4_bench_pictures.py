@@ -158,3 +158,12 @@ def test_bench_detect_names_the_option(tmp_path, fake_detector, capsys, args, sa
 def test_bench_detect_names_a_missing_folder(tmp_path, capsys):
     assert cli.main(["bench", "detect", str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.strip() == f"alpr-edge bench detect: error: folder not found: {tmp_path / 'nope'}"
+
+
+def test_bench_frames_names_the_frames_that_did_not_decode(tmp_path, blind_frames, capsys):
+    folder = _twin_frames(tmp_path / "frames")
+    (folder / "a.jpg").write_bytes(b"not an image")
+    assert cli.main(["bench", "frames", str(folder), "--json"]) == 0
+    out, _ = _last_json(capsys)
+    assert out["skipped"] == 1 and out["unreadable"] == ["a.jpg"]  # as bench detect and bench ocr name them
+    assert [m["read"] for m in out["missed"] if m["file"] == "a.jpg"] == ["(unreadable frame)"] * 2

@@ -254,8 +254,11 @@ def _frames(args) -> int:
     )
     if misses:
         print_table("missed plates", ["file", "label", "read"], misses[:40])
+    # the frames that never reached the node (did not decode), by name, as bench detect and bench ocr give them
+    unreadable = [n for n in names if n not in detections]
     if source.skipped:
-        print(f"{source.skipped} frame(s) did not decode and were skipped; their plates count as not read")
+        print(f"{source.skipped} frame(s) did not decode and were skipped; their plates count as not read:",
+              " ".join(unreadable))
     shown = "val" if "val" in results else "all"
     print_table(
         f"publishing only reads at least this confident ({shown}; misread: a read on a labelled plate with other text)",
@@ -271,6 +274,7 @@ def _frames(args) -> int:
         "splits": {k: v for k, v in results.items() if k != "all"},
         "stage_ms_per_frame": m.snapshot()["stage_ms_per_frame"],
         "skipped": source.skipped,
+        "unreadable": unreadable,
         "missed": [{"file": f, "label": lab, "read": r} for f, lab, r in misses],
         "machine": machine_info(),
     }
