@@ -105,3 +105,13 @@ def test_detector_export_defaults_to_the_run_folder_not_the_shipped_model():
     finally:
         detector.export_onnx = real
     assert str(seen["onnx"]) == "runs/somewhere/detector.onnx"
+
+
+def test_quantizing_a_model_onto_itself_is_refused(tmp_path, capsys):
+    from edge.training.ocr_quant import main
+
+    src = tmp_path / "ocr-float.onnx"
+    src.write_bytes(b"float model")
+    assert run_main("python -m edge.training.ocr_quant", lambda: main([str(src), str(tmp_path / "." / src.name)])) == 2
+    assert "is the float model itself" in capsys.readouterr().err
+    assert src.read_bytes() == b"float model"

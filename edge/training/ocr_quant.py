@@ -127,6 +127,9 @@ def main(argv=None) -> int:
                    help="convolutions left in float where int8 is slower (see float_nodes)")
     p.add_argument("--version", help="the int8 model's version metadata (default: the float model's)")
     args = p.parse_args(argv)
+    if args.dst.resolve() == args.src.resolve():  # the float model, to fine-tune and re-quantize, would be gone
+        raise ValueError(f"{args.dst} is the float model itself: the int8 model would overwrite it; "
+                         "write it elsewhere")
     print(json.dumps(quantize(args.src, args.dst, args.crops, args.calib, keep_float=args.keep_float,
                               version=args.version), indent=1))
     return 0
