@@ -73,3 +73,13 @@ def test_a_labels_file_with_no_rows_is_not_said_to_lack_its_columns(tmp_path, ca
     assert cli.main(["bench", "ocr", str(folder)]) == 2
     err = capsys.readouterr().err
     assert "lacks column" not in err and "no crops in" in err
+
+
+@pytest.mark.parametrize("split", ["all", "val", "train"])
+def test_a_row_without_a_file_is_named_in_every_split(tmp_path, capsys, split):
+    folder = _crops(tmp_path / "crops", [f"c{i}.png" for i in range(6)], bad=set())
+    rows = (folder / "labels.csv").read_text().splitlines()
+    rows.insert(4, ",CA,ABC123")  # line 5
+    (folder / "labels.csv").write_text("\n".join(rows) + "\n")
+    assert cli.main(["bench", "ocr", str(folder), "--split", split]) == 2
+    assert "labels.csv line 5: no file or plate" in capsys.readouterr().err

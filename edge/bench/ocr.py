@@ -94,14 +94,17 @@ def load_dir(root: Path, split: str, unreadable: list[str] | None = None
     if {"x", "y", "w", "h"} <= columns:  # plate boxes: whole frames, not crops
         raise SystemExit(f"bench ocr: {path} labels plate boxes in frames (file,x,y,w,h,plate); bench ocr reads "
                          f"plate crops (file,state,plate): use `alpr-edge bench frames {root}` for frames")
+    # every row checked before the split picks its part: a row without a file was dropped by
+    # --split val|train without a word, and the line numbers named were those of the part
+    for line, r in enumerate(rows, 2):
+        if not (r.get("file") or "").strip() or not (r.get("plate") or "").strip():
+            raise SystemExit(f"bench ocr: {path} line {line}: no file or plate in {r}")
     if split != "all":
         train, val = split_names([r["file"] for r in rows])
         keep = set(val if split == "val" else train)
         rows = [r for r in rows if r["file"] in keep]
     files, images, plates, states = [], [], [], []
-    for line, r in enumerate(rows, 2):
-        if not (r.get("file") or "").strip() or not (r.get("plate") or "").strip():
-            raise SystemExit(f"bench ocr: {path} line {line}: no file or plate in {r}")
+    for r in rows:
         img = cv2.imread(str(Path(root) / r["file"]), cv2.IMREAD_COLOR)
         if img is None:
             if unreadable is None:
