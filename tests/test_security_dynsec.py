@@ -242,3 +242,31 @@ def test_a_share_the_gate_should_never_send_still_does_not_reach_a_refused_agenc
     finally:
         for c in clients.values():
             transport.close(c)
+
+
+def test_a_retained_raw_read_replayed_on_subscribing_is_refused_not_forwarded(mosquitto_factory, tmp_path):
+    """A camera login can publish a raw read retained: the broker then replays it to every new
+    subscription (a gate's fresh session, each resubscription). Cameras never publish retained, so the
+    replayed copy is refused (refuse:retained) and audited: after retention has blanked the read's id
+    in the audit log, the duplicate check could no longer catch it."""
+    broker = mosquitto_factory()
+    cam = transport.connect(_url(broker, "cam-1"), "edge-cam-1")
+    ev = _read()
+    transport.wait_published([cam.publish("alpr/raw/cam-1", ev.to_json(), qos=1, retain=True)])
+    transport.close(cam)
+    audit = SQLiteAuditStore(tmp_path / "audit.db")
+    inbox = AgencyInbox(tmp_path / "sac-pd.db")
+    rx = AgencyReceiver("sac-pd", _url(broker, "sac-pd"), inbox).start()
+    gate = Gate(broker.registry, load_policy(), _url(broker, "gate"), audit, GateConfig(gate_id="g-ret")).start()
+    try:
+        assert gate.wait_idle(1, timeout=15)
+        time.sleep(0.3)
+        recs = audit.records()
+        assert [(r["read_id"], r["outcome"], r["detail"].split(":")[0] + ":" + r["detail"].split(":")[1])
+                for r in recs] == [(ev.read_id, "rejected", "refuse:retained")]
+        assert inbox.count() == 0 and gate.snapshot()["forwarded"] == {}
+    finally:
+        gate.stop()
+        rx.stop()
+        inbox.close()
+        audit.close()

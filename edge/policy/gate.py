@@ -42,6 +42,10 @@ REJECT_CAMERA_MISMATCH = "refuse:camera-topic-mismatch"
 REJECT_OWNER_MISMATCH = "refuse:agency-mismatch"
 REJECT_BAD_TOPIC = "refuse:bad-topic"
 REJECT_CLOCK_SKEW = "refuse:clock-skew"
+# A raw read the broker kept as a retained message and replays to every new subscription: cameras
+# never publish retained, so it is an old message again (after retention has blanked its read id in
+# the audit log, it would otherwise be forwarded a second time).
+REJECT_RETAINED = "refuse:retained"
 # The gate could not decide the message (an unexpected exception while deciding it): refused and
 # audited like any other refusal, instead of stopping the gate on a message it would be handed again.
 REJECT_GATE_ERROR = "refuse:gate-error"
@@ -185,7 +189,7 @@ class Gate:
         }
         self._rejected_json: dict[str, str] = {}
         for rule in (REJECT_MALFORMED, REJECT_UNKNOWN_CAMERA, REJECT_CAMERA_MISMATCH, REJECT_OWNER_MISMATCH, REJECT_BAD_TOPIC,
-                     REJECT_CLOCK_SKEW, REJECT_GATE_ERROR):
+                     REJECT_CLOCK_SKEW, REJECT_GATE_ERROR, REJECT_RETAINED):
             self._rejected_json[rule] = json.dumps(
                 [[a.id, "refuse", rule, a.purpose, a.username] for a in agencies], separators=(",", ":"))
 
@@ -200,16 +204,17 @@ class Gate:
                           self.policy.label, "rejected", self._rejected_json[rule], f"{rule}: {detail}"[:500])
         return _Pending(mid, qos, rec, [], rule=rule)
 
-    def decide(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> _Pending:
-        """The decision for one raw message; never raises (fail closed: what cannot be decided is refused)."""
+    def decide(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0, retained: bool = False) -> _Pending:
+        """The decision for one raw message; never raises (fail closed: what cannot be decided is refused).
+        `retained`: delivered as a retained message (refused, see REJECT_RETAINED)."""
         now = datetime.now(timezone.utc).isoformat()
         try:
-            return self._decide(now, topic, payload, mid, qos)
+            return self._decide(now, topic, payload, mid, qos, retained)
         except Exception as err:
             log.exception("gate %s could not decide a message on %r", self.config.gate_id, topic[:100])
             return self._reject(now, topic, mid, qos, REJECT_GATE_ERROR, repr(err))  # repr: no line breaks in the log
 
-    def _decide(self, now: str, topic: str, payload: bytes, mid: int, qos: int) -> _Pending:
+    def _decide(self, now: str, topic: str, payload: bytes, mid: int, qos: int, retained: bool = False) -> _Pending:
         label = self.policy.label
 
         def reject(rule: str, detail: str, key=None, ev=None, owner=None) -> _Pending:
@@ -227,6 +232,9 @@ class Gate:
         except SchemaError as err:
             return reject(REJECT_MALFORMED, str(err), owner=camera.agency)
         key = f"{cam_id}/{ev.read_id}"
+        if retained:
+            return reject(REJECT_RETAINED, "a retained copy the broker replays on subscribing, not a live read "
+                          "(cameras never publish retained)", key, ev, camera.agency)
         if ev.camera_id != cam_id:
             return reject(REJECT_CAMERA_MISMATCH, f"read says camera {ev.camera_id!r}, topic says {cam_id!r}",
                           key, ev, camera.agency)
@@ -246,7 +254,7 @@ class Gate:
 
     # -- running -------------------------------------------------------------------------------
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        self._queue.put((msg.mid, msg.qos, msg.topic, msg.payload))
+        self._queue.put((msg.mid, msg.qos, msg.topic, msg.payload, bool(msg.retain)))
 
     def start(self) -> "Gate":
         cfg = self.config
@@ -348,15 +356,16 @@ class Gate:
             log.exception("gate %s stopped on error", self.config.gate_id)
 
     def process_batch(self, batch: list[tuple]) -> None:
-        """Decide, audit, forward and acknowledge one batch (no pipelining)."""
+        """Decide, audit, forward and acknowledge one batch (no pipelining) of
+        (mid, qos, topic, payload[, retained]) tuples."""
         self._finish_batch(self._start_batch(batch), patient_s=30.0)
 
     def _start_batch(self, batch: list[tuple]) -> "_InFlight":
         pendings: list[_Pending] = []
         seen: set[str] = set()
         dup_in_batch = 0
-        for mid, qos, topic, payload in batch:
-            p = self.decide(topic, payload, mid, qos)
+        for mid, qos, topic, payload, *retained in batch:  # (mid, qos, topic, payload[, retained])
+            p = self.decide(topic, payload, mid, qos, bool(retained and retained[0]))
             k = p.record.read_key
             if k is not None and (k in seen or k in self._inflight_keys):
                 dup_in_batch += 1  # the batch in flight forwards it
@@ -407,7 +416,7 @@ class Gate:
             if self._stop.is_set() and time.monotonic() > deadline:
                 return False  # not acknowledged: the broker redelivers to the next session
         client = self._client
-        for mid, qos, _topic, _payload in f.batch:
+        for mid, qos, *_rest in f.batch:
             if qos > 0:
                 client.ack(mid, qos)
         self._done_keys.extend(f.done_keys)
