@@ -226,10 +226,11 @@ def _start_gate_process(broker, tmp_path, gate_id="g1", extra=()):
 
 def test_killed_gate_loses_nothing_and_leaks_nothing(mosquitto, tmp_path):
     gate = _start_gate_process(mosquitto, tmp_path)
-    agencies = Agencies(mosquitto)
-    cam = transport.connect(url(mosquitto, "cam-1"), "edge-cam-1")
-    reads = [make_read() for _ in range(3000)]
-    try:
+    agencies = cam = None
+    try:  # from here on: the gate process is stopped whatever fails (it outlived failing runs)
+        agencies = Agencies(mosquitto)
+        cam = transport.connect(url(mosquitto, "cam-1"), "edge-cam-1")
+        reads = [make_read() for _ in range(3000)]
         infos = []
         for i, r in enumerate(reads):
             infos.append(cam.publish("alpr/raw/cam-1", r.to_json(), qos=1))
@@ -255,9 +256,15 @@ def test_killed_gate_loses_nothing_and_leaks_nothing(mosquitto, tmp_path):
             assert len(got) - len(set(got)) <= 1000, a
     finally:
         gate.send_signal(signal.SIGTERM)
-        gate.wait(10)
-        transport.close(cam)
-        agencies.stop()
+        try:
+            gate.wait(10)
+        except subprocess.TimeoutExpired:
+            gate.kill()
+            gate.wait()
+        if cam is not None:
+            transport.close(cam)
+        if agencies is not None:
+            agencies.stop()
     store = SQLiteAuditStore(tmp_path / "audit.db")
     assert store.verify().ok
     assert store.head()[0] == 3000  # each read audited exactly once despite redeliveries

@@ -137,8 +137,9 @@ def test_reads_published_after_a_broker_restart_wait_for_the_gate(mosquitto, tmp
     a plain subscription, which the broker restores and queues for.
     """
     gate = start_gate(mosquitto, tmp_path)
-    agencies = AgencyLogins(mosquitto)
-    try:
+    agencies = None
+    try:  # from here on: the gate process is stopped whatever fails (it outlived failing runs)
+        agencies = AgencyLogins(mosquitto)
         first = make_read()
         cam = transport.connect(url(mosquitto, "cam-1"), "edge-cam-1")
         transport.wait_published([cam.publish("alpr/raw/cam-1", first.to_json(), qos=1)])
@@ -156,7 +157,8 @@ def test_reads_published_after_a_broker_restart_wait_for_the_gate(mosquitto, tmp
         assert agencies.leaks() == 0
     finally:
         stop(gate)
-        agencies.close()
+        if agencies is not None:
+            agencies.close()
 
 
 # -- audit store full or read-only: the gate stops, forwards nothing unaudited, loses nothing --------
