@@ -182,6 +182,8 @@ def test_a_plug_in_detectors_non_finite_box_is_left_out_of_tracking(tmp_path, ca
     assert [e.plate for e in sink.events] == ["ABC123"] and m.reads == 1
     assert node.tracker.non_finite_boxes == 1
     assert sum("NaN or infinite" in r.getMessage() for r in caplog.records) == 1
+    # ... and the node says so in its metrics, status and summary
+    assert node.stage_counters() == {"active_tracks": 0, "non_finite_boxes": 1, "non_finite_reads": 0}
 
 
 def test_crop_plates_gives_a_non_finite_box_a_black_crop_without_warnings():

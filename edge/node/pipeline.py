@@ -421,8 +421,19 @@ class EdgeNode:
                 self.metrics.queue_depth = self._reader.depth
             self._emit_metrics()
 
+    def stage_counters(self) -> dict:
+        """What the stages count themselves, for the metrics line, the status and the summary: tracks
+        open, and the boxes (detector, tracker) and readings (OCR) left out for being NaN or infinite
+        (a plug-in stage may not keep these counters: 0)."""
+        return {
+            "active_tracks": len(self.tracker),
+            "non_finite_boxes": int(getattr(self.detector, "non_finite_boxes", 0))
+            + int(getattr(self.tracker, "non_finite_boxes", 0)),
+            "non_finite_reads": int(getattr(self.ocr, "non_finite_reads", 0)),
+        }
+
     def _emit_metrics(self) -> None:
-        extra = {"active_tracks": len(self.tracker)}
+        extra = self.stage_counters()
         sink_state = getattr(self.sink, "state", None)
         if callable(sink_state):
             extra.update(sink_state())

@@ -166,7 +166,7 @@ def run_node(args) -> int:
     if publisher is not None:
         _drain(publisher, outbox, cfg, stop)
         if publisher.connected:
-            publish_status("stopped", metrics.snapshot({"active_tracks": len(node.tracker), **sink.state()}))
+            publish_status("stopped", metrics.snapshot({**node.stage_counters(), **sink.state()}))
         publisher.stop()  # an unreachable broker: paho may be sleeping between attempts (<= 2 s)
     drain_s = time.monotonic() - drain_start
     if drain_s >= 0.1:
@@ -179,6 +179,7 @@ def run_node(args) -> int:
     outbox.close()
     summary = metrics.snapshot(
         {
+            **node.stage_counters(),
             "camera_id": cfg.camera_id,
             "outbox_waiting": waiting,
             "published": publisher.published if publisher else 0,
