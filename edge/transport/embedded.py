@@ -10,6 +10,14 @@ two amqtt plugins:
     ACL Mosquitto gets. A subscription is granted only when every topic it could match is
     readable (so an agency's `#` is refused at SUBACK, where Mosquitto grants it and filters
     each delivery); each delivery is checked again (RECEIVE).
+  - `_RegistryBroker` (amqtt's Broker with three changes, so that it behaves as Mosquitto does):
+    a CONNECT is authenticated before any session is touched (amqtt deleted the session of the
+    client id given, or took it over, before checking the login: a wrong password with the gate's
+    client id dropped the raw reads queued for it); a will is sent only on a topic the login may
+    publish to (amqtt sent it unchecked: a camera's will could forge a read on another camera's raw
+    topic or an agency's share topic, past the gate); a retained message goes only to a session's
+    own subscriptions and only where that login may receive it (amqtt sent, on every connect, every
+    retained message matching anyone's subscription: a retained raw read reached every agency).
 What amqtt does not give: MQTT 5 (no shared subscriptions, no reason codes on PUBACK; a refused
 publish is silently dropped) and persistence across broker restarts. The demo does not need those;
 the Mosquitto tests cover them.
@@ -27,6 +35,10 @@ from dataclasses import dataclass, field
 
 from amqtt.broker import Broker
 from amqtt.contexts import Action
+from amqtt.errors import AMQTTError, MQTTError, NoDataError
+from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.utils import format_client_message, gen_client_id
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 
 from edge.policy.brokerconf import bound_client_id, build_acl, check_password, hash_password
@@ -107,6 +119,72 @@ class RegistryTopicPlugin(BaseTopicPlugin):
         return False  # an action this plugin does not know: refuse
 
 
+class _RegistryBroker(Broker):
+    """amqtt's Broker, made to authenticate before touching sessions, check wills and filter retained
+    messages (the module docstring). Written against amqtt 0.12's Broker internals; the tests in
+    tests/test_qa5_embedded_broker.py fail should a later amqtt change them."""
+
+    async def _initialize_client_session(self, reader, writer, remote_address, remote_port):
+        # Broker._initialize_client_session, with the login checked first.
+        try:
+            handler, session = await BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+        except AMQTTError as exc:
+            raise AMQTTError(exc) from exc
+        except MQTTError as exc:
+            await writer.close()
+            raise MQTTError(exc) from exc
+        except NoDataError as exc:
+            raise AMQTTError(exc) from exc
+        if not await self._authenticate(session, None):
+            # Refused before amqtt deletes (clean session) or takes over (persistent) the session
+            # of the client id this connection gave.
+            await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+            await writer.close()
+            raise MQTTError(f"{format_client_message(session=session)}: not authorized")
+        if session.will_flag and not await self._topic_filtering(session, session.will_topic, Action.PUBLISH):
+            # Mosquitto checks a will against the login's publish rules and drops it: so here.
+            log.warning("dropped the will of %s: %r is not a topic it may publish to", session.username,
+                        session.will_topic)
+            session.will_flag = False
+            session.will_retain = False
+        if session.clean_session:
+            if session.client_id:
+                await self._delete_session(session.client_id)
+            else:
+                session.client_id = gen_client_id()
+            session.parent = 0
+        elif session.client_id in self._sessions:
+            existing, _ = self._sessions[session.client_id]
+            for name in ("will_flag", "will_retain", "will_message", "will_topic", "will_qos", "keep_alive",
+                         "username", "password"):
+                setattr(existing, name, getattr(session, name))
+            session = existing
+            session.parent = 1
+        else:
+            session.parent = 0
+        delay = self.config.get("timeout-disconnect-delay", 0)
+        if session.keep_alive > 0 and isinstance(delay, int):
+            session.keep_alive += delay
+        return handler, session
+
+    async def _publish_retained_messages_for_subscription(self, subscription, session) -> None:
+        # amqtt calls this on each connect with every subscription filter in the broker (anyone's):
+        # only the session's own subscriptions, and only what its login may receive.
+        topic_filter, qos = subscription
+        if not any(s.client_id == session.client_id for s, _q in self._subscriptions.get(topic_filter, ())):
+            return
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        tasks = []
+        for topic, retained in list(self._retained_messages.items()):
+            if self._matches(topic, topic_filter) and await self._topic_filtering(session, topic, Action.RECEIVE):
+                tasks.append(asyncio.ensure_future(
+                    handler.mqtt_publish(retained.topic, retained.data, min(qos, retained.qos or qos), retain=True)))
+        if tasks:
+            await asyncio.wait(tasks)
+
+
 class EmbeddedBroker:
     """`with EmbeddedBroker(registry, secrets) as b: b.url("sac-pd")`"""
 
@@ -117,7 +195,7 @@ class EmbeddedBroker:
         self.host = host
         self.port = port or free_port(host)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._broker: Broker | None = None
+        self._broker: _RegistryBroker | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -141,7 +219,7 @@ class EmbeddedBroker:
         self._loop = loop
         asyncio.set_event_loop(loop)
         try:
-            self._broker = Broker(self._config(), loop=loop)
+            self._broker = _RegistryBroker(self._config(), loop=loop)
             loop.run_until_complete(self._broker.start())
         except BaseException as err:  # reported by start()
             self._error = err
