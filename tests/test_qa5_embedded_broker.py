@@ -125,3 +125,30 @@ def test_a_retained_raw_read_reaches_no_agency(broker):
         assert got == {"ice": [], "sac-pd": []}
     finally:
         transport.close(gate)
+
+
+def test_reads_queued_while_the_gate_was_offline_are_forwarded_not_refused_as_retained(broker, tmp_path, test_registry):
+    """amqtt delivered what it queued for an offline persistent session with the retain flag set, so
+    the gate refused every raw read queued while it was down (refuse:retained) instead of deciding it."""
+    from datetime import datetime, timezone
+
+    from edge.policy.audit import SQLiteAuditStore
+    from edge.policy.gate import Gate, GateConfig
+    from edge.schema import ReadEvent, new_read_id
+
+    audit = SQLiteAuditStore(tmp_path / "audit.db")
+    cfg = GateConfig(gate_id="g-q", protocol=V311, status_every_s=0)
+    Gate(test_registry, load_policy(), broker("gate"), audit, cfg).start().stop()  # its session, then offline
+    reads = [ReadEvent(read_id=new_read_id(), camera_id="cam-1", agency_id="sac-pd", captured_at=datetime.now(timezone.utc),
+                       plate="7ABC123", confidence=0.9, char_confidence=[0.9] * 7, box={"x": 1, "y": 1, "w": 40, "h": 20})
+             for _ in range(3)]
+    _publish(broker("cam-1"), "edge-cam-1", "alpr/raw/cam-1", [r.to_json() for r in reads])
+    time.sleep(0.3)
+    gate = Gate(test_registry, load_policy(), broker("gate"), audit, cfg).start()
+    try:
+        assert gate.wait_idle(3, timeout=15)
+        outcomes = sorted((r["read_id"], r["outcome"], (r["detail"] or "").split(":")[0]) for r in audit.records())
+        assert outcomes == sorted((r.read_id, "decided", "") for r in reads), outcomes
+    finally:
+        gate.stop()
+        audit.close()

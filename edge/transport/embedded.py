@@ -10,14 +10,16 @@ two amqtt plugins:
     ACL Mosquitto gets. A subscription is granted only when every topic it could match is
     readable (so an agency's `#` is refused at SUBACK, where Mosquitto grants it and filters
     each delivery); each delivery is checked again (RECEIVE).
-  - `_RegistryBroker` (amqtt's Broker with three changes, so that it behaves as Mosquitto does):
+  - `_RegistryBroker` (amqtt's Broker with four changes, so that it behaves as Mosquitto does):
     a CONNECT is authenticated before any session is touched (amqtt deleted the session of the
     client id given, or took it over, before checking the login: a wrong password with the gate's
     client id dropped the raw reads queued for it); a will is sent only on a topic the login may
     publish to (amqtt sent it unchecked: a camera's will could forge a read on another camera's raw
     topic or an agency's share topic, past the gate); a retained message goes only to a session's
     own subscriptions and only where that login may receive it (amqtt sent, on every connect, every
-    retained message matching anyone's subscription: a retained raw read reached every agency).
+    retained message matching anyone's subscription: a retained raw read reached every agency);
+    and what was queued for an offline session is delivered with the retain flag off (amqtt set it,
+    so the gate refused as refuse:retained every raw read queued while it was offline).
 What amqtt does not give: MQTT 5 (no shared subscriptions, no reason codes on PUBACK; a refused
 publish is silently dropped) and persistence across broker restarts. The demo does not need those;
 the Mosquitto tests cover them.
@@ -166,6 +168,21 @@ class _RegistryBroker(Broker):
         if session.keep_alive > 0 and isinstance(delay, int):
             session.keep_alive += delay
         return handler, session
+
+    async def _publish_session_retained_messages(self, session) -> None:
+        # What was queued for a persistent session while it was offline (amqtt calls these "retained")
+        # is delivered on an existing subscription: retain flag 0, as Mosquitto and MQTT 3.1.1 say.
+        # amqtt set it, and the gate refuses what is delivered retained (refuse:retained): every raw
+        # read queued while the gate was offline was refused instead of forwarded.
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        tasks = []
+        while not session.retained_messages.empty():
+            queued = await session.retained_messages.get()
+            tasks.append(asyncio.ensure_future(handler.mqtt_publish(queued.topic, queued.data, queued.qos, retain=False)))
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def _publish_retained_messages_for_subscription(self, subscription, session) -> None:
         # amqtt calls this on each connect with every subscription filter in the broker (anyone's):
