@@ -15,6 +15,7 @@ for files it blocks (nothing is skipped).
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -146,11 +147,22 @@ class CaptureClock:
 
     def __init__(self, duration_s: float | None = None):
         now = datetime.now(timezone.utc)
-        self.base = now - timedelta(seconds=duration_s) if duration_s else now
+        self.base = now
+        # A length that is no number, or so long that its start is no date (a damaged header's frame
+        # count: OverflowError stopped the source before its first frame), is not believed: the
+        # frames are held at the clock as when the length is unknown.
+        if duration_s and math.isfinite(duration_s) and duration_s > 0:
+            try:
+                self.base = now - timedelta(seconds=duration_s)
+            except OverflowError:
+                pass
 
     def at(self, media_s: float) -> datetime:
-        t = self.base + timedelta(seconds=media_s)
         now = datetime.now(timezone.utc)
+        try:
+            t = self.base + timedelta(seconds=media_s)
+        except (OverflowError, ValueError):  # a media time that is no number or no date: the clock
+            return now
         if t > now:
             self.base = now - timedelta(seconds=media_s)
             return now
