@@ -369,6 +369,7 @@ def write_broker_config(registry: Registry, out_dir: str | os.PathLike, secrets_
                 "Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) was not found in "
                 f"{', '.join(os.path.dirname(c) for c in DYNSEC_PLUGIN_CANDIDATES)}: give its path "
                 "(--dynsec-plugin PATH), or --auth acl-file for a Mosquitto without it")
+    owner = _broker_owner(run_as)
     out = Path(out_dir)
     (out / "conf.d").mkdir(parents=True, exist_ok=True)
     (out / "data").mkdir(exist_ok=True)
@@ -407,4 +408,28 @@ def write_broker_config(registry: Registry, out_dir: str | os.PathLike, secrets_
             f.write(text)
         os.chmod(p, 0o600)
         written.append(p)
+    if owner is not None:
+        # Started as root, mosquitto switches to this user before it loads the plugin's file (or the
+        # passwd and acl) and writes its persistence database: files root keeps at mode 0600 left the
+        # dynamic-security plugin with no login at all (mosquitto still runs, refusing everyone) and
+        # the sessions unsaved ("Error saving in-memory database").
+        uid, gid = owner
+        for p in [*(out / name for name in private), out / "data", *(out / "data").iterdir()]:
+            os.chown(p, uid, gid)
     return written
+
+
+def _broker_owner(run_as: str | None) -> tuple[int, int] | None:
+    """(uid, gid) to give the broker's private files and data/ to, when writing them as root: the
+    --run-as user, else `mosquitto` (the user mosquitto switches to by default), if it exists."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(run_as or "mosquitto")
+    except KeyError:
+        if run_as:
+            raise BrokerConfigError(f"--run-as {run_as}: no such user on this machine") from None
+        return None
+    return entry.pw_uid, entry.pw_gid
