@@ -16,6 +16,8 @@ Identity: every camera and agency login also tries to connect with a client id o
 (`<gate client_id>-verify-...`). A broker configured with `--auth dynsec` refuses it (client ids
 are bound to logins); one with the acl_file accepts it, which is reported as a GAP (not a failure:
 the README's "Known gaps"), because with such a client id a login could take over a gate's session.
+On a broker that refuses some subscription at SUBACK (so not in acl-file mode), an accepted one is a
+failure: that login's client id binding is missing.
 
 Each principal logs in with the client id the dynamic-security plugin binds to it (`edge-<camera>`,
 `agency-<agency>`), so run it with the cameras stopped: a running edge node with that id and the
@@ -29,7 +31,7 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import paho.mqtt.client as mqtt
@@ -89,10 +91,12 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
             checks.append(Check("-", label, True, f"connect refused ({str(err).split(': ')[-1]})"))
 
     # Identity: a camera or agency login with a client id of the gate's form.
+    accepted_ids: list[int] = []  # those checks that were accepted (GAP, or FAIL: see below)
     for p in [*registry.cameras, *registry.agencies]:
         try:
             c = transport.connect(login(p), f"{registry.gate.client_id}-verify-{run}", protocol=protocol, timeout=5)
             transport.close(c)
+            accepted_ids.append(len(checks))
             checks.append(Check(p.username, "connect with a gate client id", False,
                                 "ACCEPTED: client ids are not bound to logins (acl-file mode; --auth dynsec binds them)",
                                 gap=True))
@@ -122,6 +126,16 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
                 code = col.suback_codes.get(t)
                 if code is not None and transport.suback_refused(code):
                     checks.append(Check(cam.username, f"subscribe {t}", True, f"SUBACK {code}"))
+
+        # An accepted foreign client id is the acl-file mode's documented gap only on a broker that
+        # does not check subscriptions either: one that refused a subscription at SUBACK is not in
+        # that mode (the dynamic-security plugin), so a login it lets use another client id has lost
+        # its binding (a hand-edited or stale dynamic-security.json): a failure, not a GAP.
+        if any(c.ok and c.attempt.startswith("subscribe ") and c.how.startswith("SUBACK") for c in checks):
+            for i in accepted_ids:
+                checks[i] = replace(checks[i], gap=False, how=(
+                    "ACCEPTED, though this broker checks subscriptions (not acl-file mode): this login's client "
+                    "id is not bound (its 'clientid' in dynamic-security.json); regenerate with broker-config"))
 
         # Forged publishes: agencies on raw and share topics, cameras on other cameras' topics.
         forged: list[tuple[str, str, bytes]] = []  # (username, topic, payload)
