@@ -50,3 +50,26 @@ def test_a_lost_client_id_binding_fails_on_a_dynsec_broker(mosquitto_factory):
     for u in ("cam-2", "sac-so"):
         assert not identity[u].gap and "not bound" in identity[u].how, identity[u]
     assert not [c for c in checks if c.gap]
+
+
+def test_a_forged_share_message_that_reaches_an_agency_fails(mosquitto_factory):
+    """The monitor that watched for forged publishes logs in as the gate, which may not read share
+    topics: a broker that let ice publish on sac-pd's share topic (reads in its inbox that no gate
+    decided or audited) passed as 'dropped by the broker (never delivered)' though sac-pd's own
+    connection in the same check received them."""
+    broker = mosquitto_factory(policy=load_policy())
+
+    def let_ice_and_cam3_publish_shares(data):
+        for r in data["roles"]:
+            if r["rolename"] in ("agency-ice", "camera-cam-3"):
+                r["acls"].append({"acltype": "publishClientSend", "topic": "alpr/share/#", "allow": True})
+
+    _restart_with(broker, let_ice_and_cam3_publish_shares)
+    checks = verify_acl(broker.registry, transport.parse_broker_url(broker.url()), broker.secrets,
+                        settle_s=0.5, policy=load_policy())
+    failed = {(c.principal, c.attempt) for c in checks if not c.ok}
+    assert ("ice", "publish forged message on alpr/share/sac-pd/reads") in failed
+    assert ("ice", "publish forged message on alpr/share/sac-so/reads") in failed
+    assert ("cam-3", "publish forged message on alpr/share/sac-pd/reads") in failed
+    # ...and only where someone received it: the topics of agencies the policy refuses have no reader.
+    assert all(c.principal in ("ice", "cam-3") and "alpr/share/" in c.attempt for c in checks if not c.ok), failed

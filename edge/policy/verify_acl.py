@@ -9,7 +9,8 @@ A refused SUBACK or PUBACK counts as refused. A granted subscription is not yet 
 grants `#` and filters delivery per message): marked canary messages are then published with the
 gate's and cameras' own logins on every share and raw topic, and whatever reaches a principal
 outside its own topic is a leak. Each agency must receive the canary on its own topic (so "nothing
-received" is not vacuous). Forged publishes are watched by a monitor logged in as the gate.
+received" is not vacuous). Forged publishes are watched by a monitor logged in as the gate (raw
+topics) and by every login's own connection (an agency's share topic has no other reader).
 Canaries carry {"canary": true}; a running gate audits the raw ones as malformed.
 
 Identity: every camera and agency login also tries to connect with a client id of the gate's form
@@ -149,7 +150,8 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
             for other in registry.cameras:
                 if other.id != cam.id:
                     forged.append((cam.username, raw_topic(other.id), _forged_read(other.id, other.agency)))
-            forged.append((cam.username, share_topic(registry.agencies[0].id), json.dumps({"forged": True}).encode()))
+            forged.append((cam.username, share_topic(registry.agencies[0].id),
+                           json.dumps({"forged": True, "by": cam.id}).encode()))
         principals = {p.username: p for p in registry.principals()}
         by_user: dict[str, list[tuple[str, bytes]]] = {}
         for user, topic, payload in forged:
@@ -188,10 +190,11 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
             transport.wait_published([c.publish(raw_topic(cam.id), json.dumps({"canary": True, "run": run}).encode(), qos=1)])
         time.sleep(settle_s)
 
-        monitor_seen = monitor.snapshot()
-        for user, topic, _payload in forged:
-            arrived = any(t == topic and (b"FORGED1" in p or b'"forged"' in p) and b'"canary"' not in p
-                          for t, p in monitor_seen)
+        # What the monitor saw (it logs in as the gate, which may not read share topics) and what every
+        # login's own connection received: a forged share message is seen by its agency alone.
+        monitor_seen = monitor.snapshot() + [m for col in subscribers.values() for m in col.snapshot()]
+        for user, topic, payload in forged:
+            arrived = any(t == topic and p == payload for t, p in monitor_seen)  # each forgery is unique
             how = puback.get((user, topic), "?")
             if arrived:
                 checks.append(Check(user, f"publish forged message on {topic}", False, "DELIVERED to subscribers"))
