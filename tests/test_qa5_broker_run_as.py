@@ -86,3 +86,18 @@ def test_an_unknown_run_as_user_is_named(out, test_registry):
     with pytest.raises(BrokerConfigError, match="--run-as no-such-user-qa5: no such user"):
         write_broker_config(test_registry, out, run_as="no-such-user-qa5")
     assert not (out / "dynamic-security.json").exists()
+
+
+def test_a_tls_port_that_is_the_plain_port_is_refused_before_writing(tmp_path, test_registry):
+    """Written as asked, mosquitto opened the plain listener, then stopped on the TLS one: 'Address
+    already in use'. Different addresses may share a port."""
+    from edge.policy.brokerconf import TlsListener
+
+    for bind, tls_bind in (("127.0.0.1", "0.0.0.0"), ("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "10.1.2.3")):
+        with pytest.raises(BrokerConfigError, match="--tls-port 18883 is also the plain listener's port"):
+            write_broker_config(test_registry, tmp_path / "o", port=18883, bind=bind,
+                                tls=TlsListener(18883, "/x/server.crt", "/x/server.key", bind=tls_bind))
+        assert not (tmp_path / "o").exists()
+    write_broker_config(test_registry, tmp_path / "o", port=18883, bind="127.0.0.1",
+                        tls=TlsListener(18883, "/x/server.crt", "/x/server.key", bind="10.1.2.3"))
+    assert "listener 18883 10.1.2.3" in (tmp_path / "o" / "conf.d" / "50-tls.conf").read_text()

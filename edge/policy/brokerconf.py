@@ -369,6 +369,10 @@ def write_broker_config(registry: Registry, out_dir: str | os.PathLike, secrets_
                 "Mosquitto's dynamic-security plugin (mosquitto_dynamic_security.so) was not found in "
                 f"{', '.join(os.path.dirname(c) for c in DYNSEC_PLUGIN_CANDIDATES)}: give its path "
                 "(--dynsec-plugin PATH), or --auth acl-file for a Mosquitto without it")
+    if tls is not None and tls.port == port and (tls.bind == bind or {tls.bind, bind} & {"0.0.0.0", "::", ""}):
+        # mosquitto opens the plain listener, then fails on the TLS one: 'Address already in use'
+        raise BrokerConfigError(f"--tls-port {tls.port} is also the plain listener's port on {bind}: choose "
+                                "another (8883 is the usual MQTT over TLS port)")
     owner = _broker_owner(run_as)
     out = Path(out_dir)
     (out / "conf.d").mkdir(parents=True, exist_ok=True)
