@@ -152,3 +152,16 @@ def test_reads_queued_while_the_gate_was_offline_are_forwarded_not_refused_as_re
     finally:
         gate.stop()
         audit.close()
+
+
+def test_an_amqtt_without_the_overridden_internals_is_refused(monkeypatch, test_registry):
+    """The safeguards override amqtt 0.12's Broker methods: an amqtt without them would never call
+    the overrides, so the embedded broker refuses to start rather than run without them."""
+    from amqtt.broker import Broker
+
+    from edge.transport.embedded import EmbeddedBroker
+
+    monkeypatch.delattr(Broker, "_initialize_client_session")
+    b = EmbeddedBroker(test_registry, random_secrets(test_registry))
+    with pytest.raises(RuntimeError, match="lacks _initialize_client_session"):
+        b.start()

@@ -126,6 +126,19 @@ class _RegistryBroker(Broker):
     messages (the module docstring). Written against amqtt 0.12's Broker internals; the tests in
     tests/test_qa5_embedded_broker.py fail should a later amqtt change them."""
 
+    _OVERRIDDEN = ("_initialize_client_session", "_publish_session_retained_messages",
+                   "_publish_retained_messages_for_subscription")
+    _USED = ("_authenticate", "_topic_filtering", "_delete_session", "_get_handler", "_matches")
+
+    def __init__(self, *args, **kwargs):
+        # An amqtt whose Broker no longer has these would never call the overrides: refuse to run
+        # without the safeguards rather than run as if they were there.
+        missing = [n for n in (*self._OVERRIDDEN, *self._USED) if not callable(getattr(Broker, n, None))]
+        if missing:
+            raise RuntimeError(f"this amqtt's Broker lacks {', '.join(missing)}: the embedded broker's login and "
+                               "retained-message safeguards are written for amqtt 0.12")
+        super().__init__(*args, **kwargs)
+
     async def _initialize_client_session(self, reader, writer, remote_address, remote_port):
         # Broker._initialize_client_session, with the login checked first.
         try:
