@@ -55,7 +55,7 @@ def test_generated_files_acl_file_mode(tmp_path, test_registry):
             rules[user].append(line[6:])
         else:
             assert not line.strip() or line.startswith("#"), line
-    assert rules["alpr-gate"] == ["read alpr/raw/#", "read alpr/gate/status/#", "write alpr/share/#",
+    assert rules["alpr-gate"] == ["read alpr/raw/#", "read alpr/gate/status/#", "read alpr/status/#", "write alpr/share/#",
                                   "write alpr/gate/status/#"]
     assert rules["cam-1"] == ["write alpr/raw/cam-1", "write alpr/status/cam-1"]
     assert rules["ice"] == ["read alpr/share/ice/#"]

@@ -270,3 +270,22 @@ def test_a_retained_raw_read_replayed_on_subscribing_is_refused_not_forwarded(mo
         rx.stop()
         inbox.close()
         audit.close()
+
+
+@pytest.mark.parametrize("auth", ["dynsec", "acl-file"])
+def test_operators_read_the_cameras_metrics_with_the_gate_login_and_no_one_else_does(mosquitto_factory, auth):
+    """alpr/status/<camera> (retained metrics) was readable by no login at all: the README told operators
+    to watch it. The gate's login reads it (as it reads the gates' status); agencies and cameras do not."""
+    broker = mosquitto_factory(auth=auth)
+    cam = transport.connect(_url(broker, "cam-1"), "edge-cam-1")
+    transport.wait_published([cam.publish("alpr/status/cam-1", b'{"fps": 25}', qos=1, retain=True)])
+    transport.close(cam)
+    ops = transport.Collector(_url(broker, "gate"), ["alpr/status/#"], client_id="t-ops").start()
+    spy = transport.Collector(_url(broker, "sac-pd"), ["alpr/status/#"], client_id="agency-sac-pd").start()
+    try:
+        assert ops.wait_for(1, timeout=5) and ops.snapshot() == [("alpr/status/cam-1", b'{"fps": 25}')]
+        time.sleep(0.3)
+        assert spy.snapshot() == []
+    finally:
+        ops.stop()
+        spy.stop()

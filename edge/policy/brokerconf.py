@@ -160,7 +160,9 @@ def build_acl(registry: Registry, policy=None) -> Acl:
     read: dict[str, tuple[str, ...]] = {}
     write: dict[str, tuple[str, ...]] = {}
     g = registry.gate.username
-    read[g] = (f"{RAW_PREFIX}/#", f"{GATE_STATUS_PREFIX}/#")  # operators watch gates with the gate login
+    # Operators watch the gates and the cameras' metrics with the gate's login (the gate itself
+    # subscribes to raw reads only): no camera or agency login may read any status.
+    read[g] = (f"{RAW_PREFIX}/#", f"{GATE_STATUS_PREFIX}/#", f"{STATUS_PREFIX}/#")
     write[g] = (f"{SHARE_PREFIX}/#", f"{GATE_STATUS_PREFIX}/#")
     for c in registry.cameras:
         read[c.username] = ()

@@ -38,7 +38,9 @@ class StreamSource(FrameSource):
                  read_timeout_s: float = 10.0):
         super().__init__()
         if max_reconnects is not None and max_reconnects < 0:
-            raise SourceError(f"stream {url!r}: max_reconnects must be 0 or more, not {max_reconnects}")
+            from edge.transport.mqtt import redact_url
+
+            raise SourceError(f"stream {redact_url(url)!r}: max_reconnects must be 0 or more, not {max_reconnects}")
         self.url = url
         self.max_reconnects = max_reconnects
         self.open_timeout_s = open_timeout_s
