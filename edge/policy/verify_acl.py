@@ -5,8 +5,8 @@ and to publish a forged read on a camera's raw topic and on share topics. Each c
 publish on another camera's topic and to subscribe to raw and share topics. A login with a wrong
 password and an anonymous login are tried too.
 
-A refused SUBACK or PUBACK counts as refused. A granted subscription is not yet a leak (Mosquitto
-grants `#` and filters delivery per message): marked canary messages are then published with the
+A refused SUBACK or PUBACK counts as refused. A granted subscription is not yet a leak (Mosquitto's
+acl_file grants `#` and filters delivery per message; the dynamic-security plugin refuses it): marked canary messages are then published with the
 gate's and cameras' own logins on every share and raw topic, and whatever reaches a principal
 outside its own topic is a leak. Each agency must receive the canary on its own topic (so "nothing
 received" is not vacuous). Forged publishes are watched by a monitor logged in as the gate (raw
@@ -16,7 +16,7 @@ Canaries carry {"canary": true}; a running gate audits the raw ones as malformed
 Identity: every camera and agency login also tries to connect with a client id of the gate's form
 (`<gate client_id>-verify-...`). A broker configured with `--auth dynsec` refuses it (client ids
 are bound to logins); one with the acl_file accepts it, which is reported as a GAP (not a failure:
-the README's "Known gaps"), because with such a client id a login could take over a gate's session.
+a known limit of that mode, README), because with such a client id a login could take over a gate's session.
 On a broker that refuses some subscription at SUBACK (so not in acl-file mode), an accepted one is a
 failure: that login's client id binding is missing.
 

@@ -8,8 +8,8 @@ two amqtt plugins:
     so no login can take over the gate's session.
   - `RegistryTopicPlugin`: per-user publish, subscribe and receive rules from `build_acl`, the
     ACL Mosquitto gets. A subscription is granted only when every topic it could match is
-    readable (so an agency's `#` is refused at SUBACK, where Mosquitto grants it and filters
-    each delivery); each delivery is checked again (RECEIVE).
+    readable (so an agency's `#` is refused at SUBACK, as by Mosquitto's dynamic-security plugin;
+    Mosquitto's acl_file grants it and filters each delivery); each delivery is checked again (RECEIVE).
   - `_RegistryBroker` (amqtt's Broker with four changes, so that it behaves as Mosquitto does):
     a CONNECT is authenticated before any session is touched (amqtt deleted the session of the
     client id given, or took it over, before checking the login: a wrong password with the gate's
