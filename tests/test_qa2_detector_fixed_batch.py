@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edge.vision.detector import OnnxPlateDetector
-from test_qa2_ocr_fixed_batch import _int, _len, _node, _tensor, _value_info, _varint
+from test_qa2_ocr_fixed_batch import _int, _len, _node, _tensor, _value_info, model_bytes
 
 W, H, S = 64, 32, 8
 
@@ -31,18 +31,25 @@ def _node_attrs(op, inputs, outputs, attrs):
     return _node(op, inputs, outputs) + b"".join(_len(5, a) for a in attrs)
 
 
-def tiny_detector(path, batch, seed=0):
-    rng = np.random.default_rng(seed)
-    w_heat = rng.normal(0, 0.05, (1, 3, 1, 1)).astype(np.float32)
-    b_heat = np.array([-4.0], np.float32)
-    w_reg = rng.normal(0, 0.01, (12, 3, 1, 1)).astype(np.float32)
-    graph = (
+def pooled_heat_nodes() -> bytes:
+    """uint8 NHWC image -> float NCHW -> SxS average pool ("pooled") -> 1x1 conv wh, bh -> sigmoid ("heat")."""
+    return (
         _len(1, _node_attrs("Cast", ["image"], ["f"], [_attr_int("to", 1)]))
         + _len(1, _node_attrs("Transpose", ["f"], ["nchw"], [_attr_ints("perm", [0, 3, 1, 2])]))
         + _len(1, _node_attrs("AveragePool", ["nchw"], ["pooled"], [_attr_ints("kernel_shape", [S, S]),
                                                                     _attr_ints("strides", [S, S])]))
         + _len(1, _node("Conv", ["pooled", "wh", "bh"], ["logit"]))
         + _len(1, _node("Sigmoid", ["logit"], ["heat"]))
+    )
+
+
+def tiny_detector(path, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    w_heat = rng.normal(0, 0.05, (1, 3, 1, 1)).astype(np.float32)
+    b_heat = np.array([-4.0], np.float32)
+    w_reg = rng.normal(0, 0.01, (12, 3, 1, 1)).astype(np.float32)
+    graph = (
+        pooled_heat_nodes()
         + _len(1, _node("Conv", ["pooled", "wr"], ["reg"]))
         + _len(2, "tinydet")
         + _len(5, _tensor("wh", w_heat, 1)) + _len(5, _tensor("bh", b_heat, 1)) + _len(5, _tensor("wr", w_reg, 1))
@@ -51,9 +58,7 @@ def tiny_detector(path, batch, seed=0):
         + _len(12, _value_info("reg", 1, [batch, 12, H // S, W // S]))
     )
     meta = {"input_width": str(W), "input_height": str(H), "stride": str(S), "threshold": "0.05"}
-    model = (_int(1, 8) + _len(7, graph) + _len(8, _len(1, "") + _int(2, 13))
-             + b"".join(_len(14, _len(1, k) + _len(2, v)) for k, v in meta.items()))
-    path.write_bytes(model)
+    path.write_bytes(model_bytes(graph, meta))
     return path
 
 

@@ -51,6 +51,12 @@ def _node(op: str, inputs, outputs) -> bytes:
     return b"".join(_len(1, i) for i in inputs) + b"".join(_len(2, o) for o in outputs) + _len(4, op)
 
 
+def model_bytes(graph: bytes, meta: dict[str, str], producer: str | None = None) -> bytes:
+    """ModelProto: IR version 8, the graph, opset 13, metadata_props (every test model here)."""
+    return (_int(1, 8) + (_len(2, producer) if producer else b"") + _len(7, graph) + _len(8, _len(1, "") + _int(2, 13))
+            + b"".join(_len(14, _len(1, k) + _len(2, v)) for k, v in meta.items()))
+
+
 def tiny_recognizer(path, batch, seed=0):
     """An alpr-edge recognizer of input (batch, 1, 8, 16): batch an int (fixed) or a name (dynamic)."""
     weights = np.random.default_rng(seed).normal(size=(H, C)).astype(np.float32)
@@ -64,11 +70,7 @@ def tiny_recognizer(path, batch, seed=0):
         + _len(12, _value_info("logits", 1, [batch, T, C]))
     )
     meta = {"alphabet": ALPHABET, "input_height": str(H), "input_width": str(W), "version": f"tiny-{batch}"}
-    model = (
-        _int(1, 8) + _len(2, "alpr-edge-test") + _len(7, graph) + _len(8, _len(1, "") + _int(2, 13))
-        + b"".join(_len(14, _len(1, k) + _len(2, v)) for k, v in meta.items())
-    )
-    path.write_bytes(model)
+    path.write_bytes(model_bytes(graph, meta, producer="alpr-edge-test"))
     return path
 
 

@@ -22,8 +22,8 @@ import pytest
 
 from edge.vision.base import PlateTexts
 from edge.vision.detector import OnnxPlateDetector
-from test_qa2_detector_fixed_batch import _attr_int, _attr_ints, _node_attrs
-from test_qa2_ocr_fixed_batch import _int, _len, _node, _tensor, _value_info
+from test_qa2_detector_fixed_batch import pooled_heat_nodes
+from test_qa2_ocr_fixed_batch import _len, _node, _tensor, _value_info, model_bytes
 
 W, H, S = 64, 32, 8
 
@@ -36,15 +36,7 @@ def nan_detector(path, batch="batch", bad_value=float("nan"), meta_over=None):
     b_heat = np.array([-3.0], np.float32)
     w_reg = np.full((12, 3, 1, 1), 1e-4 / 3, np.float32)
     b_reg = np.full(12, -150e-4, np.float32)
-    nodes = (
-        _len(1, _node_attrs("Cast", ["image"], ["f"], [_attr_int("to", 1)]))
-        + _len(1, _node_attrs("Transpose", ["f"], ["nchw"], [_attr_ints("perm", [0, 3, 1, 2])]))
-        + _len(1, _node_attrs("AveragePool", ["nchw"], ["pooled"], [_attr_ints("kernel_shape", [S, S]),
-                                                                    _attr_ints("strides", [S, S])]))
-        + _len(1, _node("Conv", ["pooled", "wh", "bh"], ["logit"]))
-        + _len(1, _node("Sigmoid", ["logit"], ["heat"]))
-        + _len(1, _node("Conv", ["pooled", "wr", "br"], ["lin"]))
-    )
+    nodes = pooled_heat_nodes() + _len(1, _node("Conv", ["pooled", "wr", "br"], ["lin"]))
     if np.isnan(bad_value):
         nodes += _len(1, _node("Sqrt", ["lin"], ["reg"]))
     else:  # inf: 1e-3 / relu(lin): +inf where lin <= 0
@@ -61,10 +53,16 @@ def nan_detector(path, batch="batch", bad_value=float("nan"), meta_over=None):
         + _len(12, _value_info("reg", 1, [ob, 12, H // S, W // S]))
     )
     meta = {"input_width": str(W), "input_height": str(H), "stride": str(S), "threshold": "0.5", **(meta_over or {})}
-    model = (_int(1, 8) + _len(7, graph) + _len(8, _len(1, "") + _int(2, 13))
-             + b"".join(_len(14, _len(1, k) + _len(2, v)) for k, v in meta.items()))
-    path.write_bytes(model)
+    path.write_bytes(model_bytes(graph, meta))
     return path
+
+
+class ReadsAll:
+    """An OCR stage that reads every crop as ABC123, surely."""
+
+    def predict(self, crops):
+        n = len(crops)
+        return PlateTexts(["ABC123"] * n, np.full(n, 0.95, np.float32), [np.full(6, 0.99, np.float32)] * n)
 
 
 def _frame(scale=1):
@@ -94,11 +92,6 @@ def test_the_edge_node_reads_the_finite_plate_of_the_frame(tmp_path):
     from edge.node.config import build_config
     from edge.node.pipeline import EdgeNode, MemorySink
     from edge.sources.folder import FolderSource
-
-    class ReadsAll:
-        def predict(self, crops):
-            n = len(crops)
-            return PlateTexts(["ABC123"] * n, np.full(n, 0.95, np.float32), [np.full(6, 0.99, np.float32)] * n)
 
     frames = tmp_path / "frames"
     frames.mkdir()
@@ -164,11 +157,6 @@ def test_a_plug_in_detectors_non_finite_box_is_left_out_of_tracking(tmp_path, ca
         def predict(self, frames):
             boxes = np.array([[bad, 10, bad, 40], [170, 100, 290, 160]], np.float32)
             return [Detections(boxes, np.array([0.9, 0.9], np.float32), None) for _ in frames]
-
-    class ReadsAll:
-        def predict(self, crops):
-            n = len(crops)
-            return PlateTexts(["ABC123"] * n, np.full(n, 0.95, np.float32), [np.full(6, 0.99, np.float32)] * n)
 
     frames = tmp_path / "frames"
     frames.mkdir()

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.vision.ocr import OnnxPlateOCR
 from edge.vision.vote import Reading, vote
-from test_qa2_ocr_fixed_batch import ALPHABET, C, H, T, W, _int, _len, _node, _tensor, _value_info
+from test_qa2_ocr_fixed_batch import ALPHABET, C, H, T, W, _len, _node, _tensor, _value_info, model_bytes
 
 
 def nan_recognizer(path):
@@ -32,8 +32,7 @@ def nan_recognizer(path):
         + _len(12, _value_info("logits", 1, ["batch", T, C]))
     )
     meta = {"alphabet": ALPHABET, "input_height": str(H), "input_width": str(W), "version": "nan"}
-    path.write_bytes(_int(1, 8) + _len(2, "alpr-edge-test") + _len(7, graph) + _len(8, _len(1, "") + _int(2, 13))
-                     + b"".join(_len(14, _len(1, k) + _len(2, v)) for k, v in meta.items()))
+    path.write_bytes(model_bytes(graph, meta, producer="alpr-edge-test"))
     return path
 
 

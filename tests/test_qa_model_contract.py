@@ -14,26 +14,14 @@ from edge.vision.detector import DEFAULT_MODEL as DETECTOR
 from edge.vision.detector import OnnxPlateDetector
 from edge.vision.ocr import DEFAULT_MODEL as OCR
 from edge.vision.ocr import OnnxPlateOCR, preprocess
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
-def _field(tag: int, payload: bytes) -> bytes:
-    return bytes([tag]) + _varint(len(payload)) + payload
+from test_qa2_ocr_fixed_batch import _len
 
 
 def with_metadata(src, dst, **entries):
     """A copy of the ONNX model `src` at `dst` with metadata_props (ModelProto field 14) entries added."""
     data = src.read_bytes()
     for k, v in entries.items():
-        data += _field(0x72, _field(0x0A, k.encode()) + _field(0x12, v.encode()))
+        data += _len(14, _len(1, k) + _len(2, v))
     dst.write_bytes(data)
     return dst
 

@@ -97,6 +97,14 @@ def _common(p: argparse.ArgumentParser, policy: bool = True) -> None:
     p.add_argument("--secrets", help="directory of `file:` credentials (default: secrets/ next to the registry)")
 
 
+def _policy_or_none(name: str):
+    """--policy for broker-config and verify-acl: a policy name or file, or 'none' (rules from the
+    registry alone: every agency may read its own share topic)."""
+    from edge.policy.policy import load_policy
+
+    return None if name == "none" else load_policy(name)
+
+
 def _load_registry(path: str):
     """A registry file; "demo" names the packaged demo registry (edge/demo/registry.yaml)."""
     from edge.policy.registry import load_registry
@@ -116,7 +124,6 @@ def _secrets(args):
 
 def _broker_config(args) -> int:
     from edge.policy.brokerconf import TlsListener, write_broker_config
-    from edge.policy.policy import load_policy
 
     # Bad input (a RegistryError is a ValueError) is reported by the CLI's one handler: exit 2
     registry = _load_registry(args.registry)
@@ -143,7 +150,7 @@ def _broker_config(args) -> int:
     files = write_broker_config(registry, out, secrets_dir=args.secrets or out / "secrets", port=args.port,
                                 bind=args.bind, tls=tls, run_as=args.run_as, auth=args.auth,
                                 dynsec_plugin=args.dynsec_plugin,
-                                policy=None if args.policy == "none" else load_policy(args.policy))
+                                policy=_policy_or_none(args.policy))
     for f in files:
         print(f)
     print(f"start it with: cd {out} && mosquitto -c mosquitto.conf", file=sys.stderr)
@@ -251,7 +258,6 @@ def _audit_show(args) -> int:
 
 def _verify_acl(args) -> int:
     from edge.bench.report import print_json_last, print_table
-    from edge.policy.policy import load_policy
     from edge.policy.verify_acl import verify_acl
     from edge.transport import mqtt as transport
 
@@ -259,7 +265,7 @@ def _verify_acl(args) -> int:
     broker = transport.parse_broker_url(args.broker)
     checks = verify_acl(registry, broker, _secrets(args),
                         protocol=transport.MQTT_V311 if args.mqtt311 else transport.MQTT_V5,
-                        policy=None if args.policy == "none" else load_policy(args.policy))
+                        policy=_policy_or_none(args.policy))
     print_table("verify-acl: what each login must not be able to do",
                 ["principal", "attempt", "result", "how"],
                 [(c.principal, c.attempt, "ok" if c.ok else "GAP" if c.gap else "FAIL", c.how) for c in checks])
