@@ -244,12 +244,15 @@ def test_a_share_the_gate_should_never_send_still_does_not_reach_a_refused_agenc
             transport.close(c)
 
 
-def test_a_retained_raw_read_replayed_on_subscribing_is_refused_not_forwarded(mosquitto_factory, tmp_path):
+@pytest.mark.parametrize("protocol", ["v5", "v311"])
+def test_a_retained_raw_read_replayed_on_subscribing_is_never_forwarded(mosquitto_factory, tmp_path, protocol):
     """A camera login can publish a raw read retained: the broker then replays it to every new
     subscription (a gate's fresh session, each resubscription). Cameras never publish retained, so the
-    replayed copy is refused (refuse:retained) and audited: after retention has blanked the read's id
-    in the audit log, the duplicate check could no longer catch it."""
+    replayed copy is an old message: after retention has blanked the read's id in the audit log, the
+    duplicate check could no longer catch it. MQTT 5: the gate subscribes with Retain Handling 2 and
+    the broker never sends it; MQTT 3.1.1 has no such option: the copy is refused (refuse:retained)."""
     broker = mosquitto_factory()
+    v5 = protocol == "v5"
     cam = transport.connect(_url(broker, "cam-1"), "edge-cam-1")
     ev = _read()
     transport.wait_published([cam.publish("alpr/raw/cam-1", ev.to_json(), qos=1, retain=True)])
@@ -257,13 +260,18 @@ def test_a_retained_raw_read_replayed_on_subscribing_is_refused_not_forwarded(mo
     audit = SQLiteAuditStore(tmp_path / "audit.db")
     inbox = AgencyInbox(tmp_path / "sac-pd.db")
     rx = AgencyReceiver("sac-pd", _url(broker, "sac-pd"), inbox).start()
-    gate = Gate(broker.registry, load_policy(), _url(broker, "gate"), audit, GateConfig(gate_id="g-ret")).start()
+    gate = Gate(broker.registry, load_policy(), _url(broker, "gate"), audit,
+                GateConfig(gate_id="g-ret", protocol=transport.MQTT_V5 if v5 else transport.MQTT_V311)).start()
     try:
-        assert gate.wait_idle(1, timeout=15)
-        time.sleep(0.3)
-        recs = audit.records()
-        assert [(r["read_id"], r["outcome"], r["detail"].split(":")[0] + ":" + r["detail"].split(":")[1])
-                for r in recs] == [(ev.read_id, "rejected", "refuse:retained")]
+        if v5:
+            time.sleep(1.0)
+            assert audit.records() == [] and gate.snapshot()["received"] == 0  # never sent to the gate
+        else:
+            assert gate.wait_idle(1, timeout=15)
+            time.sleep(0.3)
+            recs = audit.records()
+            assert [(r["read_id"], r["outcome"], r["detail"].split(":")[0] + ":" + r["detail"].split(":")[1])
+                    for r in recs] == [(ev.read_id, "rejected", "refuse:retained")]
         assert inbox.count() == 0 and gate.snapshot()["forwarded"] == {}
     finally:
         gate.stop()

@@ -140,6 +140,18 @@ class GateStats:
         }
 
 
+def raw_subscription_options(protocol: int):
+    """QoS 1; with MQTT 5 also Retain Handling 2: the broker never replays a retained raw read on
+    subscribing (the gate resubscribes on every reconnect). Cameras never publish retained, so such a
+    copy is an old message; where it still arrives (MQTT 3.1.1, a broker that ignores the option) it
+    is refused as refuse:retained."""
+    if protocol != transport.MQTT_V5:
+        return 1
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    return SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+
+
 class Gate:
     def __init__(self, registry: Registry, policy: Policy, broker: transport.BrokerURL, audit: AuditStore,
                  config: GateConfig | None = None):
@@ -267,7 +279,7 @@ class Gate:
         self._client = transport.connect(
             self.broker, client_id, protocol=cfg.protocol, clean_start=False, session_expiry_s=SESSION_EXPIRY_S,
             receive_maximum=cfg.receive_maximum, manual_ack=True, on_message=self._on_message,
-            subscriptions=[(topic, 1)], will=(self._status_topic, offline, 1, True),
+            subscriptions=[(topic, raw_subscription_options(cfg.protocol))], will=(self._status_topic, offline, 1, True),
         )
         code = self._client.suback_codes.get(topic)
         if code is not None and transport.suback_refused(code):

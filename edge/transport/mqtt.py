@@ -118,7 +118,7 @@ def connect(
     manual_ack: bool = False,
     max_inflight: int = 0,
     on_message: Callable[[mqtt.Client, object, mqtt.MQTTMessage], None] | None = None,
-    subscriptions: Iterable[tuple[str, int]] = (),
+    subscriptions: Iterable[tuple[str, object]] = (),  # (topic, QoS or paho SubscribeOptions)
     timeout: float = 10.0,
     keepalive: int = 30,
     will: tuple[str, bytes, int, bool] | None = None,
