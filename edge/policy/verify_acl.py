@@ -22,7 +22,8 @@ failure: that login's client id binding is missing.
 
 Each principal logs in with the client id the dynamic-security plugin binds to it (`edge-<camera>`,
 `agency-<agency>`), so run it with the cameras stopped: a running edge node with that id and the
-check would disconnect each other. An agency is checked on its own persistent session without
+check would disconnect each other (a login whose connection drops during the check is a failure
+naming its client id: what was seen for it is incomplete). An agency is checked on its own persistent session without
 acknowledging anything, so reads queued for a stopped receiver stay queued for it.
 """
 
@@ -229,6 +230,12 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
             received = subscribers[cam.username].snapshot()
             checks.append(Check(cam.username, "receive raw or share messages", not received,
                                 f"LEAK: {len(received)} message(s)" if received else "0 messages"))
+        for user, login_ in subscribers.items():
+            if login_.disconnects:  # its checks above may be incomplete: it was not connected throughout
+                checks.append(Check(user, "keep its connection for the check", False,
+                                    f"lost it {login_.disconnects} time(s): most likely another connection with "
+                                    f"client id {login_.client_id!r} (a running edge node or agency receiver) took "
+                                    "it; stop that and run verify-acl again"))
     finally:
         for col in subscribers.values():
             col.stop()
@@ -246,6 +253,7 @@ class _Login:
         self.client_id = client_id or ""
         self.messages: list[tuple[str, bytes]] = []
         self.client = None
+        self.disconnects = 0  # lost connections during the check (another connection taking its client id)
 
     def start(self) -> "_Login":
         from edge.agency.receiver import SESSION_EXPIRY_S
@@ -257,6 +265,14 @@ class _Login:
             self.broker, self.client_id, protocol=self.protocol, on_message=on_message,
             subscriptions=[(t, 1) for t in self.topics], clean_start=not self.persistent,
             session_expiry_s=SESSION_EXPIRY_S if self.persistent else 0, manual_ack=self.persistent)
+
+        def on_disconnect(client, userdata, flags, reason_code=None, properties=None):
+            # Mosquitto closes the connection when another one takes the client id (paho sees an
+            # "unspecified error", not 0x8E): a running edge node or receiver with this id, and as both
+            # reconnect they take it from each other for as long as the check runs.
+            self.disconnects += 1
+
+        self.client.on_disconnect = on_disconnect
         return self
 
     @property
