@@ -20,6 +20,7 @@ from precomputed banks (noise, rain).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -1080,6 +1081,15 @@ def check_video_size(scenario: Scenario, source: str = "scenario") -> None:
                 f"ground truth would not match): use {value - 1} or {value + 1}")
 
 
+class SceneInterrupted(KeyboardInterrupt):
+    """render_scene_to_dir stopped by Ctrl-C or SIGTERM after `frames` of `total` frames; what it
+    wrote (the video, closed, and the ground truth, frames and crops of those frames) is kept."""
+
+    def __init__(self, frames: int, total: int, video: Path):
+        super().__init__(f"interrupted after {frames} of {total} frames")
+        self.frames, self.total, self.video = frames, total, video
+
+
 def render_scene_to_dir(
     scenario: Scenario,
     out: str | Path,
@@ -1114,50 +1124,60 @@ def render_scene_to_dir(
         raise RuntimeError(f"OpenCV cannot write {video}")
     sightings, seen = 0, set()
     render_s = 0.0
-    label_rows: list[tuple] = []
-    plate_less = 0
-    crop_rows: list[tuple] = []
+    frame_labels = plate_less = crops = 0
     stem = file_stem(scenario.name)  # the frames' file names: a name like "lot b/entry" is no file name
-    if frames_every > 0:
-        (out / "frames").mkdir(exist_ok=True)
-        (out / "crops").mkdir(exist_ok=True)
-    with open(out / "ground_truth.jsonl", "w") as gt:
-        for i in range(r.frames):
-            a = time.perf_counter()
-            frame, truths = r.render_frame(i)
-            render_s += time.perf_counter() - a
-            writer.write(frame)
-            if frames_every > 0 and i % frames_every == 0:
-                name = f"{stem}-{r.seed}-{i:06d}.jpg"
-                _imwrite(out / "frames" / name, frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
-                label_rows += _frame_label_rows(name, truths, min_plate_px)
-                plate_less += not truths
-                for tr in truths:
-                    if tr.width_px >= min_plate_px:
-                        x0, y0, x1, y1 = tr.box
-                        cx0, cy0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
-                        cx1, cy1 = min(W, int(math.ceil(x1))), min(H, int(math.ceil(y1)))
-                        if tr.visibility == 1.0 and cx1 - cx0 >= 8 and cy1 - cy0 >= 4:
-                            crop_name = f"{tr.state}-{r.seed}-{i:06d}-{tr.vehicle_id}.png"
-                            _imwrite(out / "crops" / crop_name, frame[cy0:cy1, cx0:cx1])
-                            crop_rows.append((crop_name, tr.state, tr.plate))
-            sightings += len(truths)
-            seen.update(tr.vehicle_id for tr in truths)
-            gt.write(json.dumps({"frame": i, "t": round(i / scenario.camera.fps, 4),
-                                 "plates": [tr.to_dict() for tr in truths]}) + "\n")
-    writer.release()
-    if frames_every > 0:
-        import csv
-
-        with open(out / "frames" / "labels.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["file", "x", "y", "w", "h", "plate"])
-            w.writerows(label_rows)
-        with open(out / "crops" / "labels.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["file", "state", "plate"])
-            w.writerows(crop_rows)
     (out / "scenario.json").write_text(json.dumps({"seed": r.seed, **scenario.model_dump(mode="json")}, indent=2))
+    # Every file grows with the frames, each line flushed once what it describes is written, and the
+    # video is closed whatever stops the loop: an interrupted render (Ctrl-C, SIGTERM) leaves a
+    # shorter clip whose ground truth, frames and crops agree with it (the labels were written only
+    # at the end: saved frames and crops without labels).
+    with contextlib.ExitStack() as files:
+        files.callback(writer.release)
+        gt = files.enter_context(open(out / "ground_truth.jsonl", "w"))
+        if frames_every > 0:
+            import csv
+
+            (out / "frames").mkdir(exist_ok=True)
+            (out / "crops").mkdir(exist_ok=True)
+            frame_labels_file = files.enter_context(open(out / "frames" / "labels.csv", "w", newline=""))
+            crop_labels_file = files.enter_context(open(out / "crops" / "labels.csv", "w", newline=""))
+            frame_labels_csv, crop_labels_csv = csv.writer(frame_labels_file), csv.writer(crop_labels_file)
+            frame_labels_csv.writerow(["file", "x", "y", "w", "h", "plate"])
+            crop_labels_csv.writerow(["file", "state", "plate"])
+        done = 0  # frames whose video frame, ground truth line and labels are all written
+        try:
+            for i in range(r.frames):
+                a = time.perf_counter()
+                frame, truths = r.render_frame(i)
+                render_s += time.perf_counter() - a
+                writer.write(frame)
+                if frames_every > 0 and i % frames_every == 0:
+                    name = f"{stem}-{r.seed}-{i:06d}.jpg"
+                    _imwrite(out / "frames" / name, frame, [cv2.IMWRITE_JPEG_QUALITY, 92])
+                    rows = _frame_label_rows(name, truths, min_plate_px)
+                    frame_labels_csv.writerows(rows)
+                    frame_labels_file.flush()
+                    plate_less += not truths
+                    frame_labels += len(rows) - (not truths)
+                    for tr in truths:
+                        if tr.width_px >= min_plate_px:
+                            x0, y0, x1, y1 = tr.box
+                            cx0, cy0 = max(0, int(math.floor(x0))), max(0, int(math.floor(y0)))
+                            cx1, cy1 = min(W, int(math.ceil(x1))), min(H, int(math.ceil(y1)))
+                            if tr.visibility == 1.0 and cx1 - cx0 >= 8 and cy1 - cy0 >= 4:
+                                crop_name = f"{tr.state}-{r.seed}-{i:06d}-{tr.vehicle_id}.png"
+                                _imwrite(out / "crops" / crop_name, frame[cy0:cy1, cx0:cx1])
+                                crop_labels_csv.writerow((crop_name, tr.state, tr.plate))
+                                crop_labels_file.flush()
+                                crops += 1
+                sightings += len(truths)
+                seen.update(tr.vehicle_id for tr in truths)
+                gt.write(json.dumps({"frame": i, "t": round(i / scenario.camera.fps, 4),
+                                     "plates": [tr.to_dict() for tr in truths]}) + "\n")
+                gt.flush()
+                done += 1
+        except KeyboardInterrupt:
+            raise SceneInterrupted(done, r.frames, video) from None
     return {
         "scenario": scenario.name,
         "seed": r.seed,
@@ -1172,7 +1192,7 @@ def render_scene_to_dir(
         "video": str(video),
         "ground_truth": str(out / "ground_truth.jsonl"),
         "frames_dir": str(out / "frames") if frames_every > 0 else None,
-        "frame_labels": len(label_rows) - plate_less,  # plates labelled
+        "frame_labels": frame_labels,  # plates labelled
         "plate_less_frames": plate_less,
-        "crops": len(crop_rows),
+        "crops": crops,
     }
