@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.training.images import ImageReader
 from edge.training.splits import split
 from edge.vision.detector import PAD_VALUE, resize_for_net
 
@@ -87,12 +88,14 @@ def load_frames(folder: Path, part: str) -> list[LabelledFrame]:
     train, val = split(sorted(labels))
     names = {"train": train, "val": val, "all": train + val}[part]
     frames = []
+    reader = ImageReader(folder, "frames")
     for name in names:
-        image = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
+        image = reader.read(name)
         if image is None:
-            raise ValueError(f"{folder / name}: not a readable image")
+            continue
         ign = np.asarray(ignore.get(name, []), np.float32).reshape(-1, 4)
         frames.append(LabelledFrame(name, image, np.asarray(labels[name], np.float32).reshape(-1, 4), ign))
+    reader.check()
     return frames
 
 
@@ -101,7 +104,9 @@ def load_train_crops(folder: Path) -> list[np.ndarray]:
     with open(folder / "labels.csv", newline="") as fh:
         names = [row["file"] for row in csv.DictReader(fh)]
     train, _ = split(sorted(names))
-    crops = [cv2.imread(str(folder / n), cv2.IMREAD_COLOR) for n in train]
+    reader = ImageReader(folder, "crops")  # they were dropped without a word
+    crops = [reader.read(n) for n in train]
+    reader.check()
     return [c for c in crops if c is not None]
 
 

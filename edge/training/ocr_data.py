@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.training.images import ImageReader
 from edge.training.splits import split
 
 # Rendering/augmenting happens at twice the network input, then one area resize down, so the
@@ -49,16 +50,18 @@ def load_crops(root: Path, part: str = "train") -> PlateSet:
     train, val = split([r["file"] for r in rows])
     keep = {"train": set(train), "val": set(val), "all": set(train) | set(val)}[part]
     out = PlateSet([], [], [], [])
+    reader = ImageReader(root, "crops")
     for r in rows:
         if r["file"] not in keep:
             continue
-        img = cv2.imread(str(Path(root) / r["file"]), cv2.IMREAD_COLOR)
+        img = reader.read(r["file"])
         if img is None:
-            raise ValueError(f"{root}/{r['file']}: not a readable image")
+            continue
         out.images.append(img)
         out.texts.append(r["plate"].strip().upper())
         out.states.append((r.get("state") or "").strip().lower())
         out.files.append(r["file"])
+    reader.check()
     return out
 
 
@@ -76,12 +79,15 @@ def load_frame_plates(root: Path, part: str = "train") -> PlateSet:
     from edge.sources.folder import is_plate_less_row
 
     out = PlateSet([], [], [], [])
+    reader = ImageReader(root, "frames")
+    name = frame = None  # the frame of the previous row: a frame's plates are on consecutive rows
     for r in rows:
         if r["file"] not in keep or is_plate_less_row(r):  # a frame labelled as showing no plate
             continue
-        frame = cv2.imread(str(Path(root) / r["file"]), cv2.IMREAD_COLOR)
+        if r["file"] != name:
+            name, frame = r["file"], reader.read(r["file"])
         if frame is None:
-            raise ValueError(f"{root}/{r['file']}: not a readable image")
+            continue
         x, y, w, h = (int(float(r[k])) for k in ("x", "y", "w", "h"))
         x0, y0 = max(0, x), max(0, y)
         crop = frame[y0 : y + h, x0 : x + w]
@@ -91,6 +97,7 @@ def load_frame_plates(root: Path, part: str = "train") -> PlateSet:
         out.texts.append(r["plate"].strip().upper())
         out.states.append("")  # frames carry no state label
         out.files.append(r["file"])
+    reader.check()
     return out
 
 
@@ -228,10 +235,11 @@ def load_detected_frame_plates(root: Path, part: str = "train", detector_model: 
             by_file.setdefault(r["file"], []).append(r)
     det = OnnxPlateDetector(detector_model) if detector_model else OnnxPlateDetector()
     out = PlateSet([], [], [], [])
+    reader = ImageReader(root, "frames")
     for name in sorted(by_file):
-        frame = cv2.imread(str(Path(root) / name), cv2.IMREAD_COLOR)
+        frame = reader.read(name)
         if frame is None:
-            raise ValueError(f"{root}/{name}: not a readable image")
+            continue
         d = det.predict([frame])[0]
         if not len(d):
             continue
@@ -248,4 +256,5 @@ def load_detected_frame_plates(root: Path, part: str = "train", detector_model: 
                 out.texts.append(by_file[name][k]["plate"].strip().upper())
                 out.states.append("")
                 out.files.append(name)
+    reader.check()
     return out

@@ -1,0 +1,45 @@
+"""Reading a labelled folder's images for training (torch-free): one file that does not decode is
+skipped with a warning naming it, not a reason to refuse the whole folder, as `bench ocr` skips a
+bad crop; only a folder where nothing decodes is refused."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger("edge.training")
+
+NAMES_SHOWN = 10  # of the files skipped, named in the warning or the error
+
+
+class ImageReader:
+    """cv2.imread over one folder's labelled images, keeping the names of those it could not read
+    (missing, truncated, not an image). `check()` when done: warns of the skipped ones, or raises a
+    ValueError if none of the images tried could be read."""
+
+    def __init__(self, folder: Path, what: str):
+        self.folder, self.what = Path(folder), what
+        self.tried: set[str] = set()
+        self.skipped: dict[str, None] = {}  # in the order met (a set would not keep it)
+
+    def read(self, name: str) -> np.ndarray | None:
+        image = cv2.imread(str(self.folder / name), cv2.IMREAD_COLOR)
+        if image is None:
+            self.skipped[name] = None
+        self.tried.add(name)
+        return image
+
+    def check(self) -> None:
+        if not self.skipped:
+            return
+        shown = ", ".join(list(self.skipped)[:NAMES_SHOWN])
+        if len(self.skipped) > NAMES_SHOWN:
+            shown += f" and {len(self.skipped) - NAMES_SHOWN} more"
+        if len(self.skipped) == len(self.tried):
+            raise ValueError(f"{self.folder}: none of the {len(self.tried)} labelled {self.what} is a readable image "
+                             f"(missing or not an image: {shown})")
+        log.warning("%s: skipped %d of %d labelled %s, missing or not a readable image: %s",
+                    self.folder, len(self.skipped), len(self.tried), self.what, shown)

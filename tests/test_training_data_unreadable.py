@@ -1,0 +1,87 @@
+"""The training data loaders refused a whole folder for one unreadable image ("x.png: not a
+readable image"); they now skip it with a warning naming the file and how many were skipped (as
+`bench ocr` skips a bad crop), and refuse the folder only when none of its images can be read."""
+
+from __future__ import annotations
+
+import csv
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.synth.plates import render_plates
+from edge.training.detector_data import load_frames, load_train_crops
+from edge.training.ocr_data import load_crops, load_detected_frame_plates, load_frame_plates
+from edge.training.splits import is_validation
+
+
+def _labels(folder, header, rows):
+    with open(folder / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def _crops_folder(folder, n=12):
+    plates = render_plates(n, np.random.default_rng(0), size=(32, 64), degrade=False)
+    rows = []
+    for i, (img, text, state) in enumerate(zip(plates.images, plates.texts, plates.states)):
+        cv2.imwrite(str(folder / f"c{i}.png"), img)
+        rows.append([f"c{i}.png", state, text])
+    return rows
+
+
+def _frames_folder(folder, n=12):
+    frame = np.full((180, 320, 3), 90, np.uint8)
+    plate = render_plates(1, np.random.default_rng(1), size=(30, 60), degrade=False).images[0]
+    frame[60:90, 120:180] = plate
+    rows = []
+    for i in range(n):
+        cv2.imwrite(str(folder / f"f{i}.jpg"), frame)
+        rows.append([f"f{i}.jpg", 120, 60, 60, 30, "ABC123"])
+    return rows
+
+
+def _corrupt(folder, *names):
+    for name in names:
+        (folder / name).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+
+
+LOADERS = [
+    ("crops", _crops_folder, lambda d: load_crops(d, "all").images),
+    ("frames", _frames_folder, lambda d: load_frame_plates(d, "all").images),
+    ("frames", _frames_folder, lambda d: load_frames(d, "all")),
+    ("crops", _crops_folder, load_train_crops),
+    ("frames", _frames_folder, lambda d: load_detected_frame_plates(d, "all", scales=(1.0,)).images),
+]
+IDS = ["ocr-crops", "ocr-frame-plates", "detector-frames", "detector-train-crops", "ocr-detected-frame-plates"]
+
+
+@pytest.mark.parametrize("what, make, load", LOADERS, ids=IDS)
+def test_one_unreadable_image_is_skipped_with_a_warning_naming_it(tmp_path, caplog, what, make, load):
+    rows = make(tmp_path)
+    header = ["file", "state", "plate"] if what == "crops" else ["file", "x", "y", "w", "h", "plate"]
+    _labels(tmp_path, header, rows)
+    everything = len(load(tmp_path))
+    bad = next(r[0] for r in rows if not is_validation(r[0]))  # in every loader's part (load_train_crops: train)
+    _corrupt(tmp_path, bad)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        loaded = load(tmp_path)
+    assert 0 < len(loaded) < everything
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and bad in warnings[0] and str(tmp_path) in warnings[0]
+    assert "skipped 1 of" in warnings[0]
+
+
+@pytest.mark.parametrize("what, make, load", LOADERS, ids=IDS)
+def test_a_folder_with_no_readable_image_is_refused(tmp_path, what, make, load):
+    rows = make(tmp_path, n=4)
+    header = ["file", "state", "plate"] if what == "crops" else ["file", "x", "y", "w", "h", "plate"]
+    _labels(tmp_path, header, rows)
+    _corrupt(tmp_path, *(r[0] for r in rows))
+    with pytest.raises(ValueError, match="none of the .* labelled .* is a readable image") as err:
+        load(tmp_path)
+    assert str(tmp_path) in str(err.value) and rows[0][0] in str(err.value)
