@@ -94,3 +94,36 @@ def test_each_setting_is_rendered_run_and_scored(scenario_file, tmp_path, capsys
     assert rows[0]["read_rate_vs_baseline"] == (1.0 if rows[0]["pass_read_rate"] else None)
     for n, r in enumerate(rows):
         assert (keep / f"{n:02d}" / "ground_truth.jsonl").is_file() and r["video"].startswith(str(keep))
+
+
+def test_a_grid_above_max_cells_is_refused_naming_the_option_and_the_count(scenario_file, capsys, monkeypatch):
+    """bench placement had no cap: a typo in a --vary list could mean hours of rendering, and the
+    grid was listed (and each setting validated) before a word, a huge one taking all the memory."""
+    import edge.bench.placement as placement
+
+    def never(*args, **kwargs):
+        raise AssertionError("the grid was built")
+
+    monkeypatch.setattr(placement, "settings", never)
+    heights = ",".join(str(h) for h in range(2, 12))  # 10 values
+    fovs = ",".join(str(f) for f in range(15, 45, 5))  # 6 values
+    huge = ",".join(str(v) for v in range(1, 10001))  # 10,000 values: 6 hundred thousand settings
+    for argv, cells in ((["--vary", f"camera.mount_height_m={heights}", "--vary", f"camera.hfov_deg={fovs}"], 60),
+                        (["--vary", f"camera.mount_height_m={heights}", "--vary", f"camera.hfov_deg={fovs}",
+                          "--vary", f"traffic.vehicles_per_minute={huge}"], 600_000)):
+        assert cli.main(["bench", "placement", str(scenario_file), *argv, "--duration", "2"]) == 2
+        err = capsys.readouterr().err
+        assert f"--vary gives {cells:,} settings" in err and "--max-cells 50" in err, err
+        assert f"--max-cells {cells}" in err and "10 (camera.mount_height_m) x 6 (camera.hfov_deg)" in err
+        assert "each 2 s of video" in err
+    assert cli.main(["bench", "placement", str(scenario_file), "--max-cells", "0"]) == 2
+    assert "--max-cells must be 1 or more" in capsys.readouterr().err
+
+
+def test_max_cells_lets_a_larger_grid_run(scenario_file, capsys):
+    argv = ["bench", "placement", str(scenario_file), "--vary", "camera.mount_height_m=3,4", "--vary",
+            "camera.hfov_deg=20,28", "--duration", "0.4", "--vision", "labels", "--json"]
+    assert cli.main([*argv, "--max-cells", "3"]) == 2
+    assert "--vary gives 4 settings" in capsys.readouterr().err
+    assert cli.main([*argv, "--max-cells", "4"]) == 0
+    assert len(last_json(capsys)["settings"]) == 5  # the baseline and the 4 cells

@@ -26,6 +26,12 @@ from typing import Any
 
 import yaml
 
+# The most grid cells (combinations of --vary values) run without --max-cells: each one renders
+# and reads the whole scenario (city_intersection, 1080p at 15 fps: 15 s for 10 s of video on a
+# 2-core machine), so a typo in a value list (a range typed out, one value too many in each of three
+# --vary) could mean hours before the first table.
+DEFAULT_MAX_CELLS = 50
+
 # Field pairs of which a scenario holds at most one: setting one clears the other.
 _EXCLUSIVE = {("camera", "hfov_deg"): ("camera", "focal_length_mm"), ("camera", "focal_length_mm"): ("camera", "hfov_deg")}
 
@@ -51,6 +57,9 @@ def register(sub) -> None:
     p.add_argument("--vision", choices=["onnx", "labels", "label-boxes"], default="onnx",
                    help="labels: ground truth instead of the models (the geometry alone); "
                    "label-boxes: ground-truth boxes, real OCR")
+    p.add_argument("--max-cells", type=int, default=DEFAULT_MAX_CELLS, metavar="N",
+                   help=f"refuse a --vary grid of more than N combinations, each a whole scenario rendered and "
+                        f"read (default {DEFAULT_MAX_CELLS})")
     _common(p)
     p.set_defaults(func=_placement)
 
@@ -112,6 +121,19 @@ def check_varies(varies: list[tuple[tuple[str, ...], list[Any]]]) -> None:
                                  "(both set the field of view; setting one clears the other): vary one")
 
 
+def check_grid_size(varies: list[tuple[tuple[str, ...], list[Any]]], max_cells: int, seconds_each: float) -> None:
+    """Refuse a grid of more than `max_cells` combinations, naming the options and the count, before
+    any is built (the grid is listed and each setting validated up front: a huge one took that long
+    or all the memory before a word)."""
+    cells = math.prod(len(values) for _, values in varies)
+    if cells > max_cells:
+        sizes = " x ".join(f"{len(values)} ({'.'.join(path)})" for path, values in varies)
+        raise PlacementError(
+            f"--vary gives {cells:,} settings ({sizes}), each {seconds_each:g} s of video rendered and read, "
+            f"plus the baseline: more than --max-cells {max_cells}; vary fewer values, or give --max-cells {cells} "
+            "to run them all")
+
+
 def settings(scenario, varies: list[tuple[tuple[str, ...], list[Any]]], duration: float | None,
              seed: int | None = None):
     """[(label dict, Scenario)]: the baseline (the scenario as written) first, then every
@@ -160,9 +182,12 @@ def _placement(args: argparse.Namespace) -> int:
         raise SystemExit(f"bench placement: --seed must be 0 or more, got {args.seed}")
     if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
         raise SystemExit(f"bench placement: --duration must be a positive number of seconds, got {args.duration}")
+    if args.max_cells < 1:
+        raise SystemExit(f"bench placement: --max-cells must be 1 or more, got {args.max_cells}")
     try:
         scenario = load_scenario(args.scenario)
         varies = [parse_vary(v) for v in args.vary]
+        check_grid_size(varies, args.max_cells, args.duration if args.duration is not None else scenario.duration_s)
         runs = settings(scenario, varies, args.duration, args.seed)
     except (ScenarioError, PlacementError) as err:
         raise SystemExit(f"bench placement: {err}") from None
