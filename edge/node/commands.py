@@ -7,6 +7,8 @@ import os
 import sys
 
 BROKER_ENV = "ALPR_EDGE_BROKER_URL"
+# Set by `sim` to its own pid: a camera whose sim is gone (killed with SIGKILL) stops by itself.
+PARENT_ENV = "ALPR_EDGE_PARENT_PID"
 
 RUN_FLAGS = {
     # flag: (config field, argparse kwargs)

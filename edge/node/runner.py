@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -68,6 +69,25 @@ def _drain(publisher, outbox, cfg, stop) -> None:
     if publisher.wait_connected(limit):
         log.info("waiting up to %.0f s for the broker to acknowledge %d reads", end - time.monotonic(), waiting)
         publisher.wait_drained(max(0.0, end - time.monotonic()))
+
+
+def _stop_when_parent_is_gone(stop: threading.Event, check_every_s: float = 1.0) -> None:
+    """Under `sim` (PARENT_ENV holds its pid): stop as on SIGTERM when sim is gone. A sim killed with
+    SIGKILL passes no signal on, and its cameras ran on, orphaned, until their sources ended."""
+    from edge.node.commands import PARENT_ENV
+
+    try:
+        parent = int(os.environ.get(PARENT_ENV, ""))
+    except ValueError:
+        return
+
+    def watch() -> None:
+        while not stop.wait(check_every_s):
+            if os.getppid() != parent:
+                log.warning("alpr-edge sim (pid %d) is gone: finishing the vehicles in view, then stopping", parent)
+                stop.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def run_node(args) -> int:
@@ -145,6 +165,7 @@ def run_node(args) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    _stop_when_parent_is_gone(stop)
 
     show_progress = args.progress if args.progress is not None else (sys.stderr.isatty() and source.length)
     rc = 0

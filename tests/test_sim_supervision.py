@@ -1,0 +1,110 @@
+"""`alpr-edge sim` supervises its camera processes: a camera killed by a signal sim did not send is
+reported at once and restarted; a Ctrl-C on the terminal (SIGINT to the whole process group) stops
+every camera gracefully (one SIGTERM each, not two: two meant "stop now", exit 130, no summary);
+and cameras whose sim was killed with SIGKILL stop by themselves instead of running on orphaned."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from conftest import TEST_REGISTRY
+
+SOURCE = "synthetic:default?duration=600&width=320&height=180&fps=10"
+
+
+def children(pid: int) -> dict[str, int]:
+    """camera id -> pid of sim's `alpr-edge run` processes."""
+    try:
+        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return {}
+    out = {}
+    for k in kids:
+        try:
+            cmd = Path(f"/proc/{k}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--camera-id" in cmd:
+            out[cmd[cmd.index(b"--camera-id") + 1].decode()] = k
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(what, timeout_s: float, message: str):
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        got = what()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(message)
+
+
+def start_sim(tmp_path, mosquitto):
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(TEST_REGISTRY))
+    err = open(tmp_path / "sim.stderr", "w")
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "sim", "--registry", str(tmp_path / "registry.yaml"),
+         "--secrets", str(mosquitto.directory / "secrets"), "--cameras", "2", "--broker", mosquitto.url(),
+         "--source", SOURCE, "--output-dir", str(tmp_path / "edge"), "--json", "--",
+         "--vision", "labels", "--realtime", "--no-crops"],
+        stdout=subprocess.PIPE, stderr=err, text=True, start_new_session=True)  # fmt: skip
+    err.close()
+    # each camera connected: its process is up and taking frames
+    wait_for(lambda: (tmp_path / "sim.stderr").read_text().count("connected to broker") >= 2, 60,
+             "the cameras did not start")
+    kids = children(sim.pid)
+    assert set(kids) == {"cam-1", "cam-2"}
+    return sim, kids
+
+
+def test_a_killed_camera_is_restarted_and_ctrl_c_stops_every_camera_gracefully(tmp_path, mosquitto):
+    sim, kids = start_sim(tmp_path, mosquitto)
+    try:
+        os.kill(kids["cam-2"], signal.SIGKILL)
+        restarted = wait_for(lambda: children(sim.pid).get("cam-2") not in (None, kids["cam-2"]) and children(sim.pid),
+                             20, "cam-2 was not restarted")
+        log = (tmp_path / "sim.stderr").read_text()
+        assert "camera cam-2 killed by SIGKILL" in log and "restarting it" in log
+        wait_for(lambda: (tmp_path / "sim.stderr").read_text().count("connected to broker") >= 3, 30,
+                 "the restarted cam-2 did not connect")
+        os.killpg(sim.pid, signal.SIGINT)  # a Ctrl-C on the terminal: the whole foreground group
+        out, _ = sim.communicate(timeout=30)
+    finally:
+        if sim.poll() is None:
+            os.killpg(sim.pid, signal.SIGKILL)
+    assert sim.returncode == 0, (tmp_path / "sim.stderr").read_text()[-3000:]
+    assert not any(alive(p) for p in [*kids.values(), *restarted.values()])
+    summary = json.loads(out.strip().splitlines()[-1])["per_camera"]
+    assert summary["cam-1"]["exit"] == summary["cam-2"]["exit"] == 0
+    assert (summary["cam-2"]["restarts"], summary["cam-2"]["crashes"]) == (1, [-signal.SIGKILL])
+    assert summary["cam-1"]["restarts"] == 0
+    # each camera wrote its summary (before: exit 130 and none); every read stored is acked or waiting
+    cam1 = summary["cam-1"]
+    assert cam1["camera_id"] == "cam-1" and summary["cam-2"]["camera_id"] == "cam-2"
+    assert cam1["reads"] == cam1["acked"] + cam1["outbox_waiting"]
+
+
+def test_cameras_stop_when_sim_is_killed(tmp_path, mosquitto):
+    sim, kids = start_sim(tmp_path, mosquitto)
+    os.kill(sim.pid, signal.SIGKILL)
+    sim.wait()
+    try:
+        wait_for(lambda: not any(alive(p) for p in kids.values()), 15, "the cameras ran on without their sim")
+    finally:
+        for p in kids.values():
+            if alive(p):
+                os.kill(p, signal.SIGKILL)
+    assert (tmp_path / "sim.stderr").read_text().count("is gone: finishing the vehicles in view") == 2
