@@ -77,3 +77,17 @@ def mosquitto_factory(tmp_path: Path, test_registry: Registry):
 @pytest.fixture
 def mosquitto(mosquitto_factory):
     return mosquitto_factory()
+
+
+PG_DSN = "postgresql://postgres@127.0.0.1:5432/test"  # the PostgreSQL beside this machine's tests
+
+
+def postgres_or_skip(dsn: str = PG_DSN) -> str:
+    """`dsn`, once a connection to it works; otherwise the test is skipped with the reason (no psycopg,
+    or no server: PostgreSQL is optional, SQLite is the default audit store)."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        psycopg.connect(dsn, connect_timeout=3).close()
+    except psycopg.OperationalError as err:
+        pytest.skip(f"PostgreSQL not reachable at {dsn}: {err}")
+    return dsn

@@ -28,6 +28,7 @@ from edge.agency.receiver import AgencyInbox, AgencyReceiver
 from edge.policy.audit import open_audit
 from edge.policy.brokerconf import camera_client_id, raw_topic
 from edge.policy.gate import Gate, GateConfig
+from edge.policy.audit_query import summarize
 from edge.policy.policy import Policy, compile_decisions, load_policy
 from edge.policy.registry import Registry, Secrets, parse_registry, random_secrets
 from edge.schema import Direction, ReadEvent, new_read_id
@@ -185,7 +186,7 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
 
         snap = gate.snapshot()
         this_run = [r for r in audit.records() if r["seq"] > before]  # read once, for both tables
-        decided_by = _rules_by_agency(this_run)
+        decided_by = {a: c["rules"] for a, c in summarize(this_run)["agencies"].items()}
         agencies: dict[str, dict] = {}
         leaks = 0
         for a in registry.agencies:
@@ -231,16 +232,6 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
             embedded.stop()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _rules_by_agency(records: list[dict]) -> dict[str, dict[str, int]]:
-    """{agency: {rule: messages}}: every decision in these audit records, per recipient agency."""
-    out: dict[str, dict[str, int]] = {}
-    for r in records:
-        for agency, _outcome, rule, *_ in json.loads(r["decisions"] or "[]"):
-            counts = out.setdefault(agency, {})
-            counts[rule] = counts.get(rule, 0) + 1
-    return out
 
 
 def decided_by_text(agency: dict) -> str:

@@ -1,4 +1,4 @@
-"""CLI: `broker-config`, `gate`, `audit verify|show`, `verify-acl`, `policy check`."""
+"""CLI: `broker-config`, `gate`, `audit verify|show|summary`, `verify-acl`, `policy check`."""
 
 from __future__ import annotations
 
@@ -68,10 +68,21 @@ def register(sub) -> None:
                         "edited record onwards cannot keep")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=_audit_verify)
-    s = asub.add_parser("show", help="print audit records as JSON lines")
+    s = asub.add_parser("show", help="print audit records (JSON lines, or --brief lines), filtered: who got which "
+                                     "read, who was refused, why")
     s.add_argument("target", nargs="?", default="audit.db", help="SQLite file or postgresql:// DSN (default %(default)s)")
-    s.add_argument("--limit", type=int, default=20, help="records to print, from the first (default 20; 0: all)")
+    s.add_argument("--limit", type=int, default=20, help="matching records to print, from the first (default 20; 0: all)")
+    s.add_argument("--last", type=int, metavar="N", help="the last N matching records instead (the newest decisions)")
+    s.add_argument("--brief", action="store_true",
+                   help="one line per record: the read, who it was forwarded to, who was refused by which rule")
+    _audit_filters(s)
     s.set_defaults(func=_audit_show)
+    m = asub.add_parser("summary", help="per recipient agency: reads forwarded and refused, and the rules that decided "
+                                        "them; whole messages rejected, by rule")
+    m.add_argument("target", nargs="?", default="audit.db", help="SQLite file or postgresql:// DSN (default %(default)s)")
+    _audit_filters(m)
+    m.add_argument("--json", action="store_true", help="also print the counts as one JSON object (last line)")
+    m.set_defaults(func=_audit_summary)
 
     p = sub.add_parser("verify-acl", help="log in as each agency and camera, try what the ACL must refuse, report")
     _common(p, policy=False)
@@ -242,17 +253,79 @@ def _audit_verify(args) -> int:
     return 0 if result.ok else 1
 
 
-def _audit_show(args) -> int:
+def _audit_filters(p) -> None:
+    from edge.policy.audit_query import DECISIONS, OUTCOMES
+
+    g = p.add_argument_group("filters (all given must match)")
+    g.add_argument("--plate", help="this plate (case, spaces and dashes ignored)")
+    g.add_argument("--camera", help="reads of this camera id")
+    g.add_argument("--owner", help="reads of cameras this agency operates")
+    g.add_argument("--agency", help="records deciding for this recipient agency (with --decision/--rule: its decision)")
+    g.add_argument("--decision", choices=DECISIONS, help="forwarded to / refused for (--agency, or any agency)")
+    g.add_argument("--rule", help="decided by this policy rule, e.g. refuse:recipient-kind (`alpr-edge policy` lists them)")
+    g.add_argument("--outcome", choices=OUTCOMES,
+                   help="decided (the policy applied per agency), rejected (the whole message refused), retention (runs)")
+    g.add_argument("--since", help="decided at or after: ISO time with offset (2026-11-28T09:00Z), a date, or 90m/24h/7d ago")
+    g.add_argument("--until", help="decided before (same forms as --since)")
+
+
+def _audit_query(args, verb: str):
+    """The filter the options name, and the store opened read-only (exit 2 with one line on bad input)."""
     from edge.policy.audit import open_audit
+    from edge.policy.audit_query import AuditQueryError, RecordFilter, parse_time
+
+    try:
+        where = RecordFilter(
+            plate=args.plate, camera=args.camera, owner=args.owner, agency=args.agency, decision=args.decision,
+            rule=args.rule, outcome=args.outcome,
+            since=parse_time("--since", args.since) if args.since else None,
+            until=parse_time("--until", args.until) if args.until else None)
+    except AuditQueryError as err:
+        raise SystemExit(f"audit {verb}: {err}") from None
+    if not args.target.startswith(("postgresql://", "postgres://")) and not Path(args.target).exists():
+        raise SystemExit(f"audit {verb}: no audit database {args.target}")  # as audit verify and retention: exit 2
+    return where, open_audit(args.target, create=False)
+
+
+def _audit_show(args) -> int:
+    from edge.policy.audit_query import brief, select
 
     if args.limit < 0:  # SQLite read LIMIT -1 as no limit, PostgreSQL refused it with a traceback
         raise SystemExit(f"audit show: --limit must be 0 (all) or more, got {args.limit}")
-    if not args.target.startswith(("postgresql://", "postgres://")) and not Path(args.target).exists():
-        raise SystemExit(f"audit show: no audit database {args.target}")  # as audit verify and retention: exit 2
-    store = open_audit(args.target, create=False)
-    for r in store.records(args.limit or None):
-        print(json.dumps(r))
-    store.close()
+    if args.last is not None and args.last < 1:
+        raise SystemExit(f"audit show: --last must be 1 or more, got {args.last}")
+    where, store = _audit_query(args, "show")
+    try:
+        shown = select(store, where, first=None if args.last else args.limit or None, last=args.last)
+    finally:
+        store.close()
+    for r in shown:
+        print(brief(r) if args.brief else json.dumps(r))
+    if not shown:
+        print("audit show: no record matches", file=sys.stderr)
+    return 0
+
+
+def _audit_summary(args) -> int:
+    from edge.bench.report import print_json_last, print_table
+    from edge.policy.audit_query import iter_records, summarize
+
+    where, store = _audit_query(args, "summary")
+    try:
+        s = summarize(iter_records(store, where))
+    finally:
+        store.close()
+    rows = [[a, c["forwarded"], c["refused"], ", ".join(f"{rule} x{n}" for rule, n in c["rules"].items())]
+            for a, c in sorted(s["agencies"].items(), key=lambda kv: (-kv[1]["forwarded"], kv[0]))]
+    span = f"{s['first_recorded_at']} .. {s['last_recorded_at']}" if s["records"] else "no record matches"
+    print_table(f"audit {args.target}: {s['records']} records ({span})",
+                ["agency", "forwarded", "refused", "decided by (rule x records)"], rows)
+    print(f"reads decided: {s['reads_decided']} ({s['records_redacted_by_retention']} emptied by retention); "
+          f"messages rejected whole: {s['messages_rejected']}"
+          + (f" ({', '.join(f'{k} x{v}' for k, v in s['rejected_by_rule'].items())})" if s["rejected_by_rule"] else "")
+          + f"; retention runs: {s['retention_runs']}")
+    if args.json:
+        print_json_last(s)
     return 0
 
 
