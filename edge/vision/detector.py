@@ -103,16 +103,20 @@ def decode(
         keep = np.argpartition(-scores, max_candidates)[:max_candidates]
         rows, cols, scores = rows[keep], cols[keep], scores[keep]
     r = reg[:, rows, cols]  # (12, N)
-    cx = (cols + r[0]) * stride
-    cy = (rows + r[1]) * stride
-    log_w = np.clip(r[2], -4.0, 8.0)
-    log_h = np.clip(r[3], -4.0, 8.0)
-    w = np.sqrt(np.exp(log_w) * 2.0 * np.exp(log_h)) * stride
-    h = w / 2.0
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
-    corners = (np.stack([cx, cy], axis=1)[:, None, :] + r[4:12].T.reshape(-1, 4, 2) * w[:, None, None]).astype(
-        np.float32
-    )
+    # A faulty model's NaN, infinite or huge outputs give NaN or infinite boxes here (inf - inf, a
+    # float32 overflow): expected, and dropped and counted by the caller (OnnxPlateDetector), so not
+    # reported by numpy as well (a RuntimeWarning per frame in the user's log)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cx = (cols + r[0]) * stride
+        cy = (rows + r[1]) * stride
+        log_w = np.clip(r[2], -4.0, 8.0)
+        log_h = np.clip(r[3], -4.0, 8.0)
+        w = np.sqrt(np.exp(log_w) * 2.0 * np.exp(log_h)) * stride
+        h = w / 2.0
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1).astype(np.float32)
+        corners = (np.stack([cx, cy], axis=1)[:, None, :] + r[4:12].T.reshape(-1, 4, 2) * w[:, None, None]).astype(
+            np.float32
+        )
     order = np.argsort(-scores, kind="stable")
     return boxes[order], scores[order].astype(np.float32), corners[order]
 
@@ -241,7 +245,11 @@ class OnnxPlateDetector(Detector):
 
     def _decode(self, heat: np.ndarray, reg: np.ndarray, lb: Letterbox, frame: np.ndarray) -> Detections:
         boxes, scores, corners = decode(heat, reg, self.stride, self.threshold)
-        finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+        # In frame pixels before the check: a huge but finite box can overflow float32 there (a
+        # 1080p frame is 2.5x the network's input), and an infinite box then reached the tracker
+        with np.errstate(over="ignore", invalid="ignore"):
+            frame_boxes, frame_corners = boxes / lb.scale, corners / lb.scale
+        finite = np.isfinite(frame_boxes).all(axis=1) & np.isfinite(scores)
         if not finite.all():
             # NMS and the tracker cannot place a NaN box (its IoU with anything is 0) and the read
             # event refuses one: dropped here, so the frame's other plates are still read
@@ -250,16 +258,17 @@ class OnnxPlateDetector(Detector):
                 log.warning("%s: the model gave %d detection(s) with a NaN or infinite box in a frame; dropped "
                             "(each one counted, not logged again)", self.model_path, dropped)
             self.non_finite_boxes += dropped
-            boxes, scores, corners = boxes[finite], scores[finite], corners[finite]
-        # corners alone not finite: the plate's box is all that is known of it
-        bad = ~np.isfinite(corners).all(axis=(1, 2))
-        if bad.any():
-            b = boxes[bad]
-            corners[bad] = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], axis=1)
+            boxes, scores = boxes[finite], scores[finite]
+            frame_boxes, frame_corners = frame_boxes[finite], frame_corners[finite]
         if len(boxes) == 0:
             return Detections.empty()
-        keep = nms(boxes, scores, self.nms_iou)
-        boxes, scores, corners = boxes[keep] / lb.scale, scores[keep], corners[keep] / lb.scale
+        # corners alone not finite: the plate's box is all that is known of it
+        bad = ~np.isfinite(frame_corners).all(axis=(1, 2))
+        if bad.any():
+            b = frame_boxes[bad]
+            frame_corners[bad] = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], axis=1)
+        keep = nms(boxes, scores, self.nms_iou)  # in network pixels, as trained and tuned
+        boxes, scores, corners = frame_boxes[keep], scores[keep], frame_corners[keep]
         h, w = frame.shape[:2]
         # Plates cut by the frame edge keep their 2:1 box; clip only the corners used for cropping.
         corners[..., 0] = np.clip(corners[..., 0], 0, w - 1)
