@@ -91,3 +91,17 @@ def postgres_or_skip(dsn: str = PG_DSN) -> str:
     except psycopg.OperationalError as err:
         pytest.skip(f"PostgreSQL not reachable at {dsn}: {err}")
     return dsn
+
+
+def tamper_sqlite(path, table: str, *sql: str) -> None:
+    """Run `sql` on the SQLite file as someone with write access to it would: first dropping the
+    triggers that make `table` append-only (<table>_no_update, <table>_no_delete)."""
+    import sqlite3
+
+    c = sqlite3.connect(path)
+    c.execute(f"DROP TRIGGER {table}_no_update")
+    c.execute(f"DROP TRIGGER {table}_no_delete")
+    for q in sql:
+        c.execute(q)
+    c.commit()
+    c.close()

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from conftest import tamper_sqlite
 from edge.policy.audit import AuditRecord, PostgresAuditStore, SQLiteAuditStore
 
 
@@ -35,13 +36,7 @@ def store(tmp_path):
 
 
 def tamper(path, *sql):
-    c = sqlite3.connect(path)
-    c.execute("DROP TRIGGER audit_no_update")
-    c.execute("DROP TRIGGER audit_no_delete")
-    for q in sql:
-        c.execute(q)
-    c.commit()
-    c.close()
+    tamper_sqlite(path, "audit", *sql)
 
 
 def test_intact_chain_verifies(store):

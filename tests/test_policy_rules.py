@@ -75,7 +75,7 @@ def test_a_bug_in_a_rule_fails_closed(monkeypatch):
     def broken(policy, a):
         raise KeyError("boom")
 
-    monkeypatch.setattr(pol, "_qualifies", broken)
+    monkeypatch.setattr(pol, "qualifies", broken)
     table = compile_decisions(load_policy(), registry())
     assert all(not d.allowed and d.rule == pol.REFUSE_POLICY_ERROR for d in table.decisions.values())
     assert table.allowed_by_owner["sac-pd"] == ()

@@ -1,5 +1,6 @@
 """CLI: `agency receive`: an agency's receiver (persistent session, QoS 1 acknowledged after the inbox
-commit, each read stored once)."""
+commit, each read stored once); `agency search` and `agency access-log`: searching the inbox as a
+named user for a declared purpose, every search logged (edge/agency/access.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,90 @@ def register(sub) -> None:
                         "received_at, policy, rule)")
     r.add_argument("--json", action="store_true", help="print the final counters as one JSON line")
     r.set_defaults(func=_receive)
+
+    s = asub.add_parser("search", help="search the inbox for a plate as a named user for a declared purpose; every "
+                                       "search, answered or refused, goes to the inbox's access log (SB 34 1798.90.52)")
+    s.add_argument("inbox", help="the agency's inbox (SQLite, written by `agency receive`)")
+    s.add_argument("--plate", required=True, help="the plate; * matches any run of characters, ? one (7ABC*)")
+    s.add_argument("--user", required=True, help="who searches (logged)")
+    s.add_argument("--purpose", required=True,
+                   help="why (logged); must be a purpose the policy allows, e.g. stolen-vehicle-recovery")
+    s.add_argument("--reference", help="case or incident number (logged)")
+    s.add_argument("--on-behalf-of", metavar="AGENCY",
+                   help="the search is made for another agency (needs --registry): refused when the policy would "
+                        "not share reads with it")
+    s.add_argument("--registry", help="registry YAML ('demo': the demo's), for --on-behalf-of")
+    s.add_argument("--policy", default="ca-sb34", help="policy file or shipped name (default %(default)s)")
+    s.add_argument("--since", help="captured at or after: ISO time with offset, a date, or 90m/24h/7d ago")
+    s.add_argument("--until", help="captured before (same forms)")
+    s.add_argument("--json", action="store_true", help="print the result as one JSON object (last line)")
+    s.set_defaults(func=_search)
+
+    a = asub.add_parser("access-log", help="show the inbox's access log and check its hash chain (exit 1 if broken)")
+    a.add_argument("inbox", help="the agency's inbox (SQLite)")
+    a.add_argument("--json", action="store_true", help="entries as JSON lines, then the check as one JSON object")
+    a.set_defaults(func=_access_log)
     p.set_defaults(func=lambda _args: (p.print_help(), 2)[1])
+
+
+def _search(args) -> int:
+    from edge.agency.access import AccessLog, Search
+    from edge.policy.audit_query import parse_time
+    from edge.policy.commands import _load_registry
+    from edge.policy.policy import load_policy
+
+    # bad input (AccessError, AuditQueryError, PolicyError: ValueErrors) exits 2 in one line, nothing logged
+    if args.on_behalf_of and not args.registry:
+        raise SystemExit("agency search: --on-behalf-of needs --registry (to know what kind of agency it names)")
+    policy = load_policy(args.policy)
+    registry = _load_registry(args.registry) if args.registry else None
+    search = Search(user=args.user, purpose=args.purpose, plate=args.plate, reference=args.reference,
+                    on_behalf_of=args.on_behalf_of,
+                    since=parse_time("--since", args.since) if args.since else None,
+                    until=parse_time("--until", args.until) if args.until else None)
+    log = AccessLog(args.inbox)
+    try:
+        result = log.search(search, policy, registry)
+    finally:
+        log.close()
+    if result.allowed:
+        for r in result.reads:
+            print(f"{r['captured_at']}  {r['plate']:<9} {r['camera_id']} ({r['owner_agency']})  read {r['read_id']}")
+        print(f"agency search: {len(result.reads)} read(s) for {search.plate}; access logged as entry {result.entry}",
+              file=sys.stderr)
+    else:
+        print(f"agency search: refused: {result.reason}; the refusal is logged as entry {result.entry}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"entry": result.entry, "allowed": result.allowed, "reason": result.reason,
+                          "reads": list(result.reads)}))
+    return 0 if result.allowed else 1
+
+
+def _access_log(args) -> int:
+    from edge.agency.access import AccessLog
+
+    log = AccessLog(args.inbox, create=False)
+    try:
+        entries, problems = log.entries(), log.verify()
+    finally:
+        log.close()
+    for e in entries:
+        if args.json:
+            print(json.dumps(e))
+        else:
+            who = f"{e['user']} for {e['purpose']}" + (f" (ref {e['reference']})" if e["reference"] else "") + (
+                f" on behalf of {e['on_behalf_of']}" if e["on_behalf_of"] else "")
+            what = json.loads(e["query"])["plate"]
+            told = f"{e['results']} read(s)" if e["outcome"] == "answered" else f"REFUSED: {e['detail']}"
+            print(f"#{e['seq']} {e['at']} {who}: plate {what}: {told}")
+    ok = not problems
+    if args.json:
+        print(json.dumps({"ok": ok, "entries": len(entries), "problems": problems}))
+    else:
+        print(f"access log: {len(entries)} entries, chain {'intact' if ok else 'BROKEN'}", file=sys.stderr)
+        for p in problems[:20]:
+            print(f"  {p}", file=sys.stderr)
+    return 0 if ok else 1
 
 
 def _receive(args) -> int:

@@ -117,7 +117,7 @@ def parse_policy(data: object, source: str = "<policy>") -> Policy:
         raise PolicyError(f"{source}: {msg}") from None
 
 
-def _qualifies(policy: Policy, agency: Agency) -> Decision | None:
+def qualifies(policy: Policy, agency: Agency) -> Decision | None:
     """None when the agency is an allowed kind of recipient in an allowed jurisdiction."""
     if agency.kind not in policy.recipients.kinds:
         return Decision(False, REFUSE_KIND, f"{agency.id} is a {agency.kind.value} agency")
@@ -134,7 +134,7 @@ def evaluate(policy: Policy, registry: Registry, owner_id: str, recipient_id: st
         recipient = registry.agency(recipient_id)
         if recipient is None:
             return Decision(False, REFUSE_UNKNOWN_AGENCY, f"recipient {recipient_id!r} is not registered")
-        refused = _qualifies(policy, recipient)
+        refused = qualifies(policy, recipient)
         if refused:
             return refused
         if recipient.purpose in policy.purposes.refused:
@@ -150,7 +150,7 @@ def evaluate(policy: Policy, registry: Registry, owner_id: str, recipient_id: st
             if beneficiary is None or beneficiary.id in seen:
                 return Decision(False, REFUSE_ON_BEHALF, f"{current.id}: on-behalf-of chain is broken or circular")
             seen.add(beneficiary.id)
-            why = _qualifies(policy, beneficiary)
+            why = qualifies(policy, beneficiary)
             if why is not None:
                 return Decision(False, REFUSE_ON_BEHALF, f"{recipient.id} asks on behalf of {beneficiary.id}: {why.reason}")
             if beneficiary.purpose in policy.purposes.refused or beneficiary.purpose not in policy.purposes.allowed:
