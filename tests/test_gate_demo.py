@@ -46,6 +46,15 @@ def check_demo_result(result: dict, reads: int, wildcard: str = "refused", own_r
     for a in ALLOWED:
         assert ag[a]["decided_by"]["allow:in-jurisdiction-public-agency"] == reads, a
     assert ag["ice"]["decided_by"]["refuse:recipient-kind"] == reads
+    # after the run, staff of an allowed agency search its inbox: answered for an allowed purpose,
+    # refused for immigration enforcement and on behalf of ICE; all three on its intact access log
+    searches = result["agency_searches"]
+    assert [(q["purpose"], q["on_behalf_of"], q["answered"]) for q in searches] == [
+        ("criminal-investigation", None, True), ("immigration-enforcement", None, False),
+        ("criminal-investigation", "ice", False)]
+    assert searches[0]["agency"] in ALLOWED and searches[0]["reads"] >= 1
+    assert [q["reads"] for q in searches[1:]] == [0, 0] and [q["access_log_entry"] for q in searches] == [1, 2, 3]
+    assert result["access_log_intact"]
 
 
 def test_demo_cli_embedded(tmp_path):
@@ -58,6 +67,7 @@ def test_demo_cli_embedded(tmp_path):
     assert result["broker"].startswith("embedded amqtt")
     page = html.read_text()
     assert "norcal-task-force" in page and "refuse:on-behalf-of" in page
+    assert 'id="searches"' in page and "immigration-enforcement" in page and "California Values Act" in page
 
 
 @pytest.mark.parametrize("auth", ["acl-file", "dynsec"])

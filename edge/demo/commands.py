@@ -153,7 +153,13 @@ def _run(args, registry, policy, secrets, scratch) -> int:
                       round((r.metrics or {}).get("fps", 0.0), 1), r.error or "") for r in cams.runs])
     print(f"forged/malformed messages published: {result.forged_published}, refused by the gate: "
           f"{sum(result.rules.values())} ({', '.join(f'{k} x{v}' for k, v in sorted(result.rules.items())) or '-'})")
-    print(f"leaks: {result.leaks}   audit: {result.audit_detail}")
+    for q in result.agency_searches:
+        asked = f"{q['agency']}: {q['user']} searches {q['plate']} for {q['purpose']}" + (
+            f" on behalf of {q['on_behalf_of']}" if q["on_behalf_of"] else "")
+        told = f"{q['reads']} read(s)" if q["answered"] else f"refused ({q['reason']})"
+        print(f"{asked}: {told}; access log entry {q['access_log_entry']}")
+    print(f"leaks: {result.leaks}   audit: {result.audit_detail}"
+          + (f"   access log: {'intact' if result.access_log_intact else 'BROKEN'}" if result.agency_searches else ""))
     if args.report:
         write_html(result, args.report, cams.sample_frames() if cams is not None else None)
         print(f"report: {args.report}")
@@ -163,4 +169,4 @@ def _run(args, registry, policy, secrets, scratch) -> int:
             obj["cameras"] = {r.camera_id: {"source": r.source, "frames": r.progress(), "reads": r.reads, "error": r.error}
                               for r in cams.runs}
         print_json_last(obj)
-    return 0 if result.leaks == 0 and result.audit_verified and not camera_errors else 1
+    return 0 if result.leaks == 0 and result.audit_verified and result.access_log_intact and not camera_errors else 1

@@ -61,6 +61,9 @@ class DemoReport:
     agencies: list[AgencyRow]
     samples: list[SampleFrame] = field(default_factory=list)
     timeline: list[TimelineEvent] = field(default_factory=list)
+    # agency-side searches after the run (dicts as DemoResult.agency_searches) and their access log
+    agency_searches: list[dict] = field(default_factory=list)
+    access_log_intact: bool = True
 
 
 def _jpeg_data_uri(image: np.ndarray, max_width: int = 960, quality: int = 80) -> str:
@@ -176,6 +179,21 @@ def render_html(report: DemoReport) -> str:
             f'<figure><img alt="frame from {esc(s.camera_id)}" src="{_jpeg_data_uri(annotate(s))}">'
             f"<figcaption>{esc(s.camera_id)}: {esc(', '.join(s.labels) or 'no plate')}</figcaption></figure>"
         )
+    searches = []
+    for q in report.agency_searches:
+        cls, told = ("ok", f"{q['reads']} read(s)") if q["answered"] else ("bad", f"refused: {q['reason']}")
+        searches.append(
+            f"<tr><td>{q['access_log_entry']}</td><td>{esc(q['agency'])}</td><td>{esc(q['user'])}</td>"
+            f"<td>{esc(q['plate'])}</td><td>{esc(q['purpose'])}</td><td>{esc(q['on_behalf_of'] or '')}</td>"
+            f'<td class="{cls}">{esc(told)}</td></tr>')
+    search_section = "" if not searches else f"""<h2>Searches at the agency (access log)</h2>
+<p class="meta">After the run, staff of an agency that received reads search its inbox (<code>alpr-edge agency
+search</code>): every search names a user and a purpose, is checked against the policy and is logged,
+answered or refused. Access log: <span class="{'ok' if report.access_log_intact else 'bad'}">{
+'intact' if report.access_log_intact else 'BROKEN'}</span>.</p>
+<table id="searches"><thead><tr><th>entry</th><th>agency</th><th>user</th><th>plate</th><th>purpose</th>
+<th>on behalf of</th><th>answer</th></tr></thead><tbody>{''.join(searches)}</tbody></table>
+"""
     audit_cls = "ok" if report.audit_verified else "bad"
     audit_word = "verified" if report.audit_verified else "FAILED"
     leak_cls = "ok" if report.leaks == 0 else "bad"
@@ -197,7 +215,7 @@ audit chain: <span class="{audit_cls}">{audit_word}</span> ({report.audit_record
 <h2>Timeline of reads</h2>
 <p class="meta">One dot per read; green: forwarded to at least one agency, red: refused for all. Hover for details.</p>
 {_timeline_svg(report)}
-<h2>Audit chain</h2>
+{search_section}<h2>Audit chain</h2>
 <p id="audit" class="{audit_cls}">{esc(audit_word)}: {esc(report.audit_detail)}</p>
 </body></html>
 """

@@ -101,12 +101,17 @@ class DemoResult:
     started_at: datetime
     finished_at: datetime
     timeline: list = field(default_factory=list)
+    # searches made in an allowed agency's inbox after the run, as that agency's staff would
+    # (edge/agency/access.py): one the policy allows, then ones it refuses; all on its access log
+    agency_searches: list = field(default_factory=list)
+    access_log_intact: bool = True
 
     def as_json(self) -> dict:
         return {
             "reads_published": self.reads_published, "forged_published": self.forged_published,
             "broker": self.broker, "policy": self.policy, "agencies": self.agencies, "leaks": self.leaks,
             "audit_verified": self.audit_verified, "audit_records": self.audit_records, "gate_rules": self.rules,
+            "agency_searches": self.agency_searches, "access_log_intact": self.access_log_intact,
         }
 
 
@@ -215,9 +220,11 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
             }
         verified = audit.verify()
         timeline = _timeline(this_run)
+        searches, access_ok, answered_refused = _agency_searches(registry, policy, collectors, published)
+        leaks += answered_refused  # a search the policy refuses that returned reads shares them all the same
         return DemoResult(broker_label, policy.label, len(published), len(forged), agencies, leaks, verified.ok,
                           verified.records, verified.summary(), snap["rules"], started, datetime.now(timezone.utc),
-                          timeline)
+                          timeline, searches, access_ok)
     finally:
         for c in collectors.values():
             c.stop()
@@ -232,6 +239,38 @@ def run_demo(reads: Iterable[tuple[str, ReadEvent]], registry: Registry | None =
             embedded.stop()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _agency_searches(registry: Registry, policy: Policy, collectors: dict, published: dict) -> tuple[list[dict], bool, int]:
+    """In the first agency that stored a read: a search for that plate for an allowed purpose, one
+    for immigration enforcement, and one on behalf of an agency the policy would not share with.
+    (searches as dicts, access log intact, reads returned by refused searches)."""
+    from edge.agency.access import AccessLog, Search
+    from edge.policy.policy import qualifies
+
+    holder = next((a for a in registry.agencies if collectors[a.id].inbox.read_ids()), None)
+    if holder is None:
+        return [], True, 0
+    plate = published[collectors[holder.id].inbox.read_ids()[0]].plate
+    refused_purpose = next(iter(policy.purposes.refused), None)
+    # the agency the policy refuses to share with, a federal one first (the case SB 34 is about)
+    outsider = next((a.id for a in sorted(registry.agencies, key=lambda a: a.kind.value != "federal")
+                     if qualifies(policy, a) is not None), None)
+    asks = [Search("demo-detective", policy.purposes.allowed[0], plate, reference="DEMO-1")]
+    if refused_purpose:
+        asks.append(Search("demo-detective", refused_purpose, plate, reference="DEMO-2"))
+    if outsider:
+        asks.append(Search("demo-detective", policy.purposes.allowed[0], plate, reference="DEMO-3", on_behalf_of=outsider))
+    log = AccessLog(collectors[holder.id].inbox.path)
+    try:
+        results = [(s, log.search(s, policy, registry)) for s in asks]
+        intact = not log.verify()
+    finally:
+        log.close()
+    out = [{"agency": holder.id, "user": s.user, "purpose": s.purpose, "on_behalf_of": s.on_behalf_of, "plate": s.plate,
+            "answered": r.allowed, "reads": len(r.reads), "reason": r.reason, "access_log_entry": r.entry}
+           for s, r in results]
+    return out, intact, sum(len(r.reads) for s, r in results[1:])
 
 
 def decided_by_text(agency: dict) -> str:
@@ -262,6 +301,7 @@ def write_html(result: DemoResult, path: str, samples: list | None = None) -> No
         finished_at=result.finished_at, broker=result.broker, reads_published=result.reads_published,
         leaks=result.leaks, audit_verified=result.audit_verified, audit_records=result.audit_records,
         audit_detail=result.audit_detail, agencies=rows, timeline=timeline, samples=list(samples or []),
+        agency_searches=result.agency_searches, access_log_intact=result.access_log_intact,
     ), path)
 
 
