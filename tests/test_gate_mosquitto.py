@@ -403,7 +403,7 @@ def test_gate_refuses_to_start_on_a_bad_registry_policy_or_login(mosquitto, tmp_
 
 
 class _FailingAudit(SQLiteAuditStore):
-    def append(self, records, done_keys=()):
+    def append(self, records, done_keys=(), expire=None):
         raise sqlite3.OperationalError("disk I/O error")
 
 

@@ -11,6 +11,12 @@ that is rewritten too: publish `head()` elsewhere to anchor it).
 Writes come in batches, one transaction per batch (SQLite in WAL mode): no fsync per read.
 `append()` also answers, in the same transaction, which reads were already audited (the gate
 forwards a redelivered read once) and records which reads' forwards were acknowledged.
+
+Retention (edge.policy.retention) removes old reads' keys, after which a replay of such a read is no
+longer recognised. Each run raises the audit log's expiry cut-off (table `audit_expiry`: the latest
+cut-off of any retention run); `append(..., expire=...)` turns a decided read captured before it,
+and not in the log, into a refusal inside the same transaction, so a retention run that commits
+while a batch is being decided is still seen.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Sequence
 
 GENESIS = "0" * 64
 
@@ -65,6 +72,12 @@ class AppendResult:
     inserted: int
     # read_key -> (decisions JSON as audited, forwards already acknowledged?) for reads audited before
     already: dict[str, tuple[str, bool]]
+    # read keys of the records append(expire=...) audited as expired instead of as given
+    expired: frozenset[str] = frozenset()
+
+
+# expire(record, cutoff) -> the record to audit instead (see AuditStore.append)
+ExpireFn = Callable[[AuditRecord, str], AuditRecord]
 
 
 @dataclass(frozen=True)
@@ -85,7 +98,15 @@ class AuditStore:
 
     placeholder = "?"
 
-    def append(self, records: Sequence[AuditRecord], done_keys: Iterable[str] = ()) -> AppendResult:
+    def append(self, records: Sequence[AuditRecord], done_keys: Iterable[str] = (),
+               expire: ExpireFn | None = None) -> AppendResult:
+        """Audit `records` (those whose read_key is in the log already are left out and reported in
+        `already`) and note `done_keys` as forwarded, in one transaction.
+
+        expire: for a "decided" record not in the log whose capture time is before the log's expiry
+        cut-off (the latest retention run's), `expire(record, cutoff)` is audited instead and its key
+        reported in `expired`: retention may have removed that read's key, so whether it was decided
+        before can no longer be told (the gate refuses it). Read in the append's own transaction."""
         raise NotImplementedError
 
     def verify(self, anchors: dict[int, str] | None = None) -> VerifyResult:
@@ -95,11 +116,11 @@ class AuditStore:
         gone, does."""
         # The head, the redactions and the rows as of one moment: a gate appending while this reads
         # (a live audit log) is not a removed tail, nor a retention run a record without its listing.
-        with self._snapshot() as (head, redacted, rows):
-            return self._verify(head, redacted, rows, anchors or {})
+        with self._snapshot_with_expiry() as (head, redacted, rows, expiry):
+            return self._verify(head, redacted, rows, anchors or {}, expiry)
 
     def _verify(self, head: tuple[int, str] | None, redacted: dict[int, int], rows,
-                anchors: dict[int, str]) -> VerifyResult:
+                anchors: dict[int, str], expiry: list | None = None) -> VerifyResult:
         problems: list[str] = []
         prev = GENESIS
         expected_seq = 1
@@ -136,15 +157,26 @@ class AuditStore:
             from edge.policy.retention import redaction_problems
 
             problems.extend(redaction_problems(redacted, kept, runs))
+        if runs and expiry is not None:
+            from edge.policy.retention import expiry_problems
+
+            problems.extend(expiry_problems(expiry, runs))
         if head is None:
             problems.append("the head row is missing (audit_head emptied)")
         elif not problems and (head[0] != n or head[1] != prev):
             problems.append(f"chain ends at record {n} but the head says {head[0]} (records removed at the end)")
         return VerifyResult(not problems, n, prev, problems)
 
+    @contextmanager
     def _snapshot(self):
         """A context manager yielding (head or None, redactions, rows in sequence order), all read in
         one transaction."""
+        with self._snapshot_with_expiry() as (head, redacted, rows, _expiry):
+            yield head, redacted, rows
+
+    def _snapshot_with_expiry(self):
+        """As _snapshot, and the audit_expiry table's rows in the same transaction: None when there is
+        no such table (a log no gate of this version opened), [] when its row is missing, [cutoff]."""
         raise NotImplementedError
 
     def head(self) -> tuple[int, str]:
@@ -161,19 +193,62 @@ class AuditStore:
         pass
 
 
+def _parse_utc(text: str) -> datetime:
+    t = datetime.fromisoformat(text)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _captured_before(captured_at: str | None, cutoff: datetime) -> bool:
+    """A capture time that is missing or unreadable cannot be shown to be after the cut-off."""
+    try:
+        return captured_at is None or _parse_utc(captured_at) < cutoff
+    except ValueError:
+        return True
+
+
 def _decide_batch(records: Sequence[AuditRecord], existing: dict[str, tuple[str, bool]],
-                  head_seq: int, head_hash: str) -> tuple[list[tuple], int, str]:
+                  head_seq: int, head_hash: str, expiry_cutoff: str | None = None,
+                  expire: ExpireFn | None = None) -> tuple[list[tuple], int, str, frozenset[str]]:
     rows = []
     seq, h = head_seq, head_hash
+    expired: set[str] = set()
+    cutoff = _parse_utc(expiry_cutoff) if expire is not None and expiry_cutoff else None
     for r in records:
         if r.read_key is not None and r.read_key in existing:
             continue
+        if cutoff is not None and r.outcome == "decided" and _captured_before(r.captured_at, cutoff):
+            r = expire(r, expiry_cutoff)
+            expired.add(r.read_key)
         seq += 1
         values = r.values()
         new_h = record_hash(h, seq, values)
         rows.append((seq, *values, h, new_h))
         h = new_h
-    return rows, seq, h
+    return rows, seq, h, frozenset(expired)
+
+
+EXPIRY_TABLE = "audit_expiry"  # one row: the latest retention cut-off (UTC ISO 8601), or NULL
+
+
+def ensure_expiry(execute, table_prefix: str, placeholder: str) -> None:
+    """Create the expiry table and its row when missing, in the caller's transaction. A log that had
+    retention runs before the table existed gets their latest cut-off (one scan, once)."""
+    from edge.policy.retention import RETENTION_OUTCOME, latest_cutoff
+
+    t = f"{table_prefix}{EXPIRY_TABLE}"
+    execute(f"CREATE TABLE IF NOT EXISTS {t} (id INTEGER PRIMARY KEY CHECK (id = 1), cutoff TEXT)")
+    if execute(f"SELECT 1 FROM {t} WHERE id = 1").fetchone() is None:
+        details = [d for (d,) in execute(f"SELECT detail FROM {table_prefix}audit WHERE outcome = {placeholder}",
+                                         (RETENTION_OUTCOME,)).fetchall()]
+        execute(f"INSERT INTO {t} VALUES (1, {placeholder})", (latest_cutoff(details),))
+
+
+def _expiry_cutoff(execute, table_prefix: str) -> str | None:
+    row = execute(f"SELECT cutoff FROM {table_prefix}{EXPIRY_TABLE} WHERE id = 1").fetchone()
+    if row is None:  # never so from this code: every path that creates the table writes the row
+        raise AuditStoreError(f"audit log: the {table_prefix}{EXPIRY_TABLE} row is missing (edited?): the gate "
+                              "cannot tell which reads retention may have removed; restart the gate to restore it")
+    return row[0]
 
 
 _COLUMNS = "seq, " + ", ".join(_FIELDS) + ", prev_hash, hash"
@@ -230,37 +305,46 @@ class SQLiteAuditStore(AuditStore):
                 BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
             """
         )
+        with self._write() as c:
+            ensure_expiry(c.execute, "", "?")
 
-    def append(self, records: Sequence[AuditRecord], done_keys: Iterable[str] = ()) -> AppendResult:
+    @contextmanager
+    def _write(self):
+        """One write transaction on the store's connection (callers hold self._lock, or are __init__)."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")  # one writer at a time: the chain stays linear across gates
+        try:
+            yield c
+            c.execute("COMMIT")
+        except BaseException:
+            # SQLite has already rolled back on some errors (SQLITE_FULL): a second ROLLBACK
+            # would raise "no transaction is active" and hide the real cause.
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+
+    def append(self, records: Sequence[AuditRecord], done_keys: Iterable[str] = (),
+               expire: ExpireFn | None = None) -> AppendResult:
         done = [(k,) for k in done_keys]
         keys = [r.read_key for r in records if r.read_key is not None]
-        with self._lock:
-            c = self.conn
-            c.execute("BEGIN IMMEDIATE")  # one writer at a time: the chain stays linear across gates
-            try:
-                if done:
-                    c.executemany("INSERT OR IGNORE INTO forwarded VALUES (?)", done)
-                existing: dict[str, tuple[str, bool]] = {}
-                for i in range(0, len(keys), 500):
-                    chunk = keys[i:i + 500]
-                    q = ("SELECT a.read_key, a.decisions, f.read_key IS NOT NULL FROM audit a "
-                         "LEFT JOIN forwarded f ON f.read_key = a.read_key "
-                         f"WHERE a.read_key IN ({','.join('?' * len(chunk))})")
-                    for k, d, fwd in c.execute(q, chunk):
-                        existing[k] = (d, bool(fwd))
-                head_seq, head_hash = c.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-                rows, seq, h = _decide_batch(records, existing, head_seq, head_hash)
-                if rows:
-                    c.executemany(f"INSERT INTO audit ({_COLUMNS}) VALUES ({','.join('?' * 16)})", rows)
-                    c.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, h))
-                c.execute("COMMIT")
-            except BaseException:
-                # SQLite has already rolled back on some errors (SQLITE_FULL): a second ROLLBACK
-                # would raise "no transaction is active" and hide the real cause.
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
-        return AppendResult(head_seq + 1, len(rows), existing)
+        with self._lock, self._write() as c:
+            if done:
+                c.executemany("INSERT OR IGNORE INTO forwarded VALUES (?)", done)
+            existing: dict[str, tuple[str, bool]] = {}
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                q = ("SELECT a.read_key, a.decisions, f.read_key IS NOT NULL FROM audit a "
+                     "LEFT JOIN forwarded f ON f.read_key = a.read_key "
+                     f"WHERE a.read_key IN ({','.join('?' * len(chunk))})")
+                for k, d, fwd in c.execute(q, chunk):
+                    existing[k] = (d, bool(fwd))
+            head_seq, head_hash = c.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
+            cutoff = _expiry_cutoff(c.execute, "") if expire is not None else None
+            rows, seq, h, expired = _decide_batch(records, existing, head_seq, head_hash, cutoff, expire)
+            if rows:
+                c.executemany(f"INSERT INTO audit ({_COLUMNS}) VALUES ({','.join('?' * 16)})", rows)
+                c.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, h))
+        return AppendResult(head_seq + 1, len(rows), existing, expired)
 
     def head(self) -> tuple[int, str]:
         with self._lock:
@@ -280,14 +364,17 @@ class SQLiteAuditStore(AuditStore):
         return dict(c.execute("SELECT seq, run_seq FROM audit_redacted").fetchall())
 
     @contextmanager
-    def _snapshot(self):
+    def _snapshot_with_expiry(self):
         # Its own connection (the gate keeps writing on self.conn), one read transaction: in WAL
         # mode every statement in it sees the database as of its first read. Rows stream.
         c = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
             c.execute("BEGIN")
             head = c.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-            yield head, self._redactions(c), c.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq")
+            expiry = None
+            if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EXPIRY_TABLE,)).fetchone():
+                expiry = [v for (v,) in c.execute(f"SELECT cutoff FROM {EXPIRY_TABLE} WHERE id = 1")]
+            yield head, self._redactions(c), c.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq"), expiry
         finally:
             c.close()
 
@@ -339,9 +426,11 @@ class PostgresAuditStore(AuditStore):
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS {t}audit_head (id INT PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL)")
             self.conn.execute(f"INSERT INTO {t}audit_head VALUES (1, 0, %s) ON CONFLICT DO NOTHING", (GENESIS,))
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS {t}forwarded (read_key TEXT PRIMARY KEY)")
+            ensure_expiry(self.conn.execute, t, "%s")
         self.conn.commit()
 
-    def append(self, records: Sequence[AuditRecord], done_keys: Iterable[str] = ()) -> AppendResult:
+    def append(self, records: Sequence[AuditRecord], done_keys: Iterable[str] = (),
+               expire: ExpireFn | None = None) -> AppendResult:
         t = self.t
         done = [(k,) for k in done_keys]
         keys = [r.read_key for r in records if r.read_key is not None]
@@ -356,12 +445,14 @@ class PostgresAuditStore(AuditStore):
                      f"LEFT JOIN {t}forwarded f ON f.read_key = a.read_key WHERE a.read_key = ANY(%s)")
                 for k, d, fwd in cur.execute(q, (keys,)):
                     existing[k] = (d, bool(fwd))
-            rows, seq, h = _decide_batch(records, existing, head_seq, head_hash)
+            # After the head row's lock: a retention run (which takes it too) has committed or waits.
+            cutoff = _expiry_cutoff(cur.execute, t) if expire is not None else None
+            rows, seq, h, expired = _decide_batch(records, existing, head_seq, head_hash, cutoff, expire)
             if rows:
                 cur.executemany(f"INSERT INTO {t}audit ({_COLUMNS}) VALUES ({','.join(['%s'] * 16)})", rows)
                 cur.execute(f"UPDATE {t}audit_head SET seq = %s, hash = %s WHERE id = 1", (seq, h))
         self.conn.commit()
-        return AppendResult(head_seq + 1, len(rows), existing)
+        return AppendResult(head_seq + 1, len(rows), existing, expired)
 
     def head(self) -> tuple[int, str]:
         with self._lock:
@@ -377,19 +468,22 @@ class PostgresAuditStore(AuditStore):
         return dict(rows)
 
     @contextmanager
-    def _snapshot(self):
+    def _snapshot_with_expiry(self):
         t = self.t
         with self._lock:
             try:
-                # One snapshot for all three reads (READ COMMITTED, the default, takes one per statement).
+                # One snapshot for all the reads (READ COMMITTED, the default, takes one per statement).
                 self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 head = self.conn.execute(f"SELECT seq, hash FROM {t}audit_head WHERE id = 1").fetchone()
                 exists = self.conn.execute("SELECT to_regclass(%s)", (f"{t}audit_redacted",)).fetchone()[0]
                 redacted = dict(self.conn.execute(f"SELECT seq, run_seq FROM {t}audit_redacted").fetchall()) if exists else {}
+                expiry = None
+                if self.conn.execute("SELECT to_regclass(%s)", (f"{t}{EXPIRY_TABLE}",)).fetchone()[0]:
+                    expiry = [v for (v,) in self.conn.execute(f"SELECT cutoff FROM {t}{EXPIRY_TABLE} WHERE id = 1")]
                 rows = self.conn.execute(f"SELECT {_COLUMNS} FROM {t}audit ORDER BY seq").fetchall()
             finally:
                 self.conn.rollback()
-        yield (tuple(head) if head else None), redacted, rows
+        yield (tuple(head) if head else None), redacted, rows, expiry
 
     def records(self, limit: int | None = None) -> list[dict]:
         with self._lock:
@@ -402,7 +496,7 @@ class PostgresAuditStore(AuditStore):
     def drop(self) -> None:
         """Remove this store's tables (benches and tests on a shared database)."""
         with self._lock, self.conn.transaction():
-            for t in ("audit", "audit_head", "forwarded", "audit_redacted"):
+            for t in ("audit", "audit_head", "forwarded", "audit_redacted", EXPIRY_TABLE):
                 self.conn.execute(f"DROP TABLE IF EXISTS {self.t}{t}")
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ nothing unaudited (audit comes first) and forwards a read again only if it died 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import queue
@@ -46,6 +47,11 @@ REJECT_CLOCK_SKEW = "refuse:clock-skew"
 # never publish retained, so it is an old message again (after retention has blanked its read id in
 # the audit log, it would otherwise be forwarded a second time).
 REJECT_RETAINED = "refuse:retained"
+# Captured before the audit log's expiry cut-off (its latest retention run's) and not in the log:
+# retention may have removed this read's key, so the gate cannot tell whether it decided (and
+# forwarded) it before; a camera replaying an old read would otherwise be forwarded again. Decided
+# in the audit transaction (AuditStore.append's expire), so a retention run committing meanwhile counts.
+REJECT_EXPIRED = "refuse:expired"
 # The gate could not decide the message (an unexpected exception while deciding it): refused and
 # audited like any other refusal, instead of stopping the gate on a message it would be handed again.
 REJECT_GATE_ERROR = "refuse:gate-error"
@@ -201,7 +207,7 @@ class Gate:
         }
         self._rejected_json: dict[str, str] = {}
         for rule in (REJECT_MALFORMED, REJECT_UNKNOWN_CAMERA, REJECT_CAMERA_MISMATCH, REJECT_OWNER_MISMATCH, REJECT_BAD_TOPIC,
-                     REJECT_CLOCK_SKEW, REJECT_GATE_ERROR, REJECT_RETAINED):
+                     REJECT_CLOCK_SKEW, REJECT_GATE_ERROR, REJECT_RETAINED, REJECT_EXPIRED):
             self._rejected_json[rule] = json.dumps(
                 [[a.id, "refuse", rule, a.purpose, a.username] for a in agencies], separators=(",", ":"))
 
@@ -215,6 +221,12 @@ class Gate:
                           ev.plate if ev else None, ev.captured_at.isoformat() if ev else None, topic[:200],
                           self.policy.label, "rejected", self._rejected_json[rule], f"{rule}: {detail}"[:500])
         return _Pending(mid, qos, rec, [], rule=rule)
+
+    def _expired(self, rec: AuditRecord, cutoff: str) -> AuditRecord:
+        """What is audited instead of a decided read captured before the expiry cut-off (AuditStore.append)."""
+        detail = (f"{REJECT_EXPIRED}: captured_at {rec.captured_at} is before the audit log's retention cut-off "
+                  f"{cutoff}: whether this read was decided before cannot be checked")
+        return dataclasses.replace(rec, outcome="rejected", decisions=self._rejected_json[REJECT_EXPIRED], detail=detail)
 
     def decide(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0, retained: bool = False) -> _Pending:
         """The decision for one raw message; never raises (fail closed: what cannot be decided is refused).
@@ -385,7 +397,7 @@ class Gate:
             if k is not None:
                 seen.add(k)
             pendings.append(p)
-        result = self.audit.append([p.record for p in pendings], self._done_keys)
+        result = self.audit.append([p.record for p in pendings], self._done_keys, expire=self._expired)
         self._done_keys = []
         infos: list[mqtt.MQTTMessageInfo] = []
         done_keys: list[str] = []
@@ -404,6 +416,11 @@ class Gate:
                 then = {row[0] for row in json.loads(decisions_json) if row[1] == "forward"}
                 forwards = [(t, pl) for (t, pl), (a_id, _t, _p) in zip(p.forwards, self._forward_prefix[p.owner])
                             if a_id in then]
+            elif k is not None and k in result.expired:
+                forwards = []
+                f.rejected += 1
+                f.rules[REJECT_EXPIRED] += 1
+                f.refused.update(self.table.recipients)
             else:
                 forwards = p.forwards
                 if p.rule is not None:
@@ -417,6 +434,10 @@ class Gate:
                 infos.append(client.publish(topic, payload, qos=self.config.forward_qos))
             if forwards and k is not None:
                 done_keys.append(k)
+        if result.expired:
+            log.warning("gate %s refused %d read(s) captured before the audit log's retention cut-off (%s): "
+                        "retention may have removed their keys, so a replay cannot be told from a new read",
+                        self.config.gate_id, len(result.expired), REJECT_EXPIRED)
         self._inflight_keys |= seen
         return f
 

@@ -15,6 +15,10 @@ redacted record against it: its link in the chain (its stored hash is still the 
 record points to), that a retention record lists it, and that what remains of it is what the
 retention run left. A record emptied without a retention record, or edited after one, is detected.
 
+Once a read's key is gone the gate cannot recognise a replay of it, so each run also raises the log's
+expiry cut-off (`audit_expiry`, never lowered): the gate refuses a read captured before it that is not
+in the log (`refuse:expired`), in the same transaction as it audits the batch (AuditStore.append).
+
 Holds (YAML): reads kept whatever their age, each with the reason (a case number, a court order):
 
     holds:
@@ -32,13 +36,13 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Iterable
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from edge.policy.audit import _CANONICAL, _COLUMNS, _FIELDS, AuditRecord, AuditStore, PostgresAuditStore, \
-    SQLiteAuditStore, record_hash
+from edge.policy.audit import _CANONICAL, _COLUMNS, _FIELDS, EXPIRY_TABLE, AuditRecord, AuditStore, \
+    PostgresAuditStore, SQLiteAuditStore, ensure_expiry, record_hash
 from edge.policy.registry import describe_yaml_error, load_yaml
 from edge.schema import PlateText, ReadId, describe_validation_error
 
@@ -146,6 +150,51 @@ def redaction_problems(redacted: dict[int, int], kept: dict[int, list[list]], ru
     return problems[:50]
 
 
+def _utc_iso(t: datetime) -> str:
+    """Fixed width, so that stored cut-offs also compare as text."""
+    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def latest_cutoff(details: Iterable[str | None]) -> str | None:
+    """The latest cut-off among retention records' details (UTC ISO 8601), None when none has one."""
+    latest: datetime | None = None
+    for detail in details:
+        try:
+            t = datetime.fromisoformat(json.loads(detail)["cutoff"])
+        except (ValueError, KeyError, TypeError):
+            continue  # verify() reports an unreadable retention record
+        t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+        latest = t if latest is None or t > latest else latest
+    return None if latest is None else _utc_iso(latest)
+
+
+def expiry_problems(expiry: list, runs: dict[int, str]) -> list[str]:
+    """Called by AuditStore.verify on a log with retention records and an expiry table: the gate
+    refuses reads captured before the expiry cut-off, which must not be earlier than any retention
+    run's (lowered, a replay of a read whose key a run removed would be forwarded again)."""
+    if not expiry:
+        return ["the expiry cut-off row (audit_expiry) is missing: the gate stops rather than forward replays "
+                "of reads whose keys retention removed"]
+    latest = latest_cutoff(runs.values())
+    if latest is None:
+        return []
+    if expiry[0] is None or datetime.fromisoformat(expiry[0]) < datetime.fromisoformat(latest):
+        run = max(runs, key=lambda s: latest_cutoff([runs[s]]) or "")
+        return [f"the expiry cut-off {expiry[0]} is before retention record {run}'s cut-off {latest} (lowered: "
+                "replays of reads retention emptied would be forwarded again)"]
+    return []
+
+
+def _raise_expiry(execute, table_prefix: str, placeholder: str, cutoff: datetime) -> None:
+    """In a retention run's transaction: the expiry cut-off becomes this run's, unless already later
+    (a run with a longer limit, or --now in the past, must not lower it)."""
+    ensure_expiry(execute, table_prefix, placeholder)
+    t = f"{table_prefix}{EXPIRY_TABLE}"
+    (stored,) = execute(f"SELECT cutoff FROM {t} WHERE id = 1").fetchone()
+    if stored is None or datetime.fromisoformat(stored) < cutoff:
+        execute(f"UPDATE {t} SET cutoff = {placeholder} WHERE id = 1", (_utc_iso(cutoff),))
+
+
 def _age_reference(values: dict) -> datetime | None:
     for f in ("captured_at", "recorded_at"):
         v = values.get(f)
@@ -250,6 +299,7 @@ def _enforce_sqlite(store: SQLiteAuditStore, max_age_days, holds, now, cutoff, d
             c.execute(f"INSERT INTO audit ({_COLUMNS}) VALUES ({','.join('?' * 16)})",
                       (run_seq, *rec.values(), head_hash, h))
             c.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (run_seq, h))
+            _raise_expiry(c.execute, "", "?", cutoff)
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
@@ -287,6 +337,7 @@ def _enforce_postgres(store: PostgresAuditStore, max_age_days, holds, now, cutof
                 cur.execute(f"INSERT INTO {t}audit ({_COLUMNS}) VALUES ({','.join(['%s'] * 16)})",
                             (run_seq, *rec.values(), head_hash, h))
                 cur.execute(f"UPDATE {t}audit_head SET seq = %s, hash = %s WHERE id = 1", (run_seq, h))
+                _raise_expiry(cur.execute, t, "%s", cutoff)
                 result = RetentionResult(cutoff.isoformat(), len(seqs), held, already, run_seq)
         conn.commit()
     return result
