@@ -33,6 +33,7 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 
 from edge.policy.brokerconf import share_topic
+from edge.private_files import create_private
 from edge.schema import SchemaError, parse_forwarded
 from edge.transport import mqtt as transport
 
@@ -75,12 +76,13 @@ class AgencyInbox:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
+            create_private(self.path)  # plate reads: readable by the agency's account only
             self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")  # a read acknowledged to the broker is on disk
             self.db.executescript(_SCHEMA)
-        except sqlite3.Error as err:
-            raise OSError(f"{self.path}: cannot open the agency inbox: {err}") from err
+        except (sqlite3.Error, OSError) as err:
+            raise OSError(f"{self.path}: cannot open the agency inbox: {getattr(err, 'strerror', None) or err}") from err
         self._lock = threading.Lock()
 
     def add(self, reads: list[tuple], rejected: list[tuple]) -> InboxResult:
