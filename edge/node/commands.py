@@ -34,6 +34,8 @@ RUN_FLAGS = {
     "--outbox": ("outbox_path", dict(help="SQLite outbox file (default <output-dir>/outbox.db)")),
     "--outbox-max": ("outbox_max_rows", dict(type=int, help="unacknowledged reads the outbox holds at most")),
     "--output-dir": ("output_dir", dict(help="where crops (crop_ref) and the default outbox go")),
+    "--crop-min-free-mb": ("crop_min_free_mb", dict(type=int, help="no crop is saved while the disk of --output-dir has less free (MB; "
+                                                             "default 1024; 0: off): the outbox keeps room for reads")),
     "--metrics-interval": ("metrics_interval_s", dict(type=float)),
     "--threads": ("threads", dict(type=int, help="onnxruntime threads per stage")),
     "--batch-frames": ("batch_frames", dict(type=int)),

@@ -117,6 +117,11 @@ class EdgeNodeConfig(BaseModel):
     outbox_max_rows: int = Field(100_000, ge=1)
     output_dir: Path = Path("edge-data")  # crops (crop_ref is relative to this) and the outbox
     save_crops: bool = True
+    # Crops are one JPEG per read, kept (never pruned: retention is the agency's policy): over days
+    # they fill the disk, and a full disk also stops the outbox, so the camera stops reading. Below
+    # this much free space (MB) on the crops' disk no crop is saved (reads go on without crop_ref,
+    # warned about) and the rest is left to the outbox. 0: off.
+    crop_min_free_mb: int = Field(1024, ge=0)
     metrics_interval_s: float = Field(5.0, gt=0)
     drain_timeout_s: float = Field(10.0, ge=0)  # at the end of a finite source, wait for PUBACKs
 

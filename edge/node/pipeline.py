@@ -13,6 +13,7 @@ queue depth and counters for log lines, the retained status topic and the benche
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -775,6 +776,7 @@ class EdgeNode:
         rel = Path("crops") / day / f"{read_id}.jpg"
         path = self.crop_dir / rel
         try:
+            self._check_crop_disk_space()
             path.parent.mkdir(parents=True, exist_ok=True)
             ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
             if not ok:
@@ -796,6 +798,20 @@ class EdgeNode:
             self._crop_warned_at, self._crop_unlogged = now, 0
             return None
         return rel.as_posix()
+
+    def _check_crop_disk_space(self) -> None:
+        """OSError when the crops' disk has less than config.crop_min_free_mb free: the outbox on it
+        must keep room for reads (a full disk stops the camera; a read without its crop does not)."""
+        floor_mb = self.config.crop_min_free_mb
+        if not floor_mb:
+            return
+        where = self.crop_dir
+        while not where.exists() and where != where.parent:  # the crops folder is made at the first crop
+            where = where.parent
+        free_mb = shutil.disk_usage(where).free / 2**20
+        if free_mb < floor_mb:
+            raise OSError(f"only {free_mb:.0f} MB free on the disk of {self.crop_dir}, under crop_min_free_mb "
+                          f"{floor_mb}: crops are not saved, so that the outbox keeps room for reads")
 
     def _summarise_crops(self) -> None:
         if self._crop_unlogged:
