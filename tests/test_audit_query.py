@@ -160,3 +160,23 @@ def test_time_forms_and_plate_normalisation():
     assert normalize_plate(" 7abc-123 ") == "7ABC123"
     with pytest.raises(AuditQueryError, match="--outcome"):
         RecordFilter(outcome="forwarded")
+
+
+def test_summary_html_report_from_the_log_alone(audit_target, tmp_path):
+    import yaml
+
+    from conftest import TEST_REGISTRY
+
+    target, _store = audit_target
+    reg = tmp_path / "registry.yaml"
+    reg.write_text(yaml.safe_dump(TEST_REGISTRY))
+    page = tmp_path / "report.html"
+    r = cli("summary", target, "--html", str(page), "--registry", str(reg))
+    assert r.returncode == 0, r.stderr
+    html = page.read_text()
+    assert "U.S. Immigration and Customs Enforcement" in html and "refuse:recipient-kind x" in html
+    assert "not measured" in html and 'id="audit" class="ok"' in html  # no delivery count; chain verified
+    assert html.count("<circle") == len(READS)  # one dot per decided read
+    assert "Sample frames" not in html
+    r = cli("summary", target, "--html", str(tmp_path / "no-such-folder" / "r.html"))
+    assert r.returncode == 2 and "--html" in r.stderr and "No such file or directory" in r.stderr

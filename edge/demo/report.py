@@ -54,7 +54,7 @@ class DemoReport:
     finished_at: datetime
     broker: str
     reads_published: int
-    leaks: int
+    leaks: int | None  # None: not measured (a report from an audit log alone, `audit summary --html`)
     audit_verified: bool
     audit_records: int
     audit_detail: str
@@ -196,23 +196,26 @@ answered or refused. Access log: <span class="{'ok' if report.access_log_intact 
 """
     audit_cls = "ok" if report.audit_verified else "bad"
     audit_word = "verified" if report.audit_verified else "FAILED"
-    leak_cls = "ok" if report.leaks == 0 else "bad"
+    leak_cls = "ok" if report.leaks == 0 else "bad" if report.leaks else "meta"
+    leaks = report.leaks if report.leaks is not None else "not measured (the audit log alone cannot see deliveries)"
+    broker = f" &middot; broker {esc(report.broker)}" if report.broker else ""
+    published = "Reads published by cameras" if report.leaks is not None else "Reads decided by the gate"
+    frames_section = "" if not figures and report.leaks is None else (  # an audit log has no frames
+        f"""<h2>Sample frames</h2>\n<div class="frames">{''.join(figures) or '<p>No frames sampled.</p>'}</div>\n""")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(report.title)}</title>
 <style>{_CSS}</style></head><body>
 <h1>{esc(report.title)}</h1>
-<p class="meta">Policy <code>{esc(report.policy)}</code> &middot; broker {esc(report.broker)} &middot;
+<p class="meta">Policy <code>{esc(report.policy)}</code>{broker} &middot;
 {esc(report.started_at.isoformat(timespec="seconds"))} to {esc(report.finished_at.isoformat(timespec="seconds"))}</p>
-<p>Reads published by cameras: <b>{report.reads_published}</b> &middot;
-leaks to refused agencies: <span class="{leak_cls}">{report.leaks}</span> &middot;
+<p>{published}: <b>{report.reads_published}</b> &middot;
+leaks to refused agencies: <span class="{leak_cls}">{esc(str(leaks))}</span> &middot;
 audit chain: <span class="{audit_cls}">{audit_word}</span> ({report.audit_records} records)</p>
 <h2>Decisions per agency</h2>
 <table id="decisions"><thead><tr><th>agency</th><th>name</th><th>kind</th><th>jurisdiction</th><th>forwarded</th>
 <th>refused</th><th>stored by the agency (own login)</th><th>outcome</th><th>rule that decided</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table>
-<h2>Sample frames</h2>
-<div class="frames">{''.join(figures) or '<p>No frames sampled.</p>'}</div>
-<h2>Timeline of reads</h2>
+{frames_section}<h2>Timeline of reads</h2>
 <p class="meta">One dot per read; green: forwarded to at least one agency, red: refused for all. Hover for details.</p>
 {_timeline_svg(report)}
 {search_section}<h2>Audit chain</h2>

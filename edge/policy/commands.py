@@ -82,6 +82,10 @@ def register(sub) -> None:
     m.add_argument("target", nargs="?", default="audit.db", help="SQLite file or postgresql:// DSN (default %(default)s)")
     _audit_filters(m)
     m.add_argument("--json", action="store_true", help="also print the counts as one JSON object (last line)")
+    m.add_argument("--html", metavar="OUT.html",
+                   help="also write a self-contained HTML report (decisions per agency, timeline of the last "
+                        f"{AUDIT_REPORT_TIMELINE:,} reads, chain check), as the demo's")
+    m.add_argument("--registry", help="registry YAML ('demo': the demo's) for agency names, kinds and states in --html")
     m.set_defaults(func=_audit_summary)
 
     p = sub.add_parser("verify-acl", help="log in as each agency and camera, try what the ACL must refuse, report")
@@ -306,15 +310,34 @@ def _audit_show(args) -> int:
     return 0
 
 
+AUDIT_REPORT_TIMELINE = 2000  # reads drawn in --html's timeline: one SVG dot each
+
+
 def _audit_summary(args) -> int:
+    from collections import deque
+
     from edge.bench.report import print_json_last, print_table
     from edge.policy.audit_query import iter_records, summarize
 
+    registry = _load_registry(args.registry) if args.registry else None  # bad registry: exit 2 before reading
     where, store = _audit_query(args, "summary")
+    recent: deque = deque(maxlen=AUDIT_REPORT_TIMELINE)  # for --html: the newest decided reads
+    policies: set[str] = set()
+
+    def remember(records):
+        for r in records:
+            if r.get("outcome") == "decided":
+                recent.append(r)
+                policies.add(r.get("policy") or "?")
+            yield r
+
     try:
-        s = summarize(iter_records(store, where))
+        s = summarize(remember(iter_records(store, where)))
+        verified = store.verify() if args.html else None
     finally:
         store.close()
+    if args.html:
+        _audit_html(args.html, args.target, s, list(recent), sorted(policies), verified, registry)
     rows = [[a, c["forwarded"], c["refused"], ", ".join(f"{rule} x{n}" for rule, n in c["rules"].items())]
             for a, c in sorted(s["agencies"].items(), key=lambda kv: (-kv[1]["forwarded"], kv[0]))]
     span = f"{s['first_recorded_at']} .. {s['last_recorded_at']}" if s["records"] else "no record matches"
@@ -324,9 +347,46 @@ def _audit_summary(args) -> int:
           f"messages rejected whole: {s['messages_rejected']}"
           + (f" ({', '.join(f'{k} x{v}' for k, v in s['rejected_by_rule'].items())})" if s["rejected_by_rule"] else "")
           + f"; retention runs: {s['retention_runs']}")
+    if args.html:
+        print(f"report: {args.html}")
     if args.json:
         print_json_last(s)
     return 0
+
+
+def _audit_html(path: str, target: str, s: dict, recent: list[dict], policies: list[str], verified, registry) -> None:
+    """The demo's HTML report drawn from an audit log alone (no leaks count, no frames)."""
+    from datetime import datetime
+
+    from edge.demo.report import AgencyRow, DemoReport, TimelineEvent, write_report
+    from edge.demo.run import decided_by_text
+    from edge.policy.audit_query import decisions_of
+
+    rows = []
+    for a_id, c in sorted(s["agencies"].items(), key=lambda kv: (-kv[1]["forwarded"], kv[0])):
+        agency = registry.agency(a_id) if registry is not None else None
+        rows.append(AgencyRow(a_id, agency.name if agency else "", agency.kind.value if agency else "",
+                              agency.jurisdiction if agency else "", c["forwarded"], c["refused"],
+                              (decided_by_text({"decided_by": c["rules"], "rules": []}),)))
+    timeline = []
+    for r in recent:
+        try:
+            at = datetime.fromisoformat((r.get("captured_at") or r["recorded_at"]).replace("Z", "+00:00"))
+        except (TypeError, ValueError):
+            continue  # emptied by retention and no decision time: nothing to place
+        d = decisions_of(r)
+        timeline.append(TimelineEvent(at, r.get("camera_id") or "?", r.get("plate") or "(removed by retention)",
+                                      tuple(x[0] for x in d if x[1] == "forward"), tuple(x[0] for x in d if x[1] != "forward")))
+    first = datetime.fromisoformat(s["first_recorded_at"]) if s["first_recorded_at"] else datetime.now()
+    last = datetime.fromisoformat(s["last_recorded_at"]) if s["last_recorded_at"] else first
+    try:
+        write_report(DemoReport(
+            title=f"alpr-edge audit report: {target}", policy=", ".join(policies) or "-", started_at=first,
+            finished_at=last, broker="", reads_published=s["reads_decided"], leaks=None,
+            audit_verified=verified.ok, audit_records=verified.records, audit_detail=verified.summary(),
+            agencies=rows, timeline=timeline), path)
+    except OSError as err:
+        raise SystemExit(f"audit summary: --html {path}: {err.strerror or err}") from None
 
 
 def _verify_acl(args) -> int:
