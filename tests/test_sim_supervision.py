@@ -78,6 +78,9 @@ def test_a_killed_camera_is_restarted_and_ctrl_c_stops_every_camera_gracefully(t
                              20, "cam-2 was not restarted")
         log = (tmp_path / "sim.stderr").read_text()
         assert "camera cam-2 killed by SIGKILL" in log and "restarting it" in log
+        # the cameras share sim's stderr: each of their lines names its camera
+        connected = [line for line in log.splitlines() if "connected to broker" in line]
+        assert sorted(line.split("] ")[0].rsplit("[", 1)[-1] for line in connected) == ["cam-1", "cam-2"]
         wait_for(lambda: (tmp_path / "sim.stderr").read_text().count("connected to broker") >= 3, 30,
                  "the restarted cam-2 did not connect")
         os.killpg(sim.pid, signal.SIGINT)  # a Ctrl-C on the terminal: the whole foreground group

@@ -90,6 +90,19 @@ def _stop_when_parent_is_gone(stop: threading.Event, check_every_s: float = 1.0)
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _name_camera_in_log_lines_under_sim(camera_id: str) -> None:
+    """Under `sim` every camera logs to sim's stderr: each line names its camera. Many lines name
+    none ('connected to broker', 'broker connection lost', 'signal 15: ...'), and an operator could
+    not tell which camera had lost the broker."""
+    from edge.node.commands import PARENT_ENV
+
+    if not os.environ.get(PARENT_ENV):
+        return
+    fmt = f"%(asctime)s %(levelname)s [{camera_id.replace('%', '%%')}] %(name)s: %(message)s"
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(fmt))
+
+
 def run_node(args) -> int:
     from edge.node.commands import config_from_args
     from edge.node.config import EdgeConfigError
@@ -108,6 +121,7 @@ def run_node(args) -> int:
         cfg = config_from_args(args)
     except EdgeConfigError as err:
         return _fail(str(err))
+    _name_camera_in_log_lines_under_sim(cfg.camera_id)
     try:
         source = open_source(cfg.source, max_reconnects=cfg.max_reconnects)
     except (SourceError, ValueError, TypeError) as err:
