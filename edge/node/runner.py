@@ -14,6 +14,9 @@ from datetime import datetime, timezone
 
 log = logging.getLogger("edge.node")
 
+# Signals this close together are one stop request (from several senders), not "again: stop now".
+SAME_STOP_REQUEST_S = 1.0
+
 
 def _fail(msg: str) -> int:
     print(f"alpr-edge run: error: {msg}", file=sys.stderr)
@@ -170,10 +173,19 @@ def run_node(args) -> int:
     node = EdgeNode(cfg, source, detector, ocr, sink, on_metrics=on_metrics)
     node.stop_event = stop
 
+    first_signal_at: list[float] = []
+
     def on_signal(signum, frame):
-        if stop.is_set():  # a second Ctrl-C: stop now (stored reads are safe in the outbox)
+        now = time.monotonic()
+        if first_signal_at:
+            if now - first_signal_at[0] < SAME_STOP_REQUEST_S:
+                # the same stop from another sender: systemd signals every process of the unit and
+                # sim each camera too; taken as "again", they stopped cameras without their last reads
+                return
+            # a second Ctrl-C: stop now (stored reads are safe in the outbox)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt
+        first_signal_at.append(now)
         log.warning("signal %d: finishing the vehicles in view, then stopping (again to stop now)", signum)
         stop.set()
 
