@@ -8,9 +8,11 @@ none). What stays of each record is the access-log skeleton SB 34 asks for: when
 which camera and operating agency, and for every agency what was decided, by which rule, for which
 purpose and login.
 
-The hash chain stays verifiable. Each run appends one `retention` record to the chain that lists
-the records it redacted (as sequence ranges), the cut-off, the holds it honoured (counts per
-reason) and a digest of what it left of those records. `alpr-edge audit verify` then checks each
+The hash chain stays verifiable. A run empties the expired records in chunks of CHUNK_SIZE, each in
+its own short transaction (a gate appending to the same log waits for one chunk, not the run), and
+appends per chunk one `retention` record to the chain that lists the records it redacted (as
+sequence ranges), the cut-off, the holds it honoured since the chunk before (counts per reason) and
+a digest of what it left of those records. `alpr-edge audit verify` then checks each
 redacted record against it: its link in the chain (its stored hash is still the one the next
 record points to), that a retention record lists it, and that what remains of it is what the
 retention run left. A record emptied without a retention record, or edited after one, is detected.
@@ -96,7 +98,8 @@ class RetentionResult:
     redacted: int
     held: dict[str, int]
     already_redacted: int
-    record_seq: int | None  # the retention record appended (None: dry run or nothing to do)
+    record_seq: int | None  # the last retention record appended (None: dry run or nothing to do)
+    records: int = 0  # retention records appended: one per chunk of emptied records
 
     def as_dict(self) -> dict:
         return self.__dict__.copy()
@@ -207,29 +210,6 @@ def _age_reference(values: dict) -> datetime | None:
     return None
 
 
-def _select(rows: list[dict], redacted: set[int], cutoff: datetime, holds: Holds) -> tuple[list[int], dict[str, int], int]:
-    by_plate = {h.plate: h.reason for h in holds.holds if h.plate}
-    by_id = {h.read_id: h.reason for h in holds.holds if h.read_id}
-    chosen: list[int] = []
-    held: dict[str, int] = {}
-    already = 0
-    for r in rows:
-        if r["outcome"] == RETENTION_OUTCOME:
-            continue
-        if r["seq"] in redacted:
-            already += 1
-            continue
-        t = _age_reference(r)
-        if t is None or t >= cutoff:
-            continue
-        reason = by_id.get(r["read_id"]) or by_plate.get(r["plate"])
-        if reason:
-            held[reason] = held.get(reason, 0) + 1
-            continue
-        chosen.append(r["seq"])
-    return chosen, held, already
-
-
 def _retention_record(now: datetime, cutoff: datetime, max_age_days: float, seqs: list[int], kept_rows: list[list],
                       held: dict[str, int], label: str) -> AuditRecord:
     detail = json.dumps({"max_age_days": max_age_days, "cutoff": cutoff.isoformat(), "redacted": ranges(seqs),
@@ -244,103 +224,228 @@ def _redacted_row(row: dict) -> list:
     return [row["seq"], *[None if f in REMOVED_FIELDS else row[f] for f in _FIELDS]]
 
 
+# Records emptied per transaction (and retention record): SQLite's write lock, or PostgreSQL's head
+# row lock, is held for one chunk, a fraction of a second, while gates wait to append.
+CHUNK_SIZE = 5000
+
+
 def enforce_retention(store: AuditStore, max_age_days: float, holds: Holds | None = None, now: datetime | None = None,
-                      dry_run: bool = False, label: str = "retention") -> RetentionResult:
+                      dry_run: bool = False, label: str = "retention", chunk_size: int = CHUNK_SIZE) -> RetentionResult:
+    """Empty the expired records `chunk_size` at a time, each chunk in its own short transaction with
+    its own retention record: a gate appending to the same log waits for one chunk, never for the
+    whole run (a run over a large log held SQLite's write lock past the gate's 30 s busy timeout,
+    which stopped the gate, and read every record into memory)."""
     if not (0 < max_age_days < math.inf):  # NaN fails both
         raise RetentionError(f"max_age_days must be positive and finite, got {max_age_days:g}")
+    if chunk_size < 1:
+        raise RetentionError(f"chunk_size must be at least 1, got {chunk_size}")
     holds = holds or Holds()
     now = now or datetime.now(timezone.utc)
     try:
         cutoff = now - timedelta(days=max_age_days)
+        # Stored times are UTC ISO 8601 text; one written with another offset differs from its UTC
+        # text by at most 14 hours, so this text bound lets SQL pass over the rest.
+        bound = _utc_iso(cutoff + timedelta(days=1))
     except OverflowError:  # more days than a timedelta holds, or a cut-off before year 1
         raise RetentionError(f"max_age_days {max_age_days:g} before {now.isoformat()}: the cut-off would be "
                              "before year 1") from None
     if isinstance(store, SQLiteAuditStore):
-        return _enforce_sqlite(store, max_age_days, holds, now, cutoff, dry_run, label)
-    if isinstance(store, PostgresAuditStore):
-        return _enforce_postgres(store, max_age_days, holds, now, cutoff, dry_run, label)
-    raise RetentionError(f"no retention for {type(store).__name__}")
+        log: _RetentionLog = _SQLiteLog(store)
+    elif isinstance(store, PostgresAuditStore):
+        log = _PostgresLog(store)
+    else:
+        raise RetentionError(f"no retention for {type(store).__name__}")
+    held_reason = _hold_reasons(holds)
+    already = log.count_redacted()
+    redacted = 0
+    held: dict[str, int] = {}
+    chunk_held: dict[str, int] = {}  # held since the last chunk written: listed by the next one
+    chunk: list[dict] = []
+    run_seqs: list[int] = []
+
+    def write_chunk() -> None:
+        nonlocal redacted
+        run_seq, n = log.redact(chunk, lambda rows: _retention_record(
+            now, cutoff, max_age_days, [r["seq"] for r in rows], [_redacted_row(r) for r in rows], chunk_held, label),
+            cutoff)
+        redacted += n
+        if run_seq is not None:
+            run_seqs.append(run_seq)
+        chunk.clear()
+        chunk_held.clear()
+
+    after = 0
+    while True:
+        page = log.candidates(after, bound, chunk_size)
+        if not page:
+            break
+        after = page[-1]["seq"]
+        for r in page:
+            reason = _expired(r, cutoff, held_reason)
+            if reason is _KEEP:
+                continue
+            if reason is not None:
+                held[reason] = held.get(reason, 0) + 1
+                chunk_held[reason] = chunk_held.get(reason, 0) + 1
+                continue
+            if dry_run:
+                redacted += 1
+                continue
+            if len(chunk) >= chunk_size:
+                write_chunk()
+            chunk.append(r)
+    if chunk:
+        write_chunk()
+    return RetentionResult(cutoff.isoformat(), redacted, held, already, run_seqs[-1] if run_seqs else None,
+                           len(run_seqs))
+
+
+_KEEP = object()  # not expired
+
+
+def _hold_reasons(holds: Holds):
+    """row -> the reason a hold gives for keeping it (by read id first, then plate), or None."""
+    by_id = {h.read_id: h.reason for h in holds.holds if h.read_id}
+    by_plate = {h.plate: h.reason for h in holds.holds if h.plate}
+    return lambda row: by_id.get(row["read_id"]) or by_plate.get(row["plate"])
+
+
+def _expired(row: dict, cutoff: datetime, held_reason):
+    """None: to be emptied; a hold's reason: expired but held; _KEEP: not expired."""
+    t = _age_reference(row)
+    if t is None or t >= cutoff:
+        return _KEEP
+    return held_reason(row)
 
 
 _SET_NULL = ", ".join(f"{f} = NULL" for f in REMOVED_FIELDS)
+_CANDIDATES = (f"SELECT {_COLUMNS} FROM {{t}}audit WHERE seq > {{p}} AND outcome != '{RETENTION_OUTCOME}' "
+               "AND (captured_at < {p} OR recorded_at < {p}) {not_redacted} ORDER BY seq LIMIT {p}")
 
 
-def _enforce_sqlite(store: SQLiteAuditStore, max_age_days, holds, now, cutoff, dry_run, label) -> RetentionResult:
-    with store._lock:  # noqa: SLF001 - one writer with the gate on this connection
-        c = store.conn
-        c.execute("BEGIN IMMEDIATE")
-        try:
-            c.execute("CREATE TABLE IF NOT EXISTS audit_redacted (seq INTEGER PRIMARY KEY, run_seq INTEGER NOT NULL)")
-            cur = c.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq")
+class _RetentionLog:
+    """What a retention run needs of one backend."""
+
+    def count_redacted(self) -> int:
+        raise NotImplementedError
+
+    def candidates(self, after_seq: int, bound: str, limit: int) -> list[dict]:
+        """Up to `limit` records after `after_seq`, in order, not emptied yet, that may be older than
+        the cut-off (decided or captured before `bound`); read outside any write transaction."""
+        raise NotImplementedError
+
+    def redact(self, rows: list[dict], record, cutoff: datetime) -> tuple[int | None, int]:
+        """Empty these records (less any a concurrent run emptied) and append `record(rows)`, raise the
+        expiry cut-off, in one transaction: (its sequence number or None, records emptied)."""
+        raise NotImplementedError
+
+
+class _SQLiteLog(_RetentionLog):
+    def __init__(self, store: SQLiteAuditStore):
+        self.store = store
+
+    def _has_redacted(self, c) -> bool:
+        return c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_redacted'").fetchone() is not None
+
+    def count_redacted(self) -> int:
+        with self.store._lock:  # noqa: SLF001 - the store's connection is shared with a gate in tests
+            c = self.store.conn
+            return c.execute("SELECT COUNT(*) FROM audit_redacted").fetchone()[0] if self._has_redacted(c) else 0
+
+    def candidates(self, after_seq, bound, limit):
+        with self.store._lock:  # noqa: SLF001
+            c = self.store.conn
+            q = _CANDIDATES.format(t="", p="?", not_redacted="AND seq NOT IN (SELECT seq FROM audit_redacted)"
+                                   if self._has_redacted(c) else "")
+            cur = c.execute(q, (after_seq, bound, bound, limit))
             names = [d[0] for d in cur.description]
-            rows = [dict(zip(names, r)) for r in cur.fetchall()]
-            redacted = {s for (s,) in c.execute("SELECT seq FROM audit_redacted")}
-            seqs, held, already = _select(rows, redacted, cutoff, holds)
-            if dry_run or not seqs:
-                c.execute("ROLLBACK")
-                return RetentionResult(cutoff.isoformat(), len(seqs), held, already, None)
-            chosen = set(seqs)
-            keys = [r["read_key"] for r in rows if r["seq"] in chosen and r["read_key"]]
-            kept_rows = [_redacted_row(r) for r in rows if r["seq"] in chosen]
+            return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def redact(self, rows, record, cutoff):
+        with self.store._lock, self.store._write() as c:  # noqa: SLF001 - one writer with the gate
+            c.execute("CREATE TABLE IF NOT EXISTS audit_redacted (seq INTEGER PRIMARY KEY, run_seq INTEGER NOT NULL)")
+            seqs = [r["seq"] for r in rows]
+            done = set()
+            for i in range(0, len(seqs), 500):
+                part = seqs[i:i + 500]
+                done.update(s for (s,) in c.execute(
+                    f"SELECT seq FROM audit_redacted WHERE seq IN ({','.join('?' * len(part))})", part))
+            rows = [r for r in rows if r["seq"] not in done]
+            if not rows:
+                return None, 0
+            seqs = [r["seq"] for r in rows]
             head_seq, head_hash = c.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone()
-            rec = _retention_record(now, cutoff, max_age_days, seqs, kept_rows, held, label)
+            rec = record(rows)
             run_seq = head_seq + 1
             h = record_hash(head_hash, run_seq, rec.values())
             # The append-only trigger is lifted only inside this transaction, which also writes
             # the retention record that accounts for every change.
             c.execute("DROP TRIGGER IF EXISTS audit_no_update")
             for i in range(0, len(seqs), 500):
-                chunk = seqs[i:i + 500]
-                c.execute(f"UPDATE audit SET {_SET_NULL} WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
+                part = seqs[i:i + 500]
+                c.execute(f"UPDATE audit SET {_SET_NULL} WHERE seq IN ({','.join('?' * len(part))})", part)
             c.execute("CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit "
                       "BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END")
             c.executemany("INSERT INTO audit_redacted VALUES (?, ?)", [(s, run_seq) for s in seqs])
-            c.executemany("DELETE FROM forwarded WHERE read_key = ?", [(k,) for k in keys])
+            c.executemany("DELETE FROM forwarded WHERE read_key = ?", [(r["read_key"],) for r in rows if r["read_key"]])
             c.execute(f"INSERT INTO audit ({_COLUMNS}) VALUES ({','.join('?' * 16)})",
                       (run_seq, *rec.values(), head_hash, h))
             c.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (run_seq, h))
             _raise_expiry(c.execute, "", "?", cutoff)
-            c.execute("COMMIT")
-        except BaseException:
-            if c.in_transaction:
-                c.execute("ROLLBACK")
-            raise
-    return RetentionResult(cutoff.isoformat(), len(seqs), held, already, run_seq)
+        return run_seq, len(rows)
 
 
-def _enforce_postgres(store: PostgresAuditStore, max_age_days, holds, now, cutoff, dry_run, label) -> RetentionResult:
-    t = store.t
-    with store._lock:  # noqa: SLF001
-        conn = store.conn
-        with conn.transaction():
+class _PostgresLog(_RetentionLog):
+    def __init__(self, store: PostgresAuditStore):
+        self.store = store
+        self.t = store.t
+
+    def _has_redacted(self) -> bool:
+        return self.store.conn.execute("SELECT to_regclass(%s)", (f"{self.t}audit_redacted",)).fetchone()[0] is not None
+
+    def count_redacted(self) -> int:
+        with self.store._lock, self.store.conn.transaction():  # noqa: SLF001
+            if not self._has_redacted():
+                return 0
+            return self.store.conn.execute(f"SELECT COUNT(*) FROM {self.t}audit_redacted").fetchone()[0]
+
+    def candidates(self, after_seq, bound, limit):
+        t = self.t
+        with self.store._lock, self.store.conn.transaction():  # noqa: SLF001
+            q = _CANDIDATES.format(t=t, p="%s", not_redacted=f"AND seq NOT IN (SELECT seq FROM {t}audit_redacted)"
+                                   if self._has_redacted() else "")
+            cur = self.store.conn.execute(q, (after_seq, bound, bound, limit))
+            names = [d.name for d in cur.description]
+            return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def redact(self, rows, record, cutoff):
+        t = self.t
+        conn = self.store.conn
+        with self.store._lock, conn.transaction():  # noqa: SLF001
             cur = conn.cursor()
+            # The head row's lock first, as the gates take it: one writer at a time on the chain.
             head_seq, head_hash = cur.execute(f"SELECT seq, hash FROM {t}audit_head WHERE id = 1 FOR UPDATE").fetchone()
             cur.execute(f"CREATE TABLE IF NOT EXISTS {t}audit_redacted (seq BIGINT PRIMARY KEY, run_seq BIGINT NOT NULL)")
-            cur.execute(f"SELECT {_COLUMNS} FROM {t}audit ORDER BY seq")
-            names = [d.name for d in cur.description]
-            rows = [dict(zip(names, r)) for r in cur.fetchall()]
-            redacted = {s for (s,) in cur.execute(f"SELECT seq FROM {t}audit_redacted").fetchall()}
-            seqs, held, already = _select(rows, redacted, cutoff, holds)
-            if dry_run or not seqs:
-                result = RetentionResult(cutoff.isoformat(), len(seqs), held, already, None)
-            else:
-                chosen = set(seqs)
-                keys = [r["read_key"] for r in rows if r["seq"] in chosen and r["read_key"]]
-                kept_rows = [_redacted_row(r) for r in rows if r["seq"] in chosen]
-                rec = _retention_record(now, cutoff, max_age_days, seqs, kept_rows, held, label)
-                run_seq = head_seq + 1
-                h = record_hash(head_hash, run_seq, rec.values())
-                cur.execute(f"UPDATE {t}audit SET {_SET_NULL} WHERE seq = ANY(%s)", (seqs,))
-                cur.executemany(f"INSERT INTO {t}audit_redacted VALUES (%s, %s)", [(s, run_seq) for s in seqs])
-                if keys:
-                    cur.execute(f"DELETE FROM {t}forwarded WHERE read_key = ANY(%s)", (keys,))
-                cur.execute(f"INSERT INTO {t}audit ({_COLUMNS}) VALUES ({','.join(['%s'] * 16)})",
-                            (run_seq, *rec.values(), head_hash, h))
-                cur.execute(f"UPDATE {t}audit_head SET seq = %s, hash = %s WHERE id = 1", (run_seq, h))
-                _raise_expiry(cur.execute, t, "%s", cutoff)
-                result = RetentionResult(cutoff.isoformat(), len(seqs), held, already, run_seq)
+            done = {s for (s,) in cur.execute(f"SELECT seq FROM {t}audit_redacted WHERE seq = ANY(%s)",
+                                              ([r["seq"] for r in rows],)).fetchall()}
+            rows = [r for r in rows if r["seq"] not in done]
+            if not rows:
+                return None, 0
+            seqs = [r["seq"] for r in rows]
+            keys = [r["read_key"] for r in rows if r["read_key"]]
+            rec = record(rows)
+            run_seq = head_seq + 1
+            h = record_hash(head_hash, run_seq, rec.values())
+            cur.execute(f"UPDATE {t}audit SET {_SET_NULL} WHERE seq = ANY(%s)", (seqs,))
+            cur.executemany(f"INSERT INTO {t}audit_redacted VALUES (%s, %s)", [(s, run_seq) for s in seqs])
+            if keys:
+                cur.execute(f"DELETE FROM {t}forwarded WHERE read_key = ANY(%s)", (keys,))
+            cur.execute(f"INSERT INTO {t}audit ({_COLUMNS}) VALUES ({','.join(['%s'] * 16)})",
+                        (run_seq, *rec.values(), head_hash, h))
+            cur.execute(f"UPDATE {t}audit_head SET seq = %s, hash = %s WHERE id = 1", (run_seq, h))
+            _raise_expiry(cur.execute, t, "%s", cutoff)
         conn.commit()
-    return result
+        return run_seq, len(rows)
 
 
 # -- CLI --------------------------------------------------------------------------------------------
@@ -384,5 +489,6 @@ def _cli(args) -> int:
         what = "would remove" if args.dry_run else "removed"
         print(f"retention: {what} the read data of {result.redacted} record(s) captured before {result.cutoff}; "
               f"held {sum(result.held.values())} ({', '.join(f'{k}: {v}' for k, v in result.held.items()) or 'none'})"
-              + (f"; audited as record {result.record_seq}" if result.record_seq else ""))
+              + (f"; audited as record {result.record_seq}" if result.records == 1 else
+                 f"; audited as {result.records} retention records, the last {result.record_seq}" if result.records else ""))
     return 0
