@@ -11,7 +11,9 @@ gate's and cameras' own logins on every share and raw topic, and whatever reache
 outside its own topic is a leak. Each agency must receive the canary on its own topic (so "nothing
 received" is not vacuous). Forged publishes are watched by a monitor logged in as the gate (raw
 topics) and by every login's own connection (an agency's share topic has no other reader).
-Canaries carry {"canary": true}; a running gate audits the raw ones as malformed.
+Canaries carry {"canary": true, "by": "alpr-edge verify-acl"} and go at QoS 0, so no session queues
+them: an agency's receiver never finds one in its session (its inbox's `rejected` table lists only
+real problems) and a gate offline never audits one; a running gate audits the raw ones as malformed.
 
 Identity: every camera and agency login also tries to connect with a client id of the gate's form
 (`<gate client_id>-verify-...`). A broker configured with `--auth dynsec` refuses it (client ids
@@ -178,18 +180,22 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
                     puback[(user, topic)] = f"refused: PUBACK {rc}"
 
         # Canaries with the rightful publishers: each share topic (gate) and each raw topic (camera).
-        canaries: list[tuple[str, str]] = []
+        # At QoS 0: the broker hands them to the sessions connected now (this check's logins) and
+        # queues them for none. At QoS 1 an agency's canary stayed in its persistent session (the check
+        # acknowledges nothing there) and its receiver, started again, kept it in the inbox's
+        # `rejected` table as a malformed read; a gate offline then audited a raw one on its return.
+        canary = json.dumps({"canary": True, "by": "alpr-edge verify-acl", "run": run}).encode()
         gate_client = transport.connect(login(registry.gate), f"verify-acl-{run}-gate", protocol=protocol)
-        infos = []
-        for a in registry.agencies:
-            infos.append(gate_client.publish(share_topic(a.id), json.dumps({"canary": True, "run": run}).encode(), qos=1))
-            canaries.append(("gate", share_topic(a.id)))
-        transport.wait_published(infos)
-        transport.close(gate_client)
-        for cam in registry.cameras:
-            c = subscribers[cam.username].client
-            transport.wait_published([c.publish(raw_topic(cam.id), json.dumps({"canary": True, "run": run}).encode(), qos=1)])
-        time.sleep(settle_s)
+        try:
+            transport.wait_published([gate_client.publish(share_topic(a.id), canary, qos=0) for a in registry.agencies])
+            for cam in registry.cameras:
+                c = subscribers[cam.username].client
+                transport.wait_published([c.publish(raw_topic(cam.id), canary, qos=0)])
+            time.sleep(settle_s)
+        finally:
+            # not before the settle time: a QoS 0 message just sent is lost by a broker that handles
+            # the publisher's DISCONNECT first (amqtt: the last agency's canary never arrived)
+            transport.close(gate_client)
 
         # What the monitor saw (it logs in as the gate, which may not read share topics) and what every
         # login's own connection received: a forged share message is seen by its agency alone.
