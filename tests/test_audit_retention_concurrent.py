@@ -23,7 +23,7 @@ import pytest
 
 from edge.policy.audit import AuditRecord, PostgresAuditStore, open_audit
 from edge.policy.retention import enforce_retention
-from test_gate_retention_replay import PG_DSN, fake_gate, handle
+from test_gate_retention_replay import PG_DSN, fake_gate, handle, require_postgres
 from test_security_hostile import base_read
 
 DECISIONS = json.dumps([["sac-pd", "forward", "allow:x", "criminal-investigation", "sac-pd"],
@@ -48,11 +48,7 @@ def big_log(request, tmp_path):
     if request.param == "sqlite":
         target, n = str(tmp_path / "audit.db"), 150_000
     else:
-        psycopg = pytest.importorskip("psycopg")
-        try:
-            psycopg.connect(PG_DSN, connect_timeout=3).close()
-        except psycopg.OperationalError as err:
-            pytest.skip(f"PostgreSQL not reachable at {PG_DSN}: {err}")
+        require_postgres()
         target, n = f"{PG_DSN}?table_prefix=rc{uuid.uuid4().hex[:8]}_", 60_000
     filler = open_audit(target)
     fill(filler, n)

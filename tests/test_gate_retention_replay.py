@@ -36,17 +36,22 @@ def days_ago(days: float) -> str:
     return (datetime.now(timezone.utc) - timedelta(days=days)).isoformat()
 
 
+def require_postgres() -> None:
+    """Skip the test, saying why, where the test PostgreSQL is not reachable."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        psycopg.connect(PG_DSN, connect_timeout=3).close()
+    except psycopg.OperationalError as err:
+        pytest.skip(f"PostgreSQL not reachable at {PG_DSN}: {err}")
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def audit_target(request, tmp_path):
     """An audit target (file or DSN) for the CLI and open_audit; PostgreSQL tables dropped after."""
     if request.param == "sqlite":
         yield str(tmp_path / "audit.db")
         return
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        psycopg.connect(PG_DSN, connect_timeout=3).close()
-    except psycopg.OperationalError as err:
-        pytest.skip(f"PostgreSQL not reachable at {PG_DSN}: {err}")
+    require_postgres()
     prefix = f"rp{uuid.uuid4().hex[:8]}_"
     yield f"{PG_DSN}?table_prefix={prefix}"
     s = PostgresAuditStore(PG_DSN, table_prefix=prefix)

@@ -412,6 +412,7 @@ class PostgresAuditStore(AuditStore):
                 raise AuditStoreError(f"no audit log in this database (no table {', '.join(missing)})")
             return
         with self.conn.transaction():
+            self.schema_lock(self.conn)
             self.conn.execute(
                 f"""
                 CREATE TABLE IF NOT EXISTS {t}audit (
@@ -428,6 +429,13 @@ class PostgresAuditStore(AuditStore):
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS {t}forwarded (read_key TEXT PRIMARY KEY)")
             ensure_expiry(self.conn.execute, t, "%s")
         self.conn.commit()
+
+    def schema_lock(self, conn) -> None:
+        """Until the end of the caller's transaction, the one creator of this log's tables. Two gates
+        (or a gate and a retention run) creating a table at once: CREATE TABLE IF NOT EXISTS is not
+        atomic in PostgreSQL, and one of them failed with 'duplicate key value violates unique
+        constraint "pg_type_typname_nsp_index"'."""
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"alpr-edge audit schema {self.t}",))
 
     def append(self, records: Sequence[AuditRecord], done_keys: Iterable[str] = (),
                expire: ExpireFn | None = None) -> AppendResult:

@@ -425,6 +425,7 @@ class _PostgresLog(_RetentionLog):
             cur = conn.cursor()
             # The head row's lock first, as the gates take it: one writer at a time on the chain.
             head_seq, head_hash = cur.execute(f"SELECT seq, hash FROM {t}audit_head WHERE id = 1 FOR UPDATE").fetchone()
+            self.store.schema_lock(cur)  # creates audit_redacted, audit_expiry as a starting gate may
             cur.execute(f"CREATE TABLE IF NOT EXISTS {t}audit_redacted (seq BIGINT PRIMARY KEY, run_seq BIGINT NOT NULL)")
             done = {s for (s,) in cur.execute(f"SELECT seq FROM {t}audit_redacted WHERE seq = ANY(%s)",
                                               ([r["seq"] for r in rows],)).fetchall()}
