@@ -116,6 +116,9 @@ def test_a_grid_above_max_cells_is_refused_naming_the_option_and_the_count(scena
         assert f"--vary gives {cells:,} settings" in err and "--max-cells 50" in err, err
         assert f"--max-cells {cells}" in err and "10 (camera.mount_height_m) x 6 (camera.hfov_deg)" in err
         assert "each 2 s of video" in err
+    durations = ",".join(str(d) for d in range(1, 61))
+    assert cli.main(["bench", "placement", str(scenario_file), "--vary", f"duration_s={durations}"]) == 2
+    assert "--vary gives 60 settings (60 (duration_s)), each its duration_s of video" in capsys.readouterr().err
     assert cli.main(["bench", "placement", str(scenario_file), "--max-cells", "0"]) == 2
     assert "--max-cells must be 1 or more" in capsys.readouterr().err
 

@@ -128,8 +128,10 @@ def check_grid_size(varies: list[tuple[tuple[str, ...], list[Any]]], max_cells: 
     cells = math.prod(len(values) for _, values in varies)
     if cells > max_cells:
         sizes = " x ".join(f"{len(values)} ({'.'.join(path)})" for path, values in varies)
+        each = ("its duration_s" if ("duration_s",) in {path for path, _ in varies}  # varied too
+                else f"{seconds_each:g} s")
         raise PlacementError(
-            f"--vary gives {cells:,} settings ({sizes}), each {seconds_each:g} s of video rendered and read, "
+            f"--vary gives {cells:,} settings ({sizes}), each {each} of video rendered and read, "
             f"plus the baseline: more than --max-cells {max_cells}; vary fewer values, or give --max-cells {cells} "
             "to run them all")
 
