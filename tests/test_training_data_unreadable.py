@@ -74,6 +74,10 @@ def test_one_unreadable_image_is_skipped_with_a_warning_naming_it(tmp_path, capl
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and bad in warnings[0] and str(tmp_path) in warnings[0]
     assert "skipped 1 of" in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # loaded again (training: by each data loader worker): said once
+        load(tmp_path)
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
 @pytest.mark.parametrize("what, make, load", LOADERS, ids=IDS)
@@ -85,3 +89,30 @@ def test_a_folder_with_no_readable_image_is_refused(tmp_path, what, make, load):
     with pytest.raises(ValueError, match="none of the .* labelled .* is a readable image") as err:
         load(tmp_path)
     assert str(tmp_path) in str(err.value) and rows[0][0] in str(err.value)
+
+
+def test_a_frame_label_without_a_file_name_is_refused_naming_its_line(tmp_path):
+    """It was read as the folder itself: 'not a readable image' (now: skipped with a nameless warning)."""
+    rows = _frames_folder(tmp_path, n=3)
+    _labels(tmp_path, ["file", "x", "y", "w", "h", "plate"], rows[:2] + [["", 1, 1, 10, 5, "ABC"]])
+    with pytest.raises(ValueError, match=r"labels.csv line 4: no file name"):
+        load_frames(tmp_path, "all")
+
+
+@pytest.mark.parametrize("bad_row, said", [
+    (["", 120, 60, 60, 30, "ABC123"], "no file name"),
+    (["f1.jpg", "wide", 60, 60, 30, "ABC123"], "bad row"),
+    (["f1.jpg", "nan", 60, 60, 30, "ABC123"], "bad row"),
+    (["f1.jpg", 120, 60], "bad row"),  # a cut-off line
+])
+@pytest.mark.parametrize("load", [lambda d: load_frame_plates(d, "val"),
+                                  lambda d: load_detected_frame_plates(d, "val", scales=(1.0,))],
+                         ids=["frame-plates", "detected-frame-plates"])
+def test_the_ocr_frame_loaders_name_a_bad_label_row_by_its_line(tmp_path, bad_row, said, load):
+    """An empty name read the folder itself as an image; a bad number was `could not convert string
+    to float: 'wide'` or `cannot convert float NaN to integer`, naming neither file nor line; and
+    only rows of the part read were looked at."""
+    rows = _frames_folder(tmp_path, n=3)
+    _labels(tmp_path, ["file", "x", "y", "w", "h", "plate"], rows[:2] + [bad_row])
+    with pytest.raises(ValueError, match=rf"labels.csv line 4: {said}"):
+        load(tmp_path)

@@ -70,6 +70,8 @@ def read_labels(folder: Path, file_name: str = "labels.csv") -> dict[str, list[t
         if missing:
             raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
         for row in reader:
+            if not (row.get("file") or "").strip():  # would name the folder itself as the image
+                raise ValueError(f"{path} line {reader.line_num}: no file name in {row}")
             if is_plate_less_row(row):
                 out.setdefault(row["file"], [])
                 continue

@@ -13,6 +13,9 @@ import numpy as np
 log = logging.getLogger("edge.training")
 
 NAMES_SHOWN = 10  # of the files skipped, named in the warning or the error
+# Warnings already given in this process: training loads a folder more than once (the main process
+# to evaluate, again in each data loader worker, forked with this set), and says it once.
+_warned: set[tuple] = set()
 
 
 class ImageReader:
@@ -41,5 +44,8 @@ class ImageReader:
         if len(self.skipped) == len(self.tried):
             raise ValueError(f"{self.folder}: none of the {len(self.tried)} labelled {self.what} is a readable image "
                              f"(missing or not an image: {shown})")
-        log.warning("%s: skipped %d of %d labelled %s, missing or not a readable image: %s",
-                    self.folder, len(self.skipped), len(self.tried), self.what, shown)
+        key = (str(self.folder), self.what, tuple(self.skipped), len(self.tried))
+        if key not in _warned:
+            _warned.add(key)
+            log.warning("%s: skipped %d of %d labelled %s, missing or not a readable image: %s",
+                        self.folder, len(self.skipped), len(self.tried), self.what, shown)

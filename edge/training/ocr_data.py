@@ -65,15 +65,39 @@ def load_crops(root: Path, part: str = "train") -> PlateSet:
     return out
 
 
-def load_frame_plates(root: Path, part: str = "train") -> PlateSet:
-    """Plates cut out of the real frames (`frames/labels.csv`: file,x,y,w,h,plate) by their
-    labelled 2:1 box: the small, low-resolution plates a camera actually delivers. Only `part` of
-    the frames' fixed split is read (train for training)."""
+def read_frame_labels(root: Path) -> list[dict]:
+    """The rows of a frames folder's labels.csv (file,x,y,w,h,plate), in file order, each checked
+    (all of them, whatever part is then read): a row without a file name, or whose box is not
+    four finite numbers (other than a plate-less `name.jpg,,,,,`), is refused naming its line (a
+    float() or int() error named neither, and an empty name read the folder itself as an image)."""
+    from edge.sources.folder import is_plate_less_row
+
     path = Path(root) / "labels.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: labels.csv (file,x,y,w,h,plate) not found")
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        rows = []
+        for row in reader:
+            if not (row.get("file") or "").strip():
+                raise ValueError(f"{path} line {reader.line_num}: no file name in {row}")
+            if not is_plate_less_row(row):
+                try:
+                    box = [float(row[k]) for k in ("x", "y", "w", "h")]
+                except (KeyError, TypeError, ValueError):
+                    box = []
+                if len(box) != 4 or not np.isfinite(box).all() or row.get("plate") is None:
+                    raise ValueError(f"{path} line {reader.line_num}: bad row {row} (file,x,y,w,h,plate; "
+                                     "a frame with no plate: name.jpg,,,,,)")
+            rows.append(row)
+    return rows
+
+
+def load_frame_plates(root: Path, part: str = "train") -> PlateSet:
+    """Plates cut out of the real frames (`frames/labels.csv`: file,x,y,w,h,plate) by their
+    labelled 2:1 box: the small, low-resolution plates a camera actually delivers. Only `part` of
+    the frames' fixed split is read (train for training)."""
+    rows = read_frame_labels(root)
     train, val = split([r["file"] for r in rows])
     keep = {"train": set(train), "val": set(val), "all": set(train) | set(val)}[part]
     from edge.sources.folder import is_plate_less_row
@@ -222,11 +246,7 @@ def load_detected_frame_plates(root: Path, part: str = "train", detector_model: 
     from edge.vision.detector import OnnxPlateDetector
     from edge.vision.rectify import crop_plates
 
-    path = Path(root) / "labels.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: labels.csv (file,x,y,w,h,plate) not found")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_frame_labels(root)
     train, val = split(sorted({r["file"] for r in rows}))
     keep = {"train": set(train), "val": set(val), "all": set(train) | set(val)}[part]
     by_file: dict[str, list[dict]] = {}
