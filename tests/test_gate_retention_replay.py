@@ -245,3 +245,24 @@ def test_replay_after_the_retention_command_reaches_no_agency_again(mosquitto, a
         gate.stop()
     assert verify_cli(audit_target)[0] == 0
     store.close()
+
+
+def test_retention_as_of_a_future_now_is_refused_and_changes_nothing(audit_target):
+    """`--now` a year ahead (a typo) emptied every read younger than the limit and, through the expiry
+    cut-off, would make the gate refuse every live read as refuse:expired for that year."""
+    store = open_audit(audit_target)
+    gate = fake_gate(store)
+    try:
+        recent = read("future0future001", 1)
+        handle(gate, recent)
+        later = (datetime.now(timezone.utc) + timedelta(days=365)).isoformat()
+        r = subprocess.run([sys.executable, "-m", "edge.cli", "retention", audit_target, "--max-age-days", "30",
+                            "--now", later], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        line = r.stderr.strip()
+        assert "\n" not in line and "--now" in line and "after this machine's clock" in line, line
+        live = base_read(read_id="live0live0live01")
+        assert handle(gate, live) == [live["read_id"]] * 2
+        assert [x["plate"] for x in store.records()] == ["7ABC123", "7ABC123"]
+    finally:
+        store.close()

@@ -224,6 +224,8 @@ def _redacted_row(row: dict) -> list:
     return [row["seq"], *[None if f in REMOVED_FIELDS else row[f] for f in _FIELDS]]
 
 
+# --now may be this much ahead of the clock (another machine's clock; the gate's own clock skew limit).
+FUTURE_NOW_GRACE = timedelta(minutes=5)
 # Records emptied per transaction (and retention record): SQLite's write lock, or PostgreSQL's head
 # row lock, is held for one chunk, a fraction of a second, while gates wait to append.
 CHUNK_SIZE = 5000
@@ -240,7 +242,13 @@ def enforce_retention(store: AuditStore, max_age_days: float, holds: Holds | Non
     if chunk_size < 1:
         raise RetentionError(f"chunk_size must be at least 1, got {chunk_size}")
     holds = holds or Holds()
-    now = now or datetime.now(timezone.utc)
+    clock = datetime.now(timezone.utc)
+    now = now or clock
+    if now > clock + FUTURE_NOW_GRACE:
+        # The run would empty reads younger than the limit and, through the expiry cut-off it
+        # raises, make the gates refuse every live read (refuse:expired) until the clock catches up.
+        raise RetentionError(f"now {now.isoformat()} (--now) is after this machine's clock {clock.isoformat()}: "
+                             "retention runs as of the present or the past only")
     try:
         cutoff = now - timedelta(days=max_age_days)
         # Stored times are UTC ISO 8601 text; one written with another offset differs from its UTC
