@@ -457,9 +457,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("batch", "threads"):
             if getattr(args, name) < 1:
                 ap.error(f"--{name} must be at least 1, got {getattr(args, name)}")
-        for name in ("workers", "synth", "max_steps"):
+        for name in ("workers", "synth", "max_steps", "seed"):  # --seed -1: numpy's "expected non-negative integer"
             if getattr(args, name) < 0:
                 ap.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+        if not (math.isfinite(args.lr) and args.lr > 0):
+            ap.error(f"--lr must be a positive number, got {args.lr}")
     if args.cmd == "export" and args.onnx is None:
         args.onnx = str(Path(args.out) / "detector.onnx")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

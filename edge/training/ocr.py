@@ -105,6 +105,18 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name} must be at least 1, got {getattr(args, name)}")
     if args.workers < 0:
         p.error(f"--workers must be 0 or more, got {args.workers}")
+    # each was refused without naming the option (--seed -1: "expected non-negative integer";
+    # --synth-refresh -1: "n must be >= 0", after the synthetic pool was rendered), or not at all
+    # (--kd-temp 0: a NaN loss, and a model that reads nothing exported as if trained)
+    for name in ("seed", "synth_refresh", "synth_only_steps"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    for name in ("lr", "kd_temp"):
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
+            p.error(f"--{name.replace('_', '-')} must be a positive number, got {getattr(args, name)}")
+    for name in ("weight_decay", "kd_weight", "state_weight"):
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
+            p.error(f"--{name.replace('_', '-')} must be a number >= 0, got {getattr(args, name)}")
     from edge.synth.plates import check_serial_fonts
 
     try:
