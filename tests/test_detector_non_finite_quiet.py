@@ -56,3 +56,14 @@ def test_a_box_finite_in_the_network_but_not_in_the_frame_is_dropped_and_counted
         warnings.simplefilter("error")
         d = det._decode(heat, reg, Letterbox(0.4, W * S, H * S), np.zeros((80, 160, 3), np.uint8))
     assert len(d) == 1 and np.isfinite(d.boxes).all() and det.non_finite_boxes == 1
+
+
+def test_a_box_too_far_out_for_float32_arithmetic_is_dropped_with_the_non_finite(tmp_path):
+    """1e37 px is finite, but the tracker's areas and the node's sums of such coordinates are not."""
+    det = OnnxPlateDetector(nan_detector(tmp_path / "m.onnx"))
+    heat, reg = _maps("overflow")
+    reg[0, 1, 1] = 1e36  # centre 8e36 network pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = det._decode(heat, reg, Letterbox(1.0, W * S, H * S), np.zeros((32, 64, 3), np.uint8))
+    assert len(d) == 1 and det.non_finite_boxes == 1 and np.abs(d.boxes).max() < 100

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "detector.onnx"
 
 PAD_VALUE = 114  # letterbox fill; training pads tiles that run past the frame with the same grey
+# A box coordinate beyond this many frame pixels is as good as infinite: areas and sums of such
+# coordinates overflow float32 (3.4e38) in the tracker and the node, so it is dropped with the
+# non-finite ones (a model's overflow that stopped just short of infinity)
+MAX_BOX_COORDINATE = 1e18
 REG_CHANNELS = 12
 
 
@@ -249,14 +253,14 @@ class OnnxPlateDetector(Detector):
         # 1080p frame is 2.5x the network's input), and an infinite box then reached the tracker
         with np.errstate(over="ignore", invalid="ignore"):
             frame_boxes, frame_corners = boxes / lb.scale, corners / lb.scale
-        finite = np.isfinite(frame_boxes).all(axis=1) & np.isfinite(scores)
+        finite = (np.abs(frame_boxes) <= MAX_BOX_COORDINATE).all(axis=1) & np.isfinite(scores)  # NaN: False
         if not finite.all():
             # NMS and the tracker cannot place a NaN box (its IoU with anything is 0) and the read
             # event refuses one: dropped here, so the frame's other plates are still read
             dropped = int((~finite).sum())
             if not self.non_finite_boxes:
-                log.warning("%s: the model gave %d detection(s) with a NaN or infinite box in a frame; dropped "
-                            "(each one counted, not logged again)", self.model_path, dropped)
+                log.warning("%s: the model gave %d detection(s) with a NaN or infinite box (or one beyond 1e18 px) "
+                            "in a frame; dropped (each one counted, not logged again)", self.model_path, dropped)
             self.non_finite_boxes += dropped
             boxes, scores = boxes[finite], scores[finite]
             frame_boxes, frame_corners = frame_boxes[finite], frame_corners[finite]
