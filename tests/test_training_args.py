@@ -40,3 +40,30 @@ def test_detector_training_refuses_naming_the_option(capsys, monkeypatch, argv, 
     with pytest.raises(SystemExit) as err:
         detector.main(["train", *argv])
     assert err.value.code == 2 and said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("calib", ["0", "-5"])
+def test_ocr_quant_refuses_no_calibration_crops(capsys, tmp_path, calib):
+    from edge.training import ocr_quant
+
+    with pytest.raises(SystemExit) as err:
+        ocr_quant.main([str(tmp_path / "float.onnx"), str(tmp_path / "int8.onnx"), "--calib", calib])
+    assert err.value.code == 2 and f"--calib must be at least 1, got {calib}" in capsys.readouterr().err
+
+
+def test_ocr_quant_names_a_crops_folder_without_train_crops(tmp_path):
+    from edge.training.ocr_quant import quantize
+    from edge.training.splits import is_validation
+
+    names = [f"c{i}.png" for i in range(200)]
+    val_only = [n for n in names if is_validation(n)][:2]
+    import cv2
+    import numpy as np
+
+    rows = ["file,state,plate"]
+    for n in val_only:
+        cv2.imwrite(str(tmp_path / n), np.full((32, 64, 3), 200, np.uint8))
+        rows.append(f"{n},ca,ABC123")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match="no crops in the train part"):
+        quantize("models/ocr-float.onnx", tmp_path / "int8.onnx", tmp_path)

@@ -67,6 +67,8 @@ def quantize(src: Path, dst: Path, crops: Path, n_calib: int = 256, seed: int = 
 
     fp = OnnxPlateOCR(src)
     train = load_crops(crops, "train")
+    if not train.images:  # rng.integers(0) said "high <= 0"
+        raise ValueError(f"{crops}: no crops in the train part of the split to calibrate on")
     rng = np.random.default_rng(seed)
     # Calibration: every train crop as is, plus augmented views (blur, low contrast) so the
     # activation ranges cover the harder crops too.
@@ -127,6 +129,8 @@ def main(argv=None) -> int:
                    help="convolutions left in float where int8 is slower (see float_nodes)")
     p.add_argument("--version", help="the int8 model's version metadata (default: the float model's)")
     args = p.parse_args(argv)
+    if args.calib < 1:  # 0 gave the quantizer no data; -5 calibrated on all but the last 5 crops
+        p.error(f"--calib must be at least 1, got {args.calib}")
     if args.dst.resolve() == args.src.resolve():  # the float model, to fine-tune and re-quantize, would be gone
         raise ValueError(f"{args.dst} is the float model itself: the int8 model would overwrite it; "
                          "write it elsewhere")
