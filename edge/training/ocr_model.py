@@ -170,8 +170,8 @@ def load_onnx_weights(model: "PlateRecognizer", path) -> None:
         if head is not None:
             if tuple(head[0].shape) != tuple(model.state_head.weight.shape):
                 raise ValueError(f"{path}: state head of shape {tuple(head[0].shape)}: not this architecture")
-            model.state_head.weight.copy_(torch.from_numpy(head[0]))
-            model.state_head.bias.copy_(torch.from_numpy(head[1]))
+            model.state_head.weight.copy_(torch.tensor(head[0]))  # a copy: the ONNX arrays are read-only
+            model.state_head.bias.copy_(torch.tensor(head[1]))
 
 
 def prune_recognizer(big: PlateRecognizer, channels: "tuple[int, ...]") -> PlateRecognizer:
