@@ -11,9 +11,10 @@ gate's and cameras' own logins on every share and raw topic, and whatever reache
 outside its own topic is a leak. Each agency must receive the canary on its own topic (so "nothing
 received" is not vacuous). Forged publishes are watched by a monitor logged in as the gate (raw
 topics) and by every login's own connection (an agency's share topic has no other reader).
-Canaries carry {"canary": true, "by": "alpr-edge verify-acl"} and go at QoS 0, so no session queues
-them: an agency's receiver never finds one in its session (its inbox's `rejected` table lists only
-real problems) and a gate offline never audits one; a running gate audits the raw ones as malformed.
+Canaries carry {"canary": true, "by": "alpr-edge verify-acl"} and go at QoS 0, so Mosquitto queues
+them for no session: an agency's receiver never finds one in its session (its inbox's `rejected`
+table lists only real problems) and a gate offline never audits one; a running gate audits the raw
+ones as malformed (and on the embedded broker, which queues QoS 0 too, a gate offline on its return).
 
 Identity: every camera and agency login also tries to connect with a client id of the gate's form
 (`<gate client_id>-verify-...`). A broker configured with `--auth dynsec` refuses it (client ids
@@ -180,10 +181,12 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
                     puback[(user, topic)] = f"refused: PUBACK {rc}"
 
         # Canaries with the rightful publishers: each share topic (gate) and each raw topic (camera).
-        # At QoS 0: the broker hands them to the sessions connected now (this check's logins) and
+        # At QoS 0: Mosquitto hands them to the sessions connected now (this check's logins) and
         # queues them for none. At QoS 1 an agency's canary stayed in its persistent session (the check
         # acknowledges nothing there) and its receiver, started again, kept it in the inbox's
         # `rejected` table as a malformed read; a gate offline then audited a raw one on its return.
+        # (The embedded broker queues QoS 0 for an offline session too, so there a gate offline still
+        # audits the raw ones; what it delivered to the agencies' connections here it forgets.)
         canary = json.dumps({"canary": True, "by": "alpr-edge verify-acl", "run": run}).encode()
         gate_client = transport.connect(login(registry.gate), f"verify-acl-{run}-gate", protocol=protocol)
         try:
