@@ -161,3 +161,17 @@ def test_an_interrupted_scene_keeps_a_video_its_ground_truth_and_labels_agree_wi
         assert listed == {p.name for p in (out / folder).glob(suffix)}, folder
     assert len(list((out / "frames").glob("*.jpg"))) == 7 and list((out / "crops").glob("*.png"))
     assert json.loads((out / "scenario.json").read_text())["seed"] == 4
+
+
+def test_resume_names_a_labelled_crop_that_went_missing(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    monkeypatch.setattr(cv2, "imwrite", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
+                        if len(list(out.glob("*.png"))) >= 120 else _real_imwrite(*a))
+    assert cli.main(["synth", "plates", *SMALL, "--out", str(out)]) == 130
+    monkeypatch.setattr(cv2, "imwrite", _real_imwrite)
+    gone = _listed(out)[7]["file"]
+    (out / gone).unlink()
+    capsys.readouterr()
+    assert cli.main(["synth", "plates", *SMALL, "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"({gone} listed but missing)" in err and "run without --resume to start over" in err

@@ -124,7 +124,8 @@ def _resume_point(out: Path, run_options: dict, rng) -> int:
     kept = lines[: 1 + done]
     missing = [line.split(",", 1)[0] for line in kept[1:] if not (out / line.split(",", 1)[0]).is_file()]
     if len(kept) != 1 + done or missing:
-        why = f"{missing[0]} (and {len(missing) - 1} more) listed but missing" if missing else \
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        why = f"{missing[0]}{more} listed but missing" if missing else \
             f"it lists {len(lines) - 1} crops, the progress note {done}"
         raise SystemExit(f"synth plates: --resume: {labels_path} does not match the interrupted run ({why}); "
                          "run without --resume to start over")
