@@ -327,8 +327,11 @@ def _expired(row: dict, cutoff: datetime, held_reason):
 
 
 _SET_NULL = ", ".join(f"{f} = NULL" for f in REMOVED_FIELDS)
-_CANDIDATES = (f"SELECT {_COLUMNS} FROM {{t}}audit WHERE seq > {{p}} AND outcome != '{RETENTION_OUTCOME}' "
+_CANDIDATES = (f"SELECT {_COLUMNS} FROM {{t}}audit a WHERE seq > {{p}} AND outcome != '{RETENTION_OUTCOME}' "
                "AND (captured_at < {p} OR recorded_at < {p}) {not_redacted} ORDER BY seq LIMIT {p}")
+# NOT EXISTS, an index probe per row: PostgreSQL runs NOT IN (subquery) as a hash only while the
+# emptied records' numbers fit in work_mem, and past that rescans them for every candidate.
+_NOT_REDACTED = "AND NOT EXISTS (SELECT 1 FROM {t}audit_redacted r WHERE r.seq = a.seq)"
 
 
 class _RetentionLog:
@@ -363,7 +366,7 @@ class _SQLiteLog(_RetentionLog):
     def candidates(self, after_seq, bound, limit):
         with self.store._lock:  # noqa: SLF001
             c = self.store.conn
-            q = _CANDIDATES.format(t="", p="?", not_redacted="AND seq NOT IN (SELECT seq FROM audit_redacted)"
+            q = _CANDIDATES.format(t="", p="?", not_redacted=_NOT_REDACTED.format(t="")
                                    if self._has_redacted(c) else "")
             cur = c.execute(q, (after_seq, bound, bound, limit))
             names = [d[0] for d in cur.description]
@@ -420,7 +423,7 @@ class _PostgresLog(_RetentionLog):
     def candidates(self, after_seq, bound, limit):
         t = self.t
         with self.store._lock, self.store.conn.transaction():  # noqa: SLF001
-            q = _CANDIDATES.format(t=t, p="%s", not_redacted=f"AND seq NOT IN (SELECT seq FROM {t}audit_redacted)"
+            q = _CANDIDATES.format(t=t, p="%s", not_redacted=_NOT_REDACTED.format(t=t)
                                    if self._has_redacted() else "")
             cur = self.store.conn.execute(q, (after_seq, bound, bound, limit))
             names = [d.name for d in cur.description]
