@@ -67,3 +67,26 @@ def test_a_box_too_far_out_for_float32_arithmetic_is_dropped_with_the_non_finite
         warnings.simplefilter("error")
         d = det._decode(heat, reg, Letterbox(1.0, W * S, H * S), np.zeros((32, 64, 3), np.uint8))
     assert len(d) == 1 and det.non_finite_boxes == 1 and np.abs(d.boxes).max() < 100
+
+
+@pytest.mark.parametrize("far", [1e20, 3e38, -3e38])
+def test_a_plug_in_box_beyond_float32_arithmetic_is_left_out_quietly(far):
+    """A plug-in detector's box 1e20 px out is finite, but the tracker's distances (squares) and the
+    rectifier's centre (a sum) of such coordinates overflowed float32 with RuntimeWarnings; both now
+    treat it as they treat a NaN box: a black crop, left out of tracking and counted."""
+    from edge.vision.base import Detections
+    from edge.vision.rectify import crop_plates
+    from edge.vision.tracker import IouTracker, Observation
+    from edge.vision.vote import Reading
+
+    frame = np.full((100, 200, 3), 200, np.uint8)
+    boxes = np.array([[far, 10, far, 40], [10, 10, 90, 50]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        crops = crop_plates(frame, Detections(boxes, np.ones(2, np.float32), None), (64, 32))
+        tracker = IouTracker()
+        reading = Reading("ABC123", 0.9, np.full(6, 0.98, np.float32))
+        for i, t in enumerate((0.0, 0.1)):
+            tracker.update(t, [Observation(frame_index=i, timestamp=t, box=b, score=0.9, reading=reading) for b in boxes])
+    assert crops[0].max() == 0 and crops[1].min() == 200
+    assert tracker.non_finite_boxes == 2 and len(tracker) == 1

@@ -13,6 +13,16 @@ from typing import Sequence
 
 import numpy as np
 
+# A box coordinate beyond this many pixels is as good as infinite (a model's overflow stopping just
+# short of it, a plug-in's garbage): sums, areas and distances of such coordinates overflow float32
+# (3.4e38) in the tracker, the rectifier and the node, so such a box is left out with NaN ones.
+MAX_BOX_COORDINATE = 1e18
+
+
+def box_usable(box) -> bool:
+    """Every coordinate finite and within MAX_BOX_COORDINATE (NaN compares False: no warning)."""
+    return bool((np.abs(np.asarray(box, np.float64)) <= MAX_BOX_COORDINATE).all())
+
 
 @dataclass(frozen=True)
 class Detections:

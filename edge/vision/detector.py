@@ -24,17 +24,13 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from edge.vision.base import Detections, Detector, box_iou
+from edge.vision.base import MAX_BOX_COORDINATE, Detections, Detector, box_iou
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "detector.onnx"
 
 PAD_VALUE = 114  # letterbox fill; training pads tiles that run past the frame with the same grey
-# A box coordinate beyond this many frame pixels is as good as infinite: areas and sums of such
-# coordinates overflow float32 (3.4e38) in the tracker and the node, so it is dropped with the
-# non-finite ones (a model's overflow that stopped just short of infinity)
-MAX_BOX_COORDINATE = 1e18
 REG_CHANNELS = 12
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.vision.base import Detections
+from edge.vision.base import Detections, box_usable
 
 
 def _quad_ok(quad: np.ndarray, box: np.ndarray) -> bool:
@@ -43,7 +43,7 @@ def crop_plates(
     dst = np.array([[0, 0], [out_w, 0], [out_w, out_h], [0, out_h]], np.float32)
     for i in range(n):
         box = np.asarray(detections.boxes[i], np.float32)
-        if not np.isfinite(box).all():  # nothing to cut (a detector plug-in's NaN box): a black crop
+        if not box_usable(box):  # nothing to cut (a detector plug-in's NaN or absurd box): a black crop
             continue
         quad = None if detections.corners is None else np.asarray(detections.corners[i], np.float32)
         if quad is None or quad.shape != (4, 2) or not _quad_ok(quad, box):

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edge.vision.base import box_iou
+from edge.vision.base import box_iou, box_usable
 from edge.vision.vote import Reading
 
 
@@ -188,14 +188,15 @@ class IouTracker:
 
     def update(self, timestamp: float, observations: Sequence[Observation]) -> list[Track]:
         """Associate this frame's sightings with the active tracks; return tracks that ended. A
-        sighting whose box is not finite (NaN or infinite, from a detector plug-in) is left out,
-        the first logged, all counted in `non_finite_boxes`: it matches nothing (its IoU is 0), and
-        a read published from it was refused by the read event, which stopped the node."""
-        if observations and not all(np.isfinite(o.box).all() for o in observations):
-            kept = [o for o in observations if np.isfinite(o.box).all()]
+        sighting whose box is not finite (NaN or infinite, from a detector plug-in; or beyond
+        MAX_BOX_COORDINATE, whose distances overflowed here) is left out, the first logged, all
+        counted in `non_finite_boxes`: it matches nothing (its IoU is 0), and a read published from
+        it was refused by the read event, which stopped the node."""
+        if observations and not all(box_usable(o.box) for o in observations):
+            kept = [o for o in observations if box_usable(o.box)]
             if not self.non_finite_boxes:
-                log.warning("a detection with a NaN or infinite box was left out of tracking (each one counted, "
-                            "not logged again)")
+                log.warning("a detection with a NaN or infinite box (or one beyond 1e18 px) was left out of tracking "
+                            "(each one counted, not logged again)")
             self.non_finite_boxes += len(observations) - len(kept)
             observations = kept
         finished = self.expire(timestamp)
