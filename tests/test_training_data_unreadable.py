@@ -116,3 +116,24 @@ def test_the_ocr_frame_loaders_name_a_bad_label_row_by_its_line(tmp_path, bad_ro
     _labels(tmp_path, ["file", "x", "y", "w", "h", "plate"], rows[:2] + [bad_row])
     with pytest.raises(ValueError, match=rf"labels.csv line 4: {said}"):
         load(tmp_path)
+
+
+@pytest.mark.parametrize("what, make, load", LOADERS[:4], ids=IDS[:4])
+def test_a_spreadsheets_labels_csv_loads_as_the_benches_read_it(tmp_path, what, make, load):
+    """A labels.csv saved by a spreadsheet (UTF-8 with a byte-order mark) or written 'file, state,
+    plate' (spaces after the commas) is read by bench ocr and bench detect; the training loaders
+    said "row 2 has no 'file'" / "no 'plate'" or read the names with their spaces."""
+    rows = make(tmp_path)
+    header = ["file", "state", "plate"] if what == "crops" else ["file", "x", "y", "w", "h", "plate"]
+    _labels(tmp_path, header, rows)
+    expected = len(load(tmp_path))
+    text = "\n".join(", ".join(str(v) for v in row) for row in [header, *rows]) + "\n"
+    (tmp_path / "labels.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert len(load(tmp_path)) == expected > 0
+
+
+def test_a_labels_csv_that_is_not_utf8_is_named(tmp_path):
+    rows = _crops_folder(tmp_path, n=3)
+    (tmp_path / "labels.csv").write_bytes(b"file,state,plate\n" + f"{rows[0][0]},ca,ABC\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"labels.csv: not UTF-8 text \(byte 0xe9"):
+        load_crops(tmp_path, "all")

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.training.images import ImageReader
+from edge.training.images import ImageReader, read_label_rows
 from edge.training.splits import split
 from edge.vision.detector import PAD_VALUE, resize_for_net
 
@@ -64,23 +64,30 @@ def read_labels(folder: Path, file_name: str = "labels.csv") -> dict[str, list[t
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (expected columns file,x,y,w,h,plate)")
     out: dict[str, list[tuple[float, float, float, float]]] = {}
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = {"file", "x", "y", "w", "h"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
-        for row in reader:
-            if not (row.get("file") or "").strip():  # would name the folder itself as the image
-                raise ValueError(f"{path} line {reader.line_num}: no file name in {row}")
-            if is_plate_less_row(row):
-                out.setdefault(row["file"], [])
-                continue
-            try:
-                x, y, w, h = (float(row[k]) for k in ("x", "y", "w", "h"))
-            except (TypeError, ValueError):  # a short row (None) or a non-number
-                raise ValueError(f"{path} line {reader.line_num}: bad row {row}") from None
-            out.setdefault(row["file"], []).append((x, y, x + w, y + h))
+    rows = read_label_rows(path)
+    missing = {"file", "x", "y", "w", "h"} - (set(rows[0][1]) if rows else _columns(path))
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}")
+    for line, row in rows:
+        if not row.get("file"):  # would name the folder itself as the image
+            raise ValueError(f"{path} line {line}: no file name in {row}")
+        if is_plate_less_row(row):
+            out.setdefault(row["file"], [])
+            continue
+        try:
+            x, y, w, h = (float(row[k]) for k in ("x", "y", "w", "h"))
+        except (TypeError, ValueError):  # a short row (None) or a non-number
+            raise ValueError(f"{path} line {line}: bad row {row}") from None
+        out.setdefault(row["file"], []).append((x, y, x + w, y + h))
     return out
+
+
+def _columns(path: Path) -> set[str]:
+    """The column names of a labels file with no rows."""
+    from edge.sources.folder import open_csv
+
+    with open_csv(path) as fh:
+        return {(name or "").strip() for name in next(csv.reader(fh), [])}
 
 
 def load_frames(folder: Path, part: str) -> list[LabelledFrame]:
@@ -103,8 +110,7 @@ def load_frames(folder: Path, part: str) -> list[LabelledFrame]:
 
 def load_train_crops(folder: Path) -> list[np.ndarray]:
     """The tight real plate crops of the TRAIN part (file names split like every other model)."""
-    with open(folder / "labels.csv", newline="") as fh:
-        names = [row["file"] for row in csv.DictReader(fh)]
+    names = [row["file"] for _line, row in read_label_rows(folder / "labels.csv")]
     train, _ = split(sorted(names))
     reader = ImageReader(folder, "crops")  # they were dropped without a word
     crops = [reader.read(n) for n in train]

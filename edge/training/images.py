@@ -4,6 +4,7 @@ bad crop; only a folder where nothing decodes is refused."""
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
@@ -49,3 +50,22 @@ class ImageReader:
             _warned.add(key)
             log.warning("%s: skipped %d of %d labelled %s, missing or not a readable image: %s",
                         self.folder, len(self.skipped), len(self.tried), self.what, shown)
+
+
+def read_label_rows(path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) of a labels.csv as the benches read it: UTF-8 with or without the
+    byte-order mark a spreadsheet writes (it stuck to the first column's name: "row 2 has no
+    'file'"), column names and values without the spaces after the commas ("file, state, plate":
+    no 'plate' column), so a folder `bench ocr` or `bench detect` reads trains the same."""
+    from edge.sources.folder import open_csv
+
+    try:
+        with open_csv(path) as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames:
+                reader.fieldnames = [(name or "").strip() for name in reader.fieldnames]
+            return [(reader.line_num, {k: v.strip() if isinstance(v, str) else v for k, v in row.items()})
+                    for row in reader]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                         "save it as UTF-8 CSV") from None

@@ -8,14 +8,13 @@ sensor noise and JPEG artefacts.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge.training.images import ImageReader
+from edge.training.images import ImageReader, read_label_rows
 from edge.training.splits import split
 
 # Rendering/augmenting happens at twice the network input, then one area resize down, so the
@@ -35,12 +34,12 @@ def read_labels(root: Path) -> list[dict]:
     path = Path(root) / "labels.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: labels.csv (file,state,plate) not found")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for i, r in enumerate(rows):
+    rows = []
+    for line, r in read_label_rows(path):
         for key in ("file", "plate"):
             if not r.get(key):
-                raise ValueError(f"{path}: row {i + 2} has no {key!r}")
+                raise ValueError(f"{path} line {line}: no {key!r} in {r}")
+        rows.append(r)
     return rows
 
 
@@ -75,21 +74,19 @@ def read_frame_labels(root: Path) -> list[dict]:
     path = Path(root) / "labels.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: labels.csv (file,x,y,w,h,plate) not found")
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        rows = []
-        for row in reader:
-            if not (row.get("file") or "").strip():
-                raise ValueError(f"{path} line {reader.line_num}: no file name in {row}")
-            if not is_plate_less_row(row):
-                try:
-                    box = [float(row[k]) for k in ("x", "y", "w", "h")]
-                except (KeyError, TypeError, ValueError):
-                    box = []
-                if len(box) != 4 or not np.isfinite(box).all() or row.get("plate") is None:
-                    raise ValueError(f"{path} line {reader.line_num}: bad row {row} (file,x,y,w,h,plate; "
-                                     "a frame with no plate: name.jpg,,,,,)")
-            rows.append(row)
+    rows = []
+    for line, row in read_label_rows(path):
+        if not row.get("file"):
+            raise ValueError(f"{path} line {line}: no file name in {row}")
+        if not is_plate_less_row(row):
+            try:
+                box = [float(row[k]) for k in ("x", "y", "w", "h")]
+            except (KeyError, TypeError, ValueError):
+                box = []
+            if len(box) != 4 or not np.isfinite(box).all() or row.get("plate") is None:
+                raise ValueError(f"{path} line {line}: bad row {row} (file,x,y,w,h,plate; "
+                                 "a frame with no plate: name.jpg,,,,,)")
+        rows.append(row)
     return rows
 
 
