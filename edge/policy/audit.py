@@ -127,7 +127,9 @@ class AuditStore:
         n = 0
         # Records whose read data retention removed (edge.policy.retention): their stored hash still
         # links the chain; their remains are checked against the retention record that lists them.
-        kept: dict[int, list] = {}
+        from edge.policy.retention import KeptDigests
+
+        kept = KeptDigests()
         runs: dict[int, str] = {}
         anchored: set[int] = set()
         for row in rows:
@@ -143,7 +145,7 @@ class AuditStore:
                 problems.append(f"record {seq}: hash {str(h)[:16]} is not the anchored {anchors[seq][:16]} "
                                 "(the chain was rewritten from this record or before)")
             if seq in redacted:
-                kept.setdefault(redacted[seq], []).append([seq, *values])
+                kept.add(redacted[seq], [seq, *values])
             elif record_hash(prev_hash, seq, values) != h:
                 problems.append(f"record {seq}: content does not match its hash (edited)")
             elif values[_OUTCOME] == "retention":
@@ -156,7 +158,7 @@ class AuditStore:
         if redacted or runs:
             from edge.policy.retention import redaction_problems
 
-            problems.extend(redaction_problems(redacted, kept, runs))
+            problems.extend(redaction_problems(redacted, kept.hexdigests(), runs))
         if runs and expiry is not None:
             from edge.policy.retention import expiry_problems
 
@@ -488,10 +490,14 @@ class PostgresAuditStore(AuditStore):
                 expiry = None
                 if self.conn.execute("SELECT to_regclass(%s)", (f"{t}{EXPIRY_TABLE}",)).fetchone()[0]:
                     expiry = [v for (v,) in self.conn.execute(f"SELECT cutoff FROM {t}{EXPIRY_TABLE} WHERE id = 1")]
-                rows = self.conn.execute(f"SELECT {_COLUMNS} FROM {t}audit ORDER BY seq").fetchall()
+                # A server-side cursor: the rows stream in pages, as SQLite's do (fetchall() held the
+                # whole log in memory, about 1 KB a record: gigabytes for a few million records).
+                with self.conn.cursor(name="alpr_edge_audit_snapshot") as rows:
+                    rows.itersize = 2000
+                    rows.execute(f"SELECT {_COLUMNS} FROM {t}audit ORDER BY seq")
+                    yield (tuple(head) if head else None), redacted, rows, expiry
             finally:
                 self.conn.rollback()
-        yield (tuple(head) if head else None), redacted, rows, expiry
 
     def records(self, limit: int | None = None) -> list[dict]:
         with self._lock:
