@@ -184,6 +184,11 @@ class AuditStore:
     def head(self) -> tuple[int, str]:
         raise NotImplementedError
 
+    def is_locked(self, err: BaseException) -> bool:
+        """Did append() fail only because another writer held the log past the wait allowed (the
+        transaction changed nothing: the same append may be tried again)?"""
+        return False
+
     def redactions(self) -> dict[int, int]:
         """seq of each record emptied by retention -> seq of the retention record that did it."""
         return {}
@@ -352,6 +357,10 @@ class SQLiteAuditStore(AuditStore):
         with self._lock:
             return tuple(self.conn.execute("SELECT seq, hash FROM audit_head WHERE id = 1").fetchone())
 
+    def is_locked(self, err: BaseException) -> bool:
+        # SQLITE_BUSY, SQLITE_LOCKED and their extended codes (the low byte)
+        return isinstance(err, sqlite3.OperationalError) and (getattr(err, "sqlite_errorcode", 0) & 0xFF) in (5, 6)
+
     def redactions(self) -> dict[int, int]:
         c = sqlite3.connect(self.path, timeout=30)
         try:
@@ -469,6 +478,10 @@ class PostgresAuditStore(AuditStore):
             row = self.conn.execute(f"SELECT seq, hash FROM {self.t}audit_head WHERE id = 1").fetchone()
             self.conn.commit()
             return tuple(row)
+
+    def is_locked(self, err: BaseException) -> bool:
+        # lock_timeout (55P03): PostgreSQL waits without one, unless the DSN or role sets it
+        return getattr(err, "sqlstate", None) == "55P03"
 
     def redactions(self) -> dict[int, int]:
         with self._lock:

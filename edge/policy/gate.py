@@ -368,12 +368,12 @@ class Gate:
                     return
                 inflight = started
                 if inflight is None and self._done_keys:
-                    self.audit.append([], self._done_keys)
+                    self._append([], self._done_keys)
                     self._done_keys = []
             if inflight is not None:
                 self._finish_batch(inflight, patient_s=5.0)
             if self._done_keys:
-                self.audit.append([], self._done_keys)
+                self._append([], self._done_keys)
                 self._done_keys = []
         except BaseException as err:  # fail closed: stop consuming, ack nothing more
             self.error = err
@@ -383,6 +383,21 @@ class Gate:
         """Decide, audit, forward and acknowledge one batch (no pipelining) of
         (mid, qos, topic, payload[, retained]) tuples."""
         self._finish_batch(self._start_batch(batch), patient_s=30.0)
+
+    def _append(self, records: list[AuditRecord], done_keys: list[str]):
+        """Audit a batch, waiting while another writer holds the audit log (a retention run, a second
+        gate, an operator's sqlite3 shell): an append is one transaction, so a locked one changed
+        nothing and is tried again. Before, SQLite's 'database is locked' after its 30 s busy timeout
+        stopped the gate. Nothing is forwarded or acknowledged meanwhile; any other error stops it."""
+        while True:
+            try:
+                return self.audit.append(records, done_keys, expire=self._expired)
+            except Exception as err:
+                if self._stop.is_set() or not self.audit.is_locked(err):
+                    raise
+                log.warning("gate %s: the audit log is locked by another writer (%s); waiting to audit %d "
+                            "record(s), nothing forwarded or acknowledged meanwhile", self.config.gate_id, err,
+                            len(records))
 
     def _start_batch(self, batch: list[tuple]) -> "_InFlight":
         pendings: list[_Pending] = []
@@ -397,7 +412,7 @@ class Gate:
             if k is not None:
                 seen.add(k)
             pendings.append(p)
-        result = self.audit.append([p.record for p in pendings], self._done_keys, expire=self._expired)
+        result = self._append([p.record for p in pendings], self._done_keys)
         self._done_keys = []
         infos: list[mqtt.MQTTMessageInfo] = []
         done_keys: list[str] = []
