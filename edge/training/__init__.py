@@ -31,3 +31,22 @@ def run_main(command: str, main) -> int:
             message = str(err) or type(err).__name__
         print(f"{command}: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
+
+
+def save_onnx(model, path) -> None:
+    """onnx.save to a temporary file beside `path`, then renamed over it: an export or quantization
+    interrupted (Ctrl-C, a full disk) leaves the model that was there (a shipped models/*.onnx, often
+    the target) as it was, never half a file or a graph without its metadata, which the runtime
+    refuses to load."""
+    import os
+    from pathlib import Path
+
+    import onnx
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        onnx.save(model, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from edge.training import save_onnx
 from edge.training.detector_data import (
     DATA_ROOT,
     TileSampler,
@@ -362,9 +364,14 @@ def export_onnx(ckpt_path: Path, onnx_path: Path, threshold: float = 0.6) -> Pat
     dummy = torch.zeros(1, INPUT_SIZE[1], INPUT_SIZE[0], 3, dtype=torch.uint8)
     onnx_path = Path(onnx_path)
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(model, dummy, str(onnx_path), input_names=["image"], output_names=["heat", "reg"],
-                      opset_version=17, dynamo=False)
-    m = onnx.load(str(onnx_path))
+    # exported beside it and renamed over it with its metadata (save_onnx): an export written
+    # straight to a shipped models/detector.onnx and interrupted left half a model, or one without
+    # the metadata the detector needs
+    with tempfile.TemporaryDirectory(prefix="alpr-export-") as tmp:
+        exported = Path(tmp) / "exported.onnx"
+        torch.onnx.export(model, dummy, str(exported), input_names=["image"], output_names=["heat", "reg"],
+                          opset_version=17, dynamo=False)
+        m = onnx.load(str(exported))
     meta = {
         "input_width": str(INPUT_SIZE[0]),
         "input_height": str(INPUT_SIZE[1]),
@@ -382,7 +389,7 @@ def export_onnx(ckpt_path: Path, onnx_path: Path, threshold: float = 0.6) -> Pat
         p = m.metadata_props.add()
         p.key, p.value = k, v
     m.producer_name = "alpr-edge edge.training.detector"
-    onnx.save(m, str(onnx_path))
+    save_onnx(m, onnx_path)
     return onnx_path
 
 

@@ -348,6 +348,7 @@ def export_onnx(model, path: Path, extra_meta: dict | None = None) -> str:
     import onnx
     import torch
 
+    from edge.training import save_onnx
     from edge.training.ocr_model import ALPHABET, STATES
     from edge.training.onnx_layout import sequence_head_to_4d
 
@@ -382,7 +383,7 @@ def export_onnx(model, path: Path, extra_meta: dict | None = None) -> str:
         m.metadata_props.add(key=k, value=v)
     m.producer_name = "alpr-edge"
     onnx.checker.check_model(m)
-    onnx.save(m, str(path))
+    save_onnx(m, path)  # renamed over the target: an interrupted export leaves the model there as it was
     tmp.unlink(missing_ok=True)
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

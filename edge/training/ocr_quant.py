@@ -61,8 +61,9 @@ def quantize(src: Path, dst: Path, crops: Path, n_calib: int = 256, seed: int = 
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from edge.training.ocr_data import augment, load_crops
     from edge.bench.report import cpu_int8_path
+    from edge.training import save_onnx
+    from edge.training.ocr_data import augment, load_crops
     from edge.vision.ocr import OnnxPlateOCR, preprocess
 
     fp = OnnxPlateOCR(src)
@@ -88,12 +89,16 @@ def quantize(src: Path, dst: Path, crops: Path, n_calib: int = 256, seed: int = 
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         exclude = float_nodes(onnx.load(str(pre)), keep_float)
+        # quantized beside the pre-processed graph, saved to dst with its metadata in one rename
+        # (save_onnx): written straight to dst (often models/ocr.onnx) and interrupted, it was left
+        # without the metadata the recognizer needs to load
+        quantized = Path(tmp) / "int8.onnx"
         quantize_static(
-            str(pre), str(dst), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
+            str(pre), str(quantized), Reader(), quant_format=QuantFormat.QOperator, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
             nodes_to_exclude=exclude,
         )
-    m = onnx.load(str(dst))
+        m = onnx.load(str(quantized))
     meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
     meta["quantization"] = (f"int8 static, QOperator u8 activations / s8 7-bit per-channel weights, calibrated on "
                             f"{n_calib} train-split crops; float convs: {keep_float}")
@@ -103,7 +108,7 @@ def quantize(src: Path, dst: Path, crops: Path, n_calib: int = 256, seed: int = 
     for k, v in meta.items():
         m.metadata_props.add(key=k, value=v)
     m.producer_name = "alpr-edge"
-    onnx.save(m, str(dst))
+    save_onnx(m, dst)
 
     q = OnnxPlateOCR(dst)
     report = {"sha256": hashlib.sha256(dst.read_bytes()).hexdigest(), "bytes": dst.stat().st_size,
