@@ -266,3 +266,24 @@ def test_retention_as_of_a_future_now_is_refused_and_changes_nothing(audit_targe
         assert [x["plate"] for x in store.records()] == ["7ABC123", "7ABC123"]
     finally:
         store.close()
+
+
+def test_a_read_emptied_while_its_forwards_were_in_flight_leaves_no_key_behind(audit_target):
+    """The gate notes a read's forwards as done in its next transaction; a retention run in between
+    emptied the read (and its `forwarded` row, none yet), after which the note kept the read's key in
+    `forwarded` for good: read data past the retention limit, in no retention record."""
+    store = open_audit(audit_target)
+    gate = fake_gate(store)
+    try:
+        old = read("inflight0inflig1", 100)
+        assert handle(gate, old) == [old["read_id"]] * 2  # forwards acknowledged; noted as done next time
+        assert enforce_retention(store, 30).redacted == 1
+        handle(gate, read("next0next0next01", 0))
+        prefix = getattr(store, "t", "")
+        keys = [k for (k,) in store.conn.execute(f"SELECT read_key FROM {prefix}forwarded").fetchall()]
+        if isinstance(store, PostgresAuditStore):
+            store.conn.commit()
+        assert f"cam-1/{old['read_id']}" not in keys, keys
+        assert handle(gate, old) == []  # still refused as expired
+    finally:
+        store.close()

@@ -336,7 +336,9 @@ class SQLiteAuditStore(AuditStore):
         keys = [r.read_key for r in records if r.read_key is not None]
         with self._lock, self._write() as c:
             if done:
-                c.executemany("INSERT OR IGNORE INTO forwarded VALUES (?)", done)
+                # Only keys still in the log: a retention run may have emptied the read since its
+                # forwards went out, and its key would stay here past the limit, in no retention record.
+                c.executemany("INSERT OR IGNORE INTO forwarded SELECT read_key FROM audit WHERE read_key = ?", done)
             existing: dict[str, tuple[str, bool]] = {}
             for i in range(0, len(keys), 500):
                 chunk = keys[i:i + 500]
@@ -457,7 +459,9 @@ class PostgresAuditStore(AuditStore):
             cur = self.conn.cursor()
             head_seq, head_hash = cur.execute(f"SELECT seq, hash FROM {t}audit_head WHERE id = 1 FOR UPDATE").fetchone()
             if done:
-                cur.executemany(f"INSERT INTO {t}forwarded VALUES (%s) ON CONFLICT DO NOTHING", done)
+                # Only keys still in the log (see SQLiteAuditStore.append).
+                cur.executemany(f"INSERT INTO {t}forwarded SELECT read_key FROM {t}audit WHERE read_key = %s "
+                                "ON CONFLICT DO NOTHING", done)
             existing: dict[str, tuple[str, bool]] = {}
             if keys:
                 q = (f"SELECT a.read_key, a.decisions, f.read_key IS NOT NULL FROM {t}audit a "
