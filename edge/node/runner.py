@@ -142,7 +142,11 @@ def run_node(args) -> int:
     publisher = None
     if cfg.broker_url:
         try:
-            publisher = publisher_for_url(outbox, cfg.broker_url, client_id=f"edge-{cfg.camera_id}")
+            # A camera killed (or its machine gone) said "running" on its retained status for good:
+            # the broker now replaces it with "offline" when the connection ends without a goodbye.
+            offline = json.dumps({"camera_id": cfg.camera_id, "agency_id": cfg.agency_id, "state": "offline"})
+            publisher = publisher_for_url(outbox, cfg.broker_url, client_id=f"edge-{cfg.camera_id}",
+                                          will=(cfg.status_topic, offline.encode()))
         except ValueError as err:
             return _fail(str(err))
         publisher.start()

@@ -427,12 +427,15 @@ class OutboxPublisher:
         self.client.loop_stop()
 
 
-def publisher_for_url(outbox: Outbox, broker_url: str, client_id: str, window: int = 64) -> OutboxPublisher:
+def publisher_for_url(outbox: Outbox, broker_url: str, client_id: str, window: int = 64,
+                      will: tuple[str, bytes] | None = None) -> OutboxPublisher:
     """An OutboxPublisher on a paho client for a broker URL (see edge.transport.mqtt).
 
     MQTT v5, so a broker that refuses a publish (not authorised for the topic) says so in the
     PUBACK instead of dropping it silently. Unlike `mqtt.connect`, this does not wait for the
     broker: an edge starts (and stores reads) while the broker is down, and paho keeps retrying.
+    `will` (topic, payload): published by the broker, retained, when the connection ends without a
+    DISCONNECT (the process killed, the machine gone).
     """
     import ssl
 
@@ -452,6 +455,8 @@ def publisher_for_url(outbox: Outbox, broker_url: str, client_id: str, window: i
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         client.tls_set_context(ctx)
+    if will is not None:
+        client.will_set(will[0], will[1], qos=1, retain=True)
     client.reconnect_delay_set(min_delay=1, max_delay=5)
     client.max_queued_messages_set(0)
     client.max_inflight_messages_set(window)
