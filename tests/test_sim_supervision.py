@@ -111,3 +111,14 @@ def test_cameras_stop_when_sim_is_killed(tmp_path, mosquitto):
             if alive(p):
                 os.kill(p, signal.SIGKILL)
     assert (tmp_path / "sim.stderr").read_text().count("is gone: finishing the vehicles in view") == 2
+
+
+def test_a_stale_parent_variable_does_not_stop_a_node(tmp_path):
+    """ALPR_EDGE_PARENT_PID inherited from a shell (not set by this node's own sim) is not watched."""
+    r = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "run", "--camera-id", "cam-1", "--agency-id", "sac-pd", "--source",
+         "synthetic:default?duration=2&width=320&height=180&fps=10", "--vision", "labels", "--realtime", "--no-crops",
+         "--output-dir", str(tmp_path), "--json"],
+        env={**os.environ, "ALPR_EDGE_PARENT_PID": "1"}, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0 and "is gone" not in r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1])["frames"] == 20

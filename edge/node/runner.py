@@ -83,6 +83,8 @@ def _stop_when_parent_is_gone(stop: threading.Event, check_every_s: float = 1.0)
         parent = int(os.environ.get(PARENT_ENV, ""))
     except ValueError:
         return
+    if os.getppid() != parent:  # a stale variable (inherited from a shell), not our sim: not watched
+        return
 
     def watch() -> None:
         while not stop.wait(check_every_s):
