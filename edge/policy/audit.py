@@ -119,21 +119,34 @@ class AuditStore:
         with self._snapshot_with_expiry() as (head, redacted, rows, expiry):
             return self._verify(head, redacted, rows, anchors or {}, expiry)
 
-    def _verify(self, head: tuple[int, str] | None, redacted: dict[int, int], rows,
+    def _verify(self, head: tuple[int, str] | None, redacted: Iterable[tuple[int, int]], rows,
                 anchors: dict[int, str], expiry: list | None = None) -> VerifyResult:
+        """redacted: (seq, run_seq) of each record retention emptied, in sequence order, read along
+        with the rows (both stream: nothing held per record but ranges of sequence numbers)."""
         problems: list[str] = []
         prev = GENESIS
         expected_seq = 1
         n = 0
         # Records whose read data retention removed (edge.policy.retention): their stored hash still
         # links the chain; their remains are checked against the retention record that lists them.
-        from edge.policy.retention import KeptDigests
+        from edge.policy.retention import KeptDigests, RedactionMarks
 
         kept = KeptDigests()
+        marks = RedactionMarks()
+        pending = iter(redacted)
+        mark = next(pending, None)
         runs: dict[int, str] = {}
         anchored: set[int] = set()
         for row in rows:
             seq, values, prev_hash, h = row[0], row[1:-2], row[-2], row[-1]
+            while mark is not None and mark[0] < seq:  # marked, but no such record
+                marks.add(*mark)
+                mark = next(pending, None)
+            run_seq = None
+            if mark is not None and mark[0] == seq:
+                run_seq = mark[1]
+                marks.add(*mark)
+                mark = next(pending, None)
             n += 1
             if seq != expected_seq:
                 problems.append(f"record {seq}: expected sequence {expected_seq} (record removed or reordered)")
@@ -144,8 +157,8 @@ class AuditStore:
             if seq in anchors and not (isinstance(h, str) and h.startswith(anchors[seq])):
                 problems.append(f"record {seq}: hash {str(h)[:16]} is not the anchored {anchors[seq][:16]} "
                                 "(the chain was rewritten from this record or before)")
-            if seq in redacted:
-                kept.add(redacted[seq], [seq, *values])
+            if run_seq is not None:
+                kept.add(run_seq, [seq, *values])
             elif record_hash(prev_hash, seq, values) != h:
                 problems.append(f"record {seq}: content does not match its hash (edited)")
             elif values[_OUTCOME] == "retention":
@@ -154,11 +167,14 @@ class AuditStore:
             expected_seq = seq + 1
             if len(problems) > 50:
                 break
+        while mark is not None:
+            marks.add(*mark)
+            mark = next(pending, None)
         problems.extend(f"record {s}: anchored but not in the chain (removed)" for s in sorted(set(anchors) - anchored))
-        if redacted or runs:
+        if marks.count or runs:
             from edge.policy.retention import redaction_problems
 
-            problems.extend(redaction_problems(redacted, kept.hexdigests(), runs))
+            problems.extend(redaction_problems(marks, kept.hexdigests(), runs))
         if runs and expiry is not None:
             from edge.policy.retention import expiry_problems
 
@@ -171,8 +187,8 @@ class AuditStore:
 
     @contextmanager
     def _snapshot(self):
-        """A context manager yielding (head or None, redactions, rows in sequence order), all read in
-        one transaction."""
+        """A context manager yielding (head or None, redactions: (seq, run_seq) pairs in sequence order,
+        rows in sequence order), all read in one transaction; iterate them inside the `with`."""
         with self._snapshot_with_expiry() as (head, redacted, rows, _expiry):
             yield head, redacted, rows
 
@@ -387,7 +403,10 @@ class SQLiteAuditStore(AuditStore):
             expiry = None
             if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (EXPIRY_TABLE,)).fetchone():
                 expiry = [v for (v,) in c.execute(f"SELECT cutoff FROM {EXPIRY_TABLE} WHERE id = 1")]
-            yield head, self._redactions(c), c.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq"), expiry
+            redacted = ()
+            if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_redacted'").fetchone():
+                redacted = c.execute("SELECT seq, run_seq FROM audit_redacted ORDER BY seq")
+            yield head, redacted, c.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq"), expiry
         finally:
             c.close()
 
@@ -503,16 +522,18 @@ class PostgresAuditStore(AuditStore):
                 self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 head = self.conn.execute(f"SELECT seq, hash FROM {t}audit_head WHERE id = 1").fetchone()
                 exists = self.conn.execute("SELECT to_regclass(%s)", (f"{t}audit_redacted",)).fetchone()[0]
-                redacted = dict(self.conn.execute(f"SELECT seq, run_seq FROM {t}audit_redacted").fetchall()) if exists else {}
                 expiry = None
                 if self.conn.execute("SELECT to_regclass(%s)", (f"{t}{EXPIRY_TABLE}",)).fetchone()[0]:
                     expiry = [v for (v,) in self.conn.execute(f"SELECT cutoff FROM {t}{EXPIRY_TABLE} WHERE id = 1")]
                 # A server-side cursor: the rows stream in pages, as SQLite's do (fetchall() held the
                 # whole log in memory, about 1 KB a record: gigabytes for a few million records).
-                with self.conn.cursor(name="alpr_edge_audit_snapshot") as rows:
-                    rows.itersize = 2000
+                with self.conn.cursor(name="alpr_edge_audit_snapshot") as rows, \
+                        self.conn.cursor(name="alpr_edge_audit_redacted") as redacted:
+                    rows.itersize = redacted.itersize = 2000
                     rows.execute(f"SELECT {_COLUMNS} FROM {t}audit ORDER BY seq")
-                    yield (tuple(head) if head else None), redacted, rows, expiry
+                    if exists:
+                        redacted.execute(f"SELECT seq, run_seq FROM {t}audit_redacted ORDER BY seq")
+                    yield (tuple(head) if head else None), (redacted if exists else ()), rows, expiry
             finally:
                 self.conn.rollback()
 
