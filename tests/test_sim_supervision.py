@@ -122,3 +122,34 @@ def test_a_stale_parent_variable_does_not_stop_a_node(tmp_path):
         env={**os.environ, "ALPR_EDGE_PARENT_PID": "1"}, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 0 and "is gone" not in r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["frames"] == 20
+
+
+def test_a_camera_crashing_at_every_start_is_left_stopped(monkeypatch, caplog):
+    """Restarted after each crash, then left stopped after MAX_CRASHES_IN_A_ROW quick ones; sim exits 1
+    (not 256 - 9), the other camera unaffected; an exit with a status is reported, not restarted."""
+    from edge.cli import build_parser
+    from edge.node import sim
+
+    started = []
+
+    class Proc:
+        def __init__(self, cmd, **kw):
+            self.cam = cmd[cmd.index("--camera-id") + 1]
+            started.append(self.cam)
+            self.returncode = {"cam-1": 0, "cam-2": -signal.SIGKILL, "cam-3": 3}[self.cam]
+
+        def communicate(self):
+            return json.dumps({"camera_id": self.cam, "reads": 2}) + "\n" if self.returncode >= 0 else "", None
+
+        def poll(self):
+            return self.returncode
+
+    monkeypatch.setattr(sim.subprocess, "Popen", Proc)
+    monkeypatch.setattr(sim, "RESTART_MAX_DELAY_S", 0.0)
+    args = build_parser().parse_args(["sim", "--cameras", "3", "--agency-id", "a", "--broker", "mqtt://127.0.0.1:18999"])
+    assert sim.run_sim(args) == 1
+    assert started.count("cam-1") == 1 and started.count("cam-3") == 1
+    assert started.count("cam-2") == sim.MAX_CRASHES_IN_A_ROW
+    log = caplog.text
+    assert f"camera cam-2 killed by SIGKILL, {sim.MAX_CRASHES_IN_A_ROW} times in a row" in log
+    assert "camera cam-3 exited with status 3" in log and "not restarted" in log
