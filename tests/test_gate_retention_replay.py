@@ -22,7 +22,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from conftest import ALLOWED_AGENCIES, REFUSED_AGENCIES
-from edge.policy.audit import PostgresAuditStore, SQLiteAuditStore, open_audit
+from edge.policy.audit import PostgresAuditStore, open_audit
 from edge.policy.gate import REJECT_EXPIRED, Gate, GateConfig
 from edge.policy.policy import load_policy
 from edge.policy.retention import enforce_retention
