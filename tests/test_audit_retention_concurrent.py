@@ -116,7 +116,8 @@ def test_retention_in_chunks_lists_holds_and_every_record_once(tmp_path):
     res = enforce_retention(store, 30, holds, chunk_size=5)
     assert (res.redacted, res.records, res.held) == (20, 4, {"case 7": 3})
     runs = [json.loads(r["detail"]) for r in store.records() if r["outcome"] == "retention"]
-    assert [r["count"] for r in runs] == [5, 5, 5, 5]
+    assert [r["count"] for r in runs] == [5, 5, 5, 5] and [r["chunk"] for r in runs] == [1, 2, 3, 4]
+    assert len({r["recorded_at"] for r in store.records() if r["outcome"] == "retention"}) == 1  # one run
     assert sum(sum(h.values()) for h in (r["held"] for r in runs)) == 3
     listed = [s for r in runs for a, b in r["redacted"] for s in range(a, b + 1)]
     assert sorted(listed) == [s for s in range(1, 24) if s not in (1, 5, 23)]

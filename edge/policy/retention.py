@@ -291,10 +291,11 @@ def _age_reference(values: dict) -> datetime | None:
 
 
 def _retention_record(now: datetime, cutoff: datetime, max_age_days: float, seqs: list[int], kept_rows: list[list],
-                      held: dict[str, int], label: str) -> AuditRecord:
+                      held: dict[str, int], label: str, chunk: int = 1) -> AuditRecord:
+    # One run writes one record per chunk, all with the run's recorded_at; `chunk` counts them from 1.
     detail = json.dumps({"max_age_days": max_age_days, "cutoff": cutoff.isoformat(), "redacted": ranges(seqs),
                          "count": len(seqs), "fields_removed": list(REMOVED_FIELDS), "held": held,
-                         "kept_digest": kept_digest(kept_rows)}, separators=(",", ":"), sort_keys=True)
+                         "kept_digest": kept_digest(kept_rows), "chunk": chunk}, separators=(",", ":"), sort_keys=True)
     return AuditRecord(recorded_at=now.isoformat(), gate_id=label, read_key=None, read_id=None, camera_id=None,
                        operating_agency=None, plate=None, captured_at=None, topic="-", policy=f"retention:{max_age_days:g}d",
                        outcome=RETENTION_OUTCOME, decisions="[]", detail=detail)
@@ -354,8 +355,8 @@ def enforce_retention(store: AuditStore, max_age_days: float, holds: Holds | Non
     def write_chunk() -> None:
         nonlocal redacted
         run_seq, n = log.redact(chunk, lambda rows: _retention_record(
-            now, cutoff, max_age_days, [r["seq"] for r in rows], [_redacted_row(r) for r in rows], chunk_held, label),
-            cutoff)
+            now, cutoff, max_age_days, [r["seq"] for r in rows], [_redacted_row(r) for r in rows], chunk_held, label,
+            len(run_seqs) + 1), cutoff)
         redacted += n
         if run_seq is not None:
             run_seqs.append(run_seq)
