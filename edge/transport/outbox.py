@@ -236,6 +236,7 @@ class OutboxPublisher:
         self.connect_failures = 0
         self._fail_logged_at = 0.0
         self.connect_refusals = 0  # CONNACKs refusing the login (wrong password, client id not its own)
+        self._refused_pending = False  # a refusing CONNACK came; paho's disconnect for it is next
         self._refusal_logged_at = 0.0
         self._read_error_logged_at = float("-inf")
 
@@ -252,6 +253,7 @@ class OutboxPublisher:
                         f"{cid!r}: camera C's login may connect only as edge-C, so --camera-id must be the "
                         "login's camera)")
             self.last_error = f"broker refused the connection as {cid!r}: {reason_code}{hint}"
+            self._refused_pending = True  # paho ends the connection next: not a broker without an answer
             now = time.monotonic()
             if self.connect_refusals == 1 or now - self._refusal_logged_at >= 60:
                 self._refusal_logged_at = now
@@ -268,10 +270,16 @@ class OutboxPublisher:
         log.info("connected to broker (%d unacknowledged reads in the outbox)", len(self.outbox))
 
     def _on_connect_fail(self, client, userdata):
-        # No TCP connection at all (refused, unreachable, name not resolved): paho retries on its own;
-        # say so at once and then every minute, so an unreachable broker is never silent.
-        self.connect_failures += 1
-        self.last_error = f"cannot reach {self.broker}: {self.connect_failures} connection attempt(s) failed"
+        # No TCP connection at all (refused, unreachable, name not resolved): paho retries on its own.
+        self._connect_failed(f"cannot reach {self.broker}")
+
+    def _connect_failed(self, why: str) -> None:
+        """A connection attempt that got no CONNACK: said at once and then every minute, so a broker
+        that cannot be reached, or does not answer, is never silent."""
+        with self._cond:
+            self.connect_failures += 1
+            self.last_error = f"{why}: {self.connect_failures} connection attempt(s) failed"
+            self._cond.notify_all()  # wait_connected: no need to wait for it any longer
         now = time.monotonic()
         if self.connect_failures == 1 or now - self._fail_logged_at >= 60:
             self._fail_logged_at = now
@@ -281,8 +289,17 @@ class OutboxPublisher:
         with self._cond:
             was = self._connected
             self._connected = False
-        if was and not self._stop:
+            refused, self._refused_pending = self._refused_pending, False
+        if self._stop:
+            return
+        if was:
             log.warning("broker connection lost (%s); reads stay in the outbox until it returns", reason_code)
+        elif not refused:  # (a refusal's CONNACK was logged by _on_connect)
+            # A connection the other end took but never answered with a CONNACK (a hung broker, a TLS
+            # port given as mqtt://, another service on that port) ended: before, nothing was logged
+            # at all, however long, and the reads piled up in the outbox without a word about why.
+            self._connect_failed(f"{self.broker} took the connection but sent no MQTT answer ({reason_code}; "
+                                 "not an MQTT broker on that port, a TLS port given as mqtt://, or a hung broker)")
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
         with self._cond:
@@ -428,14 +445,15 @@ class OutboxPublisher:
 
 
 def publisher_for_url(outbox: Outbox, broker_url: str, client_id: str, window: int = 64,
-                      will: tuple[str, bytes] | None = None) -> OutboxPublisher:
+                      will: tuple[str, bytes] | None = None, keepalive_s: int = 15) -> OutboxPublisher:
     """An OutboxPublisher on a paho client for a broker URL (see edge.transport.mqtt).
 
     MQTT v5, so a broker that refuses a publish (not authorised for the topic) says so in the
     PUBACK instead of dropping it silently. Unlike `mqtt.connect`, this does not wait for the
     broker: an edge starts (and stores reads) while the broker is down, and paho keeps retrying.
     `will` (topic, payload): published by the broker, retained, when the connection ends without a
-    DISCONNECT (the process killed, the machine gone).
+    DISCONNECT (the process killed, the machine gone). `keepalive_s` is also how long paho waits
+    for the CONNACK.
     """
     import ssl
 
@@ -462,7 +480,7 @@ def publisher_for_url(outbox: Outbox, broker_url: str, client_id: str, window: i
     client.max_inflight_messages_set(window)
 
     def connect() -> None:
-        client.connect_async(b.host, b.port, keepalive=15)
+        client.connect_async(b.host, b.port, keepalive=keepalive_s)
 
     pub = OutboxPublisher(outbox, client, connect, window=window)
     pub.broker = b.redacted()
