@@ -10,7 +10,7 @@ two amqtt plugins:
     ACL Mosquitto gets. A subscription is granted only when every topic it could match is
     readable (so an agency's `#` is refused at SUBACK, as by Mosquitto's dynamic-security plugin;
     Mosquitto's acl_file grants it and filters each delivery); each delivery is checked again (RECEIVE).
-  - `_RegistryBroker` (amqtt's Broker with four changes, so that it behaves as Mosquitto does):
+  - `_RegistryBroker` (amqtt's Broker with these changes, so that it behaves as Mosquitto does):
     a CONNECT is authenticated before any session is touched (amqtt deleted the session of the
     client id given, or took it over, before checking the login: a wrong password with the gate's
     client id dropped the raw reads queued for it); a will is sent only on a topic the login may
@@ -20,6 +20,11 @@ two amqtt plugins:
     retained message matching anyone's subscription: a retained raw read reached every agency);
     and what was queued for an offline session is delivered with the retain flag off (amqtt set it,
     so the gate refused as refuse:retained every raw read queued while it was offline).
+  - `_SessionHandler` (amqtt's BrokerProtocolHandler): a QoS 1 or 2 message sent to a client stays
+    in its session until acknowledged, and a persistent session that resumes gets it again, DUP
+    set (amqtt forgot it when the connection closed, or after 5 s without a PUBACK: the reads an
+    agency receiver or the gate had not yet committed were lost, and verify-acl, which takes each
+    agency's session and acknowledges nothing, consumed the reads queued for a stopped receiver).
 What amqtt does not give: MQTT 5 (no shared subscriptions, no reason codes on PUBACK; a refused
 publish is silently dropped) and persistence across broker restarts. The demo does not need those;
 the Mosquitto tests cover them.
@@ -39,7 +44,10 @@ from amqtt.broker import Broker
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.pubrel import PubrelPacket
+from amqtt.session import OUTGOING
 from amqtt.utils import format_client_message, gen_client_id
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 
@@ -121,28 +129,114 @@ class RegistryTopicPlugin(BaseTopicPlugin):
         return False  # an action this plugin does not know: refuse
 
 
+def _missing(cls: type, names) -> list[str]:
+    return [f"{n} ({cls.__name__})" for n in names if not callable(getattr(cls, n, None))]
+
+
+class _SessionHandler(BrokerProtocolHandler):
+    """amqtt's BrokerProtocolHandler, keeping what it sends a client at QoS 1 or 2 in the session until
+    the client acknowledges it (PUBACK; PUBCOMP), however long that takes and across connections, as
+    Mosquitto does: resent, DUP set, when the session resumes (MQTT 3.1.1 4.4). amqtt waited for each
+    acknowledgement in a coroutine that dropped the message from the session when the connection
+    closed or after 5 s, so what a persistent session had been sent and not acknowledged (an agency
+    receiver or a gate stopped before its commit; verify-acl, which acknowledges nothing on an
+    agency's session) was lost. Acknowledgements are handled as they arrive instead."""
+
+    _OVERRIDDEN = ("_handle_qos1_message_flow", "_handle_qos2_message_flow", "_retry_deliveries", "handle_puback",
+                   "handle_pubrec", "handle_pubcomp")
+    _USED = ("init_from_connect", "_send_packet", "_handle_message_flow")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._background: set[asyncio.Future] = set()
+
+    async def _handle_qos1_message_flow(self, message) -> None:
+        if message.direction != OUTGOING:
+            return await super()._handle_qos1_message_flow(message)
+        await self._send_in_flight(message)
+
+    async def _handle_qos2_message_flow(self, message) -> None:
+        if message.direction != OUTGOING:
+            return await super()._handle_qos2_message_flow(message)
+        await self._send_in_flight(message)
+
+    async def _send_in_flight(self, message) -> None:
+        """Send (or send again) an outgoing QoS 1 or 2 message; it stays in the session until acknowledged."""
+        self.session.inflight_out[message.packet_id] = message
+        if message.pubrec_packet is not None:  # QoS 2 past PUBREC: the PUBREL again
+            await self._send_packet(PubrelPacket.build(message.packet_id))
+            return
+        packet = message.build_publish_packet(dup=message.publish_packet is not None)
+        await self._send_packet(packet)
+        message.publish_packet = packet
+
+    async def _retry_deliveries(self) -> None:
+        # On a resumed session: what it was sent and did not acknowledge, in order, DUP set, without
+        # waiting for the acknowledgements (amqtt waited up to 10 s for them before reading this
+        # connection's first SUBSCRIBE or PUBLISH). An incoming QoS 2 message awaiting its PUBREL
+        # is handled as amqtt does (PUBREC again), in the background.
+        for message in list(self.session.inflight_out.values()):
+            await self._send_in_flight(message)
+        for message in list(self.session.inflight_in.values()):
+            task = asyncio.ensure_future(self._handle_message_flow(message))
+            self._background.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("embedded broker: a QoS 2 redelivery ended: %r", task.exception())
+
+    def _in_flight(self, packet_id: int, qos: int):
+        message = self.session.inflight_out.get(packet_id) if self.session is not None else None
+        if message is None or message.qos != qos:
+            log.debug("embedded broker: an acknowledgement for packet id %s, not in flight at QoS %d", packet_id, qos)
+            return None
+        return message
+
+    async def handle_puback(self, puback) -> None:
+        packet_id = puback.variable_header.packet_id
+        if (message := self._in_flight(packet_id, QOS_1)) is not None:
+            message.puback_packet = puback
+            del self.session.inflight_out[packet_id]
+
+    async def handle_pubrec(self, pubrec) -> None:
+        message = self._in_flight(pubrec.packet_id, QOS_2)
+        pubrel = PubrelPacket.build(pubrec.packet_id)  # to an unknown id too, so the client can finish (as Mosquitto)
+        if message is not None:
+            message.pubrec_packet, message.pubrel_packet = pubrec, pubrel
+        await self._send_packet(pubrel)
+
+    async def handle_pubcomp(self, pubcomp) -> None:
+        if (message := self._in_flight(pubcomp.packet_id, QOS_2)) is not None:
+            message.pubcomp_packet = pubcomp
+            del self.session.inflight_out[pubcomp.packet_id]
+
+
 class _RegistryBroker(Broker):
-    """amqtt's Broker, made to authenticate before touching sessions, check wills and filter retained
-    messages (the module docstring). Written against amqtt 0.12's Broker internals; the tests in
-    tests/test_qa5_embedded_broker.py fail should a later amqtt change them."""
+    """amqtt's Broker, made to authenticate before touching sessions, check wills, filter retained
+    messages and keep unacknowledged deliveries (the module docstring). Written against amqtt 0.12's
+    Broker and BrokerProtocolHandler internals; the tests in tests/test_qa5_embedded_broker.py and
+    tests/test_embedded_broker_redelivery.py fail should a later amqtt change them."""
 
     _OVERRIDDEN = ("_initialize_client_session", "_publish_session_retained_messages",
                    "_publish_retained_messages_for_subscription")
     _USED = ("_authenticate", "_topic_filtering", "_delete_session", "_get_handler", "_matches")
 
     def __init__(self, *args, **kwargs):
-        # An amqtt whose Broker no longer has these would never call the overrides: refuse to run
-        # without the safeguards rather than run as if they were there.
-        missing = [n for n in (*self._OVERRIDDEN, *self._USED) if not callable(getattr(Broker, n, None))]
+        # An amqtt whose Broker (or handler) no longer has these would never call the overrides:
+        # refuse to run without the safeguards rather than run as if they were there.
+        missing = [*_missing(Broker, (*self._OVERRIDDEN, *self._USED)),
+                   *_missing(BrokerProtocolHandler, (*_SessionHandler._OVERRIDDEN, *_SessionHandler._USED))]
         if missing:
-            raise RuntimeError(f"this amqtt's Broker lacks {', '.join(missing)}: the embedded broker's login and "
-                               "retained-message safeguards are written for amqtt 0.12")
+            raise RuntimeError(f"this amqtt lacks {', '.join(missing)}: the embedded broker's login, "
+                               "retained-message and redelivery safeguards are written for amqtt 0.12")
         super().__init__(*args, **kwargs)
 
     async def _initialize_client_session(self, reader, writer, remote_address, remote_port):
-        # Broker._initialize_client_session, with the login checked first.
+        # Broker._initialize_client_session, with the login checked first (and our handler).
         try:
-            handler, session = await BrokerProtocolHandler.init_from_connect(reader, writer, self.plugins_manager)
+            handler, session = await _SessionHandler.init_from_connect(reader, writer, self.plugins_manager)
         except AMQTTError as exc:
             raise AMQTTError(exc) from exc
         except MQTTError as exc:
