@@ -150,3 +150,15 @@ def test_a_run_after_many_emptied_records_stays_fast_on_postgres():
     finally:
         store.drop()
         store.close()
+
+
+def test_a_read_held_for_several_reasons_is_counted_under_all_of_them(tmp_path):
+    from edge.policy.retention import Hold, Holds
+
+    store = open_audit(str(tmp_path / "audit.db"))
+    fill(store, 4)  # plate 7ABC123, read ids 0000000000000000-...03
+    holds = Holds(holds=[Hold(plate="7ABC123", reason="case 1"), Hold(plate="7ABC123", reason="case 2"),
+                         Hold(read_id=f"{2:016x}", reason="subpoena 9"), Hold(plate="7ABC123", reason="case 1")])
+    res = enforce_retention(store, 30, holds)
+    assert res.redacted == 0 and res.held == {"case 1; case 2": 3, "subpoena 9; case 1; case 2": 1}
+    store.close()

@@ -28,6 +28,8 @@ Holds (YAML): reads kept whatever their age, each with the reason (a case number
         reason: "case 2026-00042, Sacramento PD"
       - read_id: 3f2a9c0e5b7d4e1f
         reason: "subpoena 26-118"
+
+A read several holds keep is counted under all their reasons, joined with '; '.
 """
 
 from __future__ import annotations
@@ -393,10 +395,19 @@ _KEEP = object()  # not expired
 
 
 def _hold_reasons(holds: Holds):
-    """row -> the reason a hold gives for keeping it (by read id first, then plate), or None."""
-    by_id = {h.read_id: h.reason for h in holds.holds if h.read_id}
-    by_plate = {h.plate: h.reason for h in holds.holds if h.plate}
-    return lambda row: by_id.get(row["read_id"]) or by_plate.get(row["plate"])
+    """row -> the reasons of every hold that keeps it, joined with '; ' (read id holds first, then
+    plate holds, each in file order), or None. Before, one reason won: two cases holding one plate, or
+    a subpoena for a read of a held plate, were counted under one of them only."""
+    by_id: dict[str, list[str]] = {}
+    by_plate: dict[str, list[str]] = {}
+    for h in holds.holds:
+        (by_id.setdefault(h.read_id, []) if h.read_id else by_plate.setdefault(h.plate, [])).append(h.reason)
+
+    def reasons(row: dict) -> str | None:
+        found = by_id.get(row["read_id"], []) + by_plate.get(row["plate"], [])
+        return "; ".join(dict.fromkeys(found)) or None
+
+    return reasons
 
 
 def _expired(row: dict, cutoff: datetime, held_reason):
