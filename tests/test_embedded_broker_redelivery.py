@@ -4,7 +4,11 @@ runs on both brokers, MQTT 3.1.1, the one amqtt speaks):
 - a QoS 1 message delivered to a persistent session and not acknowledged is sent again, DUP set,
   when the session resumes (MQTT 3.1.1 4.4): amqtt dropped it from the session when the connection
   closed (or after 5 s without a PUBACK), so an agency receiver that stopped before its commit (or
-  a gate before its audit) lost those reads.
+  a gate before its audit) lost those reads, and `verify-acl`, which takes each agency's session
+  without acknowledging anything, consumed the reads queued for a stopped receiver;
+- a QoS 0 message is not queued for an offline session, and a delivery's QoS is the lower of the
+  publish's and the subscription's: amqtt queued QoS 0 for an offline session and delivered every
+  message at the subscription's QoS (a QoS 0 publish came at QoS 1).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from edge.agency.receiver import AgencyInbox, AgencyReceiver
 from edge.policy.brokerconf import share_topic
 from edge.policy.policy import load_policy
 from edge.policy.registry import Secrets, random_secrets
+from edge.policy.verify_acl import verify_acl
 from edge.transport import mqtt as transport
 from tests.test_verify_acl_agency_inbox import _forward
 
@@ -141,6 +146,57 @@ def test_a_receiver_stopped_before_its_commit_gets_the_reads_again(broker, tmp_p
     inbox.close()
 
 
+def test_verify_acl_leaves_an_offline_agencys_queued_reads(broker, tmp_path):
+    url, registry, secrets = broker
+    queued = 25
+    inbox = AgencyInbox(tmp_path / "sac-pd.db")
+    AgencyReceiver("sac-pd", url("sac-pd"), inbox, protocol=V311).start().stop()  # its session exists
+    _publish(url, [_forward("sac-pd") for _ in range(queued)])
+
+    checks = verify_acl(registry, url(), secrets, protocol=V311, settle_s=1.0, policy=load_policy())
+    failed = [c for c in checks if not c.ok and not c.gap]
+    assert not failed, failed
+
+    rx = AgencyReceiver("sac-pd", url("sac-pd"), inbox, protocol=V311).start()
+    try:
+        assert _wait(lambda: rx.snapshot()["stored"] >= queued), rx.snapshot()
+        time.sleep(1.0)
+    finally:
+        rx.stop()
+    assert inbox.count() == queued and inbox.rejected() == [], inbox.rejected()
+    inbox.close()
+
+
+def test_qos0_is_not_queued_for_an_offline_session(broker):
+    url, _registry, _secrets = broker
+    c = _agency(url, [])
+    transport.close(c)  # offline, its QoS 1 subscription kept
+    _publish(url, [b'{"qos":0}'], qos=0)
+    _publish(url, [b'{"qos":1}'], qos=1)
+    got: list = []
+    c = _agency(url, got)
+    try:
+        assert _wait(lambda: got), got
+        time.sleep(0.5)
+    finally:
+        transport.close(c)
+    assert got == [(b'{"qos":1}', 1, False)]
+
+
+@pytest.mark.parametrize("sub_qos,pub_qos,delivered", [(1, 0, 0), (1, 2, 1), (0, 1, 0), (2, 1, 1)])
+def test_a_delivery_has_the_lower_of_the_publish_and_subscription_qos(broker, sub_qos, pub_qos, delivered):
+    url, _registry, _secrets = broker
+    got: list = []
+    c = transport.connect(url("sac-pd"), AGENCY_ID, protocol=V311, subscriptions=[(TOPIC, sub_qos)],
+                          on_message=lambda cl, u, m: got.append((m.payload, m.qos)))
+    try:
+        _publish(url, [b'{"n":1}'], qos=pub_qos)
+        assert _wait(lambda: got), got
+    finally:
+        transport.close(c)
+    assert got == [(b'{"n":1}', delivered)]
+
+
 def test_an_amqtt_handler_without_the_overridden_internals_is_refused(monkeypatch, test_registry):
     from amqtt.mqtt.protocol.handler import ProtocolHandler
 
@@ -150,3 +206,21 @@ def test_an_amqtt_handler_without_the_overridden_internals_is_refused(monkeypatc
     b = EmbeddedBroker(test_registry, random_secrets(test_registry))
     with pytest.raises(RuntimeError, match=r"lacks _retry_deliveries \(BrokerProtocolHandler\)"):
         b.start()
+
+
+@pytest.mark.parametrize("sub_qos,pub_qos,delivered", [(1, 0, 0), (0, 1, 0), (1, 1, 1)])
+def test_a_retained_message_has_the_lower_of_its_qos_and_the_subscriptions(broker, sub_qos, pub_qos, delivered):
+    url, _registry, _secrets = broker
+    gate = transport.connect(url("gate"), "redelivery-test-gate", protocol=V311)
+    transport.wait_published([gate.publish(TOPIC, b'{"n":1}', qos=pub_qos, retain=True)])
+    time.sleep(0.3)
+    transport.close(gate)
+    got: list = []
+    c = transport.connect(url("sac-pd"), AGENCY_ID, protocol=V311, subscriptions=[(TOPIC, sub_qos)],
+                          on_message=lambda cl, u, m: got.append((m.payload, m.qos, m.retain)))
+    try:
+        assert _wait(lambda: got), got
+        time.sleep(0.3)
+    finally:
+        transport.close(c)
+    assert got == [(b'{"n":1}', delivered, True)]

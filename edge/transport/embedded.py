@@ -18,8 +18,12 @@ two amqtt plugins:
     topic or an agency's share topic, past the gate); a retained message goes only to a session's
     own subscriptions and only where that login may receive it (amqtt sent, on every connect, every
     retained message matching anyone's subscription: a retained raw read reached every agency);
-    and what was queued for an offline session is delivered with the retain flag off (amqtt set it,
-    so the gate refused as refuse:retained every raw read queued while it was offline).
+    what was queued for an offline session is delivered with the retain flag off (amqtt set it,
+    so the gate refused as refuse:retained every raw read queued while it was offline); a message
+    is delivered at the lower of its publish's QoS and the subscription's, a retained one at the
+    lower of its own and the one granted, and only QoS 1 and 2 are queued for an offline session
+    (amqtt delivered at the subscription's QoS and queued QoS 0 too: verify-acl's QoS 0 canary
+    reached an agency's session at QoS 1 and, unacknowledged, stayed there for its receiver).
   - `_SessionHandler` (amqtt's BrokerProtocolHandler): a QoS 1 or 2 message sent to a client stays
     in its session until acknowledged, and a persistent session that resumes gets it again, DUP
     set (amqtt forgot it when the connection closed, or after 5 s without a PUBACK: the reads an
@@ -36,6 +40,7 @@ so the gate and agencies connect with the same paho code as to Mosquitto.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -57,6 +62,9 @@ from edge.transport.mosquitto import free_port
 from edge.transport.mqtt import BrokerURL
 
 log = logging.getLogger("edge.embedded")
+
+# The QoS of the PUBLISH a client's message loop is broadcasting (None: not a client's publish).
+_publish_qos: contextvars.ContextVar[int | None] = contextvars.ContextVar("publish_qos", default=None)
 
 
 def topic_matches(pattern: str, topic: str) -> bool:
@@ -220,8 +228,10 @@ class _RegistryBroker(Broker):
     tests/test_embedded_broker_redelivery.py fail should a later amqtt change them."""
 
     _OVERRIDDEN = ("_initialize_client_session", "_publish_session_retained_messages",
-                   "_publish_retained_messages_for_subscription")
-    _USED = ("_authenticate", "_topic_filtering", "_delete_session", "_get_handler", "_matches")
+                   "_publish_retained_messages_for_subscription", "_handle_message_delivery", "_broadcast_message",
+                   "_run_broadcast")
+    _USED = ("_authenticate", "_topic_filtering", "_delete_session", "_get_handler", "_matches",
+             "_retain_broadcast_message")
 
     def __init__(self, *args, **kwargs):
         # An amqtt whose Broker (or handler) no longer has these would never call the overrides:
@@ -276,6 +286,43 @@ class _RegistryBroker(Broker):
             session.keep_alive += delay
         return handler, session
 
+    async def _handle_message_delivery(self, client_session, handler, wait_deliver) -> bool:
+        # A client's PUBLISH goes out to the subscribers: note its QoS for _broadcast_message.
+        message = wait_deliver.result()
+        token = _publish_qos.set(getattr(message, "qos", None))
+        try:
+            return await super()._handle_message_delivery(client_session, handler, wait_deliver)
+        finally:
+            _publish_qos.reset(token)
+
+    async def _broadcast_message(self, session, topic, data, force_qos=None) -> None:
+        # amqtt broadcast a client's PUBLISH without its QoS, and delivered it at each subscription's.
+        await super()._broadcast_message(session, topic, data, _publish_qos.get() if force_qos is None else force_qos)
+
+    async def _run_broadcast(self, running_tasks) -> None:
+        # Broker._run_broadcast, delivering at the lower of the publish's QoS and the subscription's
+        # (amqtt: the subscription's, so a QoS 0 publish came at QoS 1 and stayed unacknowledged in a
+        # persistent session) and queueing only QoS 1 and 2 for an offline session (amqtt queued QoS
+        # 0 too; Mosquitto's queue_qos0_messages is false by default). A snapshot of the subscriptions:
+        # one made while a delivery was checked changed the dict under amqtt's loop.
+        broadcast = await self._broadcast_queue.get()
+        topic = broadcast["topic"]
+        for topic_filter, subscriptions in list(self._subscriptions.items()):
+            if not self._matches(topic, topic_filter):
+                continue
+            for target, sub_qos in list(subscriptions):
+                qos = min(sub_qos, broadcast.get("qos", sub_qos))
+                if not await self._topic_filtering(target, topic=topic, action=Action.RECEIVE):
+                    continue
+                if target.transitions.state != "connected":
+                    if qos in (QOS_1, QOS_2) and not target.clean_session and not target.is_anonymous:
+                        await self._retain_broadcast_message(broadcast, qos, target)
+                    continue
+                handler = self._get_handler(target)
+                if handler is not None:
+                    running_tasks.append(asyncio.ensure_future(handler.mqtt_publish(topic, broadcast["data"], qos,
+                                                                                    retain=False)))
+
     async def _publish_session_retained_messages(self, session) -> None:
         # What was queued for a persistent session while it was offline (amqtt calls these "retained")
         # is delivered on an existing subscription: retain flag 0, as Mosquitto and MQTT 3.1.1 say.
@@ -293,10 +340,14 @@ class _RegistryBroker(Broker):
 
     async def _publish_retained_messages_for_subscription(self, subscription, session) -> None:
         # amqtt calls this on each connect with every subscription filter in the broker (anyone's):
-        # only the session's own subscriptions, and only what its login may receive.
-        topic_filter, qos = subscription
-        if not any(s.client_id == session.client_id for s, _q in self._subscriptions.get(topic_filter, ())):
+        # only the session's own subscriptions, and only what its login may receive; at the lower of
+        # the retained message's QoS and the one granted (amqtt: a retained QoS 0 went at the
+        # subscription's QoS, and on a connect everything at QoS 0).
+        topic_filter, _requested = subscription
+        granted = [q for s, q in self._subscriptions.get(topic_filter, ()) if s.client_id == session.client_id]
+        if not granted:
             return
+        qos = granted[0]
         handler = self._get_handler(session)
         if handler is None:
             return
@@ -304,7 +355,8 @@ class _RegistryBroker(Broker):
         for topic, retained in list(self._retained_messages.items()):
             if self._matches(topic, topic_filter) and await self._topic_filtering(session, topic, Action.RECEIVE):
                 tasks.append(asyncio.ensure_future(
-                    handler.mqtt_publish(retained.topic, retained.data, min(qos, retained.qos or qos), retain=True)))
+                    handler.mqtt_publish(retained.topic, retained.data,
+                                         min(qos, qos if retained.qos is None else retained.qos), retain=True)))
         if tasks:
             await asyncio.wait(tasks)
 
