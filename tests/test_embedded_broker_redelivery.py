@@ -224,3 +224,84 @@ def test_a_retained_message_has_the_lower_of_its_qos_and_the_subscriptions(broke
     finally:
         transport.close(c)
     assert got == [(b'{"n":1}', delivered, True)]
+
+
+def _packet(kind: int, body: bytes) -> bytes:
+    n, length = len(body), b""
+    while True:
+        n, digit = n // 128, n % 128
+        length += bytes([digit | (0x80 if n else 0)])
+        if not n:
+            return bytes([kind]) + length + body
+
+
+def _field(b: bytes) -> bytes:
+    return len(b).to_bytes(2, "big") + b
+
+
+def _raw_connect(url, client_id: str):
+    """A bare MQTT 3.1.1 connection (paho cannot be stopped between PUBREC and PUBREL)."""
+    import socket
+
+    s = socket.create_connection((url.host, url.port), timeout=5)
+    s.sendall(_packet(0x10, _field(b"MQTT") + bytes([4, 0xC0]) + (30).to_bytes(2, "big") + _field(client_id.encode())
+                      + _field(url.username.encode()) + _field(url.password.encode())))  # clean session 0
+    assert _read_packet(s)[0] == 0x20
+    return s
+
+
+def _read_packet(s) -> tuple[int, bytes]:
+    kind = s.recv(1)[0]
+    n, shift = 0, 0
+    while True:
+        digit = s.recv(1)[0]
+        n, shift = n | (digit & 0x7F) << shift, shift + 7
+        if not digit & 0x80:
+            break
+    body = b""
+    while len(body) < n:
+        body += s.recv(n - len(body))
+    return kind, body
+
+
+def test_a_qos2_publish_interrupted_after_pubrec_is_delivered_once_on_its_pubrel(broker):
+    """A publisher on a persistent session that lost its connection after PUBREC sends PUBREL again
+    on its return (MQTT 3.1.1 4.4): the broker delivers the message then and answers PUBCOMP. (amqtt
+    did so by sending PUBREC again on the reconnect and waiting for the PUBREL, a race the PUBREL
+    could win, unanswered; the embedded broker now releases the message on the PUBREL itself.)"""
+    url, _registry, _secrets = broker
+    got: list = []
+    sub = transport.connect(url("sac-pd"), AGENCY_ID, protocol=V311, subscriptions=[(TOPIC, 1)],
+                            on_message=lambda c, u, m: got.append(m.payload))
+    try:
+        pid = (7).to_bytes(2, "big")
+        s = _raw_connect(url("gate"), "raw-qos2-gate")
+        s.sendall(_packet(0x34, _field(TOPIC.encode()) + pid + b'{"n":1}'))
+        assert _read_packet(s) == (0x50, pid)  # PUBREC
+        s.close()
+        time.sleep(0.5)
+        s = _raw_connect(url("gate"), "raw-qos2-gate")
+        s.sendall(_packet(0x62, pid))  # PUBREL
+        while (packet := _read_packet(s))[0] != 0x70:  # until PUBCOMP (a broker may send PUBREC again first)
+            assert packet == (0x50, pid), packet
+        assert packet == (0x70, pid)
+        s.close()
+        assert _wait(lambda: got, timeout=5), got
+        time.sleep(0.5)
+        assert got == [b'{"n":1}']
+    finally:
+        transport.close(sub)
+
+
+def test_a_pubrel_for_nothing_held_is_answered_pubcomp(broker):
+    """A PUBREL for a packet id the broker holds nothing for (sent again after a reconnect, or after
+    the embedded broker restarted) is answered PUBCOMP, so the client's QoS 2 flow ends; amqtt did
+    not answer."""
+    url, _registry, _secrets = broker
+    pid = (9).to_bytes(2, "big")
+    s = _raw_connect(url("gate"), "raw-qos2-gate")
+    try:
+        s.sendall(_packet(0x62, pid))
+        assert _read_packet(s) == (0x70, pid)
+    finally:
+        s.close()

@@ -51,6 +51,7 @@ from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
 from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.pubcomp import PubcompPacket
 from amqtt.mqtt.pubrel import PubrelPacket
 from amqtt.session import OUTGOING
 from amqtt.utils import format_client_message, gen_client_id
@@ -151,12 +152,8 @@ class _SessionHandler(BrokerProtocolHandler):
     agency's session) was lost. Acknowledgements are handled as they arrive instead."""
 
     _OVERRIDDEN = ("_handle_qos1_message_flow", "_handle_qos2_message_flow", "_retry_deliveries", "handle_puback",
-                   "handle_pubrec", "handle_pubcomp")
-    _USED = ("init_from_connect", "_send_packet", "_handle_message_flow")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._background: set[asyncio.Future] = set()
+                   "handle_pubrec", "handle_pubcomp", "handle_pubrel")
+    _USED = ("init_from_connect", "_send_packet")
 
     async def _handle_qos1_message_flow(self, message) -> None:
         if message.direction != OUTGOING:
@@ -181,19 +178,24 @@ class _SessionHandler(BrokerProtocolHandler):
     async def _retry_deliveries(self) -> None:
         # On a resumed session: what it was sent and did not acknowledge, in order, DUP set, without
         # waiting for the acknowledgements (amqtt waited up to 10 s for them before reading this
-        # connection's first SUBSCRIBE or PUBLISH). An incoming QoS 2 message awaiting its PUBREL
-        # is handled as amqtt does (PUBREC again), in the background.
+        # connection's first SUBSCRIBE or PUBLISH). An incoming QoS 2 message past its PUBREC waits
+        # for the PUBREL the client sends again (handle_pubrel), as on Mosquitto.
         for message in list(self.session.inflight_out.values()):
             await self._send_in_flight(message)
-        for message in list(self.session.inflight_in.values()):
-            task = asyncio.ensure_future(self._handle_message_flow(message))
-            self._background.add(task)
-            task.add_done_callback(self._finished)
 
-    def _finished(self, task: asyncio.Future) -> None:
-        self._background.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.debug("embedded broker: a QoS 2 redelivery ended: %r", task.exception())
+    async def handle_pubrel(self, pubrel) -> None:
+        # amqtt released an incoming QoS 2 message only to the coroutine of the connection that
+        # received it, and answered any other PUBREL (the client's again after a reconnect; one
+        # for an id the broker no longer holds) with nothing: the client's QoS 2 flow never ended.
+        # Such a PUBREL now releases what the session holds and is answered PUBCOMP (as Mosquitto).
+        waiter = self._pubrel_waiters.get(pubrel.packet_id)
+        if waiter is not None and not waiter.done():
+            return await super().handle_pubrel(pubrel)
+        message = self.session.inflight_in.pop(pubrel.packet_id, None)
+        if message is not None:
+            message.pubrel_packet = pubrel
+            await self.session.delivered_message_queue.put(message)
+        await self._send_packet(PubcompPacket.build(pubrel.packet_id))
 
     def _in_flight(self, packet_id: int, qos: int):
         message = self.session.inflight_out.get(packet_id) if self.session is not None else None
