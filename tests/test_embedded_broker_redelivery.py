@@ -305,3 +305,26 @@ def test_a_pubrel_for_nothing_held_is_answered_pubcomp(broker):
         assert _read_packet(s) == (0x70, pid)
     finally:
         s.close()
+
+
+def test_at_most_1000_unacknowledged_deliveries_the_rest_follow_the_acks(broker):
+    """As broker-config's max_inflight_messages 1000: a client acknowledging nothing gets 1000 and
+    the rest wait in its session, sent as it acknowledges (amqtt sent everything; past 65535
+    unacknowledged it had no packet id left and dropped the message)."""
+    url, _registry, _secrets = broker
+    sent = [b'{"n":%d}' % i for i in range(1100)]
+    got: list = []
+    c = transport.connect(url("sac-pd"), AGENCY_ID, protocol=V311, clean_start=False, manual_ack=True,
+                          subscriptions=[(TOPIC, 1)], on_message=lambda cl, u, m: got.append((m.mid, m.payload)))
+    try:
+        _publish(url, sent)
+        assert _wait(lambda: len(got) >= 1000), len(got)
+        time.sleep(1.0)
+        assert len(got) == 1000
+        for mid, _p in list(got):
+            c.ack(mid, 1)
+        assert _wait(lambda: len(got) >= 1100), len(got)
+        time.sleep(0.5)
+        assert [p for _m, p in got] == sent  # in order, each once
+    finally:
+        transport.close(c)

@@ -28,7 +28,9 @@ two amqtt plugins:
     in its session until acknowledged, and a persistent session that resumes gets it again, DUP
     set (amqtt forgot it when the connection closed, or after 5 s without a PUBACK: the reads an
     agency receiver or the gate had not yet committed were lost, and verify-acl, which takes each
-    agency's session and acknowledges nothing, consumed the reads queued for a stopped receiver).
+    agency's session and acknowledges nothing, consumed the reads queued for a stopped receiver);
+    at most 1000 unacknowledged per session (Mosquitto's max_inflight_messages in broker-config),
+    the rest waiting in the session; a PUBREL is always answered PUBCOMP.
 What amqtt does not give: MQTT 5 (no shared subscriptions, no reason codes on PUBACK; a refused
 publish is silently dropped) and persistence across broker restarts. The demo does not need those;
 the Mosquitto tests cover them.
@@ -40,6 +42,7 @@ so the gate and agencies connect with the same paho code as to Mosquitto.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import logging
 import threading
@@ -53,7 +56,7 @@ from amqtt.mqtt.constants import QOS_1, QOS_2
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.pubcomp import PubcompPacket
 from amqtt.mqtt.pubrel import PubrelPacket
-from amqtt.session import OUTGOING
+from amqtt.session import OutgoingApplicationMessage
 from amqtt.utils import format_client_message, gen_client_id
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 
@@ -149,21 +152,31 @@ class _SessionHandler(BrokerProtocolHandler):
     acknowledgement in a coroutine that dropped the message from the session when the connection
     closed or after 5 s, so what a persistent session had been sent and not acknowledged (an agency
     receiver or a gate stopped before its commit; verify-acl, which acknowledges nothing on an
-    agency's session) was lost. Acknowledgements are handled as they arrive instead."""
+    agency's session) was lost. Messages are sent from the session (at most `max_in_flight`
+    unacknowledged) and acknowledgements handled as they arrive instead."""
 
-    _OVERRIDDEN = ("_handle_qos1_message_flow", "_handle_qos2_message_flow", "_retry_deliveries", "handle_puback",
-                   "handle_pubrec", "handle_pubcomp", "handle_pubrel")
+    _OVERRIDDEN = ("mqtt_publish", "_retry_deliveries", "handle_puback", "handle_pubrec", "handle_pubcomp",
+                   "handle_pubrel")
     _USED = ("init_from_connect", "_send_packet")
+    # Unacknowledged QoS 1 and 2 messages per session, as broker-config's max_inflight_messages: the
+    # rest wait in the session, in order (amqtt sent everything, and a session past 65535
+    # unacknowledged had no packet id left: the message was dropped).
+    max_in_flight = 1000
+    _WAITING = "edge.embedded.waiting"  # Session.attributes key: deque of (topic, data, qos, retain)
 
-    async def _handle_qos1_message_flow(self, message) -> None:
-        if message.direction != OUTGOING:
-            return await super()._handle_qos1_message_flow(message)
-        await self._send_in_flight(message)
+    async def mqtt_publish(self, topic, data, qos, retain, ack_timeout=None):
+        if qos not in (QOS_1, QOS_2):
+            return await super().mqtt_publish(topic, data, qos, retain, ack_timeout)
+        self.session.attributes.setdefault(self._WAITING, collections.deque()).append((topic, data, qos, retain))
+        await self._send_waiting()
+        return None
 
-    async def _handle_qos2_message_flow(self, message) -> None:
-        if message.direction != OUTGOING:
-            return await super()._handle_qos2_message_flow(message)
-        await self._send_in_flight(message)
+    async def _send_waiting(self) -> None:
+        session = self.session
+        waiting = session.attributes.get(self._WAITING)
+        while waiting and len(session.inflight_out) < self.max_in_flight:
+            topic, data, qos, retain = waiting.popleft()
+            await self._send_in_flight(OutgoingApplicationMessage(session.next_packet_id, topic, qos, data, retain))
 
     async def _send_in_flight(self, message) -> None:
         """Send (or send again) an outgoing QoS 1 or 2 message; it stays in the session until acknowledged."""
@@ -182,6 +195,7 @@ class _SessionHandler(BrokerProtocolHandler):
         # for the PUBREL the client sends again (handle_pubrel), as on Mosquitto.
         for message in list(self.session.inflight_out.values()):
             await self._send_in_flight(message)
+        await self._send_waiting()
 
     async def handle_pubrel(self, pubrel) -> None:
         # amqtt released an incoming QoS 2 message only to the coroutine of the connection that
@@ -209,6 +223,7 @@ class _SessionHandler(BrokerProtocolHandler):
         if (message := self._in_flight(packet_id, QOS_1)) is not None:
             message.puback_packet = puback
             del self.session.inflight_out[packet_id]
+            await self._send_waiting()
 
     async def handle_pubrec(self, pubrec) -> None:
         message = self._in_flight(pubrec.packet_id, QOS_2)
@@ -221,6 +236,7 @@ class _SessionHandler(BrokerProtocolHandler):
         if (message := self._in_flight(pubcomp.packet_id, QOS_2)) is not None:
             message.pubcomp_packet = pubcomp
             del self.session.inflight_out[pubcomp.packet_id]
+            await self._send_waiting()
 
 
 class _RegistryBroker(Broker):
