@@ -105,14 +105,16 @@ def test_unacknowledged_qos1_deliveries_come_again_when_the_session_resumes(brok
         transport.close(c)
 
 
-def test_acknowledged_deliveries_do_not_come_again(broker):
+@pytest.mark.parametrize("qos", [1, 2])
+def test_acknowledged_deliveries_do_not_come_again(broker, qos):
     url, _registry, _secrets = broker
     got: list = []
     c = transport.connect(url("sac-pd"), AGENCY_ID, protocol=V311, clean_start=False,  # paho acknowledges
-                          subscriptions=[(TOPIC, 1)], on_message=lambda cl, u, m: got.append(m.payload))
-    _publish(url, [b'{"n":1}', b'{"n":2}'])
+                          subscriptions=[(TOPIC, qos)], on_message=lambda cl, u, m: got.append((m.payload, m.qos)))
+    _publish(url, [b'{"n":1}', b'{"n":2}'], qos=qos)
     assert _wait(lambda: len(got) >= 2), got
     time.sleep(0.3)
+    assert got == [(b'{"n":1}', qos), (b'{"n":2}', qos)]
     transport.close(c)
     again: list = []
     c = _agency(url, again)
