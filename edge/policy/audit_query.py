@@ -249,7 +249,8 @@ def summarize(records: Iterable[dict]) -> dict:
     rule; retention runs; the time span."""
     by_decisions: Counter = Counter()  # each distinct decision list once, with how many records carry it
     rejected: Counter = Counter()
-    n = decided = retention_runs = redacted = 0
+    n = decided = redacted = 0
+    retention_runs: set = set()  # one run writes a record per chunk of 5,000, all with its recorded_at
     first = last = None
     for r in records:
         n += 1
@@ -257,7 +258,7 @@ def summarize(records: Iterable[dict]) -> dict:
         last = r.get("recorded_at") or last
         outcome = r.get("outcome")
         if outcome == "retention":
-            retention_runs += 1
+            retention_runs.add(r.get("recorded_at"))
             continue
         if outcome == "rejected":
             # detail is "<rule>: <why>", e.g. "refuse:malformed: invalid read event: ..."
@@ -277,7 +278,7 @@ def summarize(records: Iterable[dict]) -> dict:
         a["rules"] = dict(a["rules"].most_common())
     return {
         "records": n, "reads_decided": decided, "messages_rejected": sum(rejected.values()),
-        "records_redacted_by_retention": redacted, "retention_runs": retention_runs,
+        "records_redacted_by_retention": redacted, "retention_runs": len(retention_runs),
         "first_recorded_at": first, "last_recorded_at": last, "agencies": agencies,
         "rejected_by_rule": dict(rejected.most_common()),
     }
