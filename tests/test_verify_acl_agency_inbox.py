@@ -3,8 +3,8 @@ use) and must leave that session as it found it: its canary, published at QoS 1,
 unacknowledged, so the agency's receiver got it on its next start and kept it in its inbox's
 `rejected` table as a malformed read, where an agency looks for real problems. The canaries now go
 at QoS 0: delivered to the check's connections while they listen, never queued for a receiver.
-(On the embedded broker the question does not arise: amqtt forgets what it delivered unacknowledged
-when the connection closes, canary and queued reads alike; there every control must still pass.)"""
+(The embedded broker now keeps unacknowledged deliveries and queues no QoS 0 as Mosquitto does, so
+the same holds there.)"""
 
 from __future__ import annotations
 

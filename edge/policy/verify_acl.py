@@ -14,7 +14,7 @@ topics) and by every login's own connection (an agency's share topic has no othe
 Canaries carry {"canary": true, "by": "alpr-edge verify-acl"} and go at QoS 0, so Mosquitto queues
 them for no session: an agency's receiver never finds one in its session (its inbox's `rejected`
 table lists only real problems) and a gate offline never audits one; a running gate audits the raw
-ones as malformed (and on the embedded broker, which queues QoS 0 too, a gate offline on its return).
+ones as malformed. The embedded broker behaves the same (it queues no QoS 0 for an offline session).
 
 Identity: every camera and agency login also tries to connect with a client id of the gate's form
 (`<gate client_id>-verify-...`). A broker configured with `--auth dynsec` refuses it (client ids
@@ -185,8 +185,8 @@ def verify_acl(registry: Registry, broker: transport.BrokerURL, secrets: Secrets
         # queues them for none. At QoS 1 an agency's canary stayed in its persistent session (the check
         # acknowledges nothing there) and its receiver, started again, kept it in the inbox's
         # `rejected` table as a malformed read; a gate offline then audited a raw one on its return.
-        # (The embedded broker queues QoS 0 for an offline session too, so there a gate offline still
-        # audits the raw ones; what it delivered to the agencies' connections here it forgets.)
+        # The embedded broker does the same (no QoS 0 queued for an offline session; what it delivers
+        # at QoS 1 stays in the session until acknowledged, as in Mosquitto).
         canary = json.dumps({"canary": True, "by": "alpr-edge verify-acl", "run": run}).encode()
         gate_client = transport.connect(login(registry.gate), f"verify-acl-{run}-gate", protocol=protocol)
         try:
