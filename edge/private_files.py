@@ -24,3 +24,11 @@ def create_private(path: str | os.PathLike) -> Path:
         return p
     os.close(fd)
     return p
+
+
+def write_private(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` (replacing it), created with mode 0600: a plate crop is a picture of
+    a vehicle at a place and time."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)

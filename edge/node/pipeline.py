@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from edge.node.config import EdgeNodeConfig
+from edge.private_files import write_private
 from edge.schema import Alternative, Box, Direction, Location, ReadEvent, new_read_id
 from edge.sources.base import Frame, FrameSource, ReaderThread, paced
 from edge.vision.base import Detections, Detector, PlateOCR
@@ -781,7 +782,7 @@ class EdgeNode:
             ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
             if not ok:
                 raise OSError("JPEG encoding failed")
-            path.write_bytes(buf.tobytes())
+            write_private(path, buf.tobytes())  # owner-only, as the outbox and audit log
         except (OSError, cv2.error) as err:
             # The read matters more than its picture: publish without crop_ref.
             self.metrics.crops_not_saved += 1

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Sequence
 
+from edge.private_files import create_private
+
 GENESIS = "0" * 64
 
 _FIELDS = ("recorded_at", "gate_id", "read_key", "read_id", "camera_id", "operating_agency", "plate",
@@ -297,6 +299,11 @@ class SQLiteAuditStore(AuditStore):
                                   f"{os.path.join(self.path, 'audit.db')}")
         if not create and not os.path.isfile(self.path):
             raise AuditStoreError(f"audit database {self.path}: no such file")
+        if create:
+            try:
+                create_private(self.path)  # plates and read ids: readable by the gate's account only
+            except OSError as err:
+                raise AuditStoreError(f"audit database {self.path}: cannot create it: {err.strerror or err}") from None
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         if not create:
             have = {n for (n,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

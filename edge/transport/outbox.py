@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from edge.private_files import create_private
+
 log = logging.getLogger(__name__)
 
 
@@ -68,6 +70,7 @@ class Outbox:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if exclusive:
                 self._hold()
+            create_private(self.path)  # reads with plates and crops' paths: the node's account only
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=10)
             self._check_is_an_outbox()  # before anything is changed in the file
             self._db.execute("PRAGMA journal_mode=WAL")
