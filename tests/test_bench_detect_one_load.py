@@ -11,7 +11,7 @@ import cv2
 
 import edge.vision.detector as detector_module
 from edge import cli
-from test_qa4_detector_non_finite import ReadsAll, _frame, nan_detector
+from test_detector_non_finite import ReadsAll, _frame, nan_detector
 
 
 def test_the_plate_check_bench_loads_the_detector_once_and_warns_once(tmp_path, capsys, caplog, monkeypatch):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge.vision.detector import Letterbox, OnnxPlateDetector, decode
-from test_qa4_detector_non_finite import nan_detector
+from test_detector_non_finite import nan_detector
 
 H, W, S = 4, 8, 8
 

@@ -242,7 +242,7 @@ class _SessionHandler(BrokerProtocolHandler):
 class _RegistryBroker(Broker):
     """amqtt's Broker, made to authenticate before touching sessions, check wills, filter retained
     messages and keep unacknowledged deliveries (the module docstring). Written against amqtt 0.12's
-    Broker and BrokerProtocolHandler internals; the tests in tests/test_qa5_embedded_broker.py and
+    Broker and BrokerProtocolHandler internals; the tests in tests/test_embedded_broker_sessions.py and
     tests/test_embedded_broker_redelivery.py fail should a later amqtt change them."""
 
     _OVERRIDDEN = ("_initialize_client_session", "_publish_session_retained_messages",

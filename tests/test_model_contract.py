@@ -14,7 +14,7 @@ from edge.vision.detector import DEFAULT_MODEL as DETECTOR
 from edge.vision.detector import OnnxPlateDetector
 from edge.vision.ocr import DEFAULT_MODEL as OCR
 from edge.vision.ocr import OnnxPlateOCR, preprocess
-from test_qa2_ocr_fixed_batch import _len
+from test_ocr_fixed_batch import _len
 
 
 def with_metadata(src, dst, **entries):

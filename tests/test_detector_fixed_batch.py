@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edge.vision.detector import OnnxPlateDetector
-from test_qa2_ocr_fixed_batch import _int, _len, _node, _tensor, _value_info, model_bytes
+from test_ocr_fixed_batch import _int, _len, _node, _tensor, _value_info, model_bytes
 
 W, H, S = 64, 32, 8
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from edge.vision.ocr import OnnxPlateOCR
 from edge.vision.vote import Reading, vote
-from test_qa2_ocr_fixed_batch import ALPHABET, C, H, T, W, _len, _node, _tensor, _value_info, model_bytes
+from test_ocr_fixed_batch import ALPHABET, C, H, T, W, _len, _node, _tensor, _value_info, model_bytes
 
 
 def nan_recognizer(path):

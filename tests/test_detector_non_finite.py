@@ -22,8 +22,8 @@ import pytest
 
 from edge.vision.base import PlateTexts
 from edge.vision.detector import OnnxPlateDetector
-from test_qa2_detector_fixed_batch import pooled_heat_nodes
-from test_qa2_ocr_fixed_batch import _len, _node, _tensor, _value_info, model_bytes
+from test_detector_fixed_batch import pooled_heat_nodes
+from test_ocr_fixed_batch import _len, _node, _tensor, _value_info, model_bytes
 
 W, H, S = 64, 32, 8
 
