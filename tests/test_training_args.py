@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.training import detector, ocr
+pytest.importorskip("torch", reason="the training commands need the train extra (torch)")
+from edge.training import detector, ocr  # noqa: E402
 
 
 @pytest.mark.parametrize("argv, said", [

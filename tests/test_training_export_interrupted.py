@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx
 import pytest
-import torch
+
+onnx = pytest.importorskip("onnx", reason="exports need the train extra (onnx)")
+torch = pytest.importorskip("torch", reason="exports need the train extra (torch)")
 
 SHIPPED = b"the model that was there"
 
