@@ -203,13 +203,15 @@ def _one_more_character(reading: Reading, wider: Sequence[tuple[str, np.ndarray]
 
 
 def _scaled(d: Detections, s: float) -> Detections:
-    c = (d.boxes[:, :2] + d.boxes[:, 2:]) / 2
-    half = (d.boxes[:, 2:] - d.boxes[:, :2]) / 2 * s
-    boxes = np.concatenate([c - half, c + half], axis=1).astype(np.float32)
-    corners = None
-    if d.corners is not None:
-        cc = d.corners.mean(axis=1, keepdims=True)
-        corners = (cc + (d.corners - cc) * s).astype(np.float32)
+    # errstate: a plug-in detector's infinite box gives NaN here; the tracker drops and counts it
+    with np.errstate(invalid="ignore", over="ignore"):
+        c = (d.boxes[:, :2] + d.boxes[:, 2:]) / 2
+        half = (d.boxes[:, 2:] - d.boxes[:, :2]) / 2 * s
+        boxes = np.concatenate([c - half, c + half], axis=1).astype(np.float32)
+        corners = None
+        if d.corners is not None:
+            cc = d.corners.mean(axis=1, keepdims=True)
+            corners = (cc + (d.corners - cc) * s).astype(np.float32)
     return Detections(boxes, d.scores, corners)
 
 
@@ -517,7 +519,8 @@ class EdgeNode:
         batch, moving, todo, dets, crops, owners = d.batch, d.moving, d.todo, d.dets, d.crops, d.owners
         t = time.perf_counter()
         # each plate's width in the frame: an ensemble asks its camera recognizer about small ones
-        widths = np.repeat([float(dets[k].boxes[j, 2] - dets[k].boxes[j, 0]) for k, j in owners], self.ocr_variants)
+        with np.errstate(invalid="ignore", over="ignore"):  # an infinite box's width is NaN: no second opinion
+            widths = np.repeat([float(dets[k].boxes[j, 2] - dets[k].boxes[j, 0]) for k, j in owners], self.ocr_variants)
         texts = read_plates(self.ocr, crops, widths) if crops else None
         m.ocr_plates += len(owners)
         m.ocr_crops += len(crops)
